@@ -1,0 +1,146 @@
+"""Cassettes: every HTTP exchange of a run recorded with vcrpy, and replayed with no network or key.
+
+Requests match on method, path and the canonical JSON body (sorted keys), so key order and host
+do not matter: a cassette recorded against a local server replays for api.openai.com. vcrpy's own
+`body` matcher builds a diff for every candidate it rejects, which is slow; ours compares strings
+computed once per request. What could identify the user (keys, organisation, cookies) and version
+noise (user-agent, x-stainless-*) never reaches the file.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from ._exceptions import ConfigError
+
+RECORD_MODES = ("none", "once", "new_episodes", "all")
+"""vcrpy's record modes: replay only; record a new cassette only; replay and add new; re-record all."""
+
+_SECRET_REQUEST_HEADERS = {"authorization", "api-key", "openai-organization", "openai-project", "cookie",
+                           "user-agent"}
+_SECRET_RESPONSE_HEADERS = {"set-cookie", "openai-organization", "openai-project"}
+_NOISE_PREFIX = "x-stainless-"
+_CANON_ATTR = "_flowrunner_canonical_body"
+
+
+def canonical_body(request: Any) -> str | None:
+    """The request body as sorted-key compact JSON (raw text if not JSON); cached on the request."""
+    cached = getattr(request, _CANON_ATTR, None)
+    if cached is not None:
+        return cached
+    body = request.body
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", errors="replace")
+    if body is None:
+        canon = ""
+    else:
+        try:
+            canon = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        except (ValueError, TypeError):
+            canon = str(body)
+    try:
+        setattr(request, _CANON_ATTR, canon)
+    except AttributeError:
+        pass
+    return canon
+
+
+def json_body_matcher(live: Any, recorded: Any) -> None:
+    """vcrpy matcher: raise AssertionError unless the two bodies are the same JSON."""
+    if canonical_body(live) != canonical_body(recorded):
+        raise AssertionError(first_difference(_loads(canonical_body(recorded)), _loads(canonical_body(live))))
+
+
+def _loads(text: str | None) -> Any:
+    try:
+        return json.loads(text or "")
+    except ValueError:
+        return text
+
+
+def first_difference(recorded: Any, live: Any, path: str = "body") -> str:
+    """Where two JSON values first differ, said briefly: `messages[1].content: recorded 'a', now 'b'`."""
+    if isinstance(recorded, dict) and isinstance(live, dict):
+        for key in sorted(set(recorded) | set(live)):
+            if key not in live:
+                return f"{path}.{key}: recorded, now missing"
+            if key not in recorded:
+                return f"{path}.{key}: new, not in the recording ({_short(live[key])})"
+            if recorded[key] != live[key]:
+                return first_difference(recorded[key], live[key], f"{path}.{key}")
+    elif isinstance(recorded, list) and isinstance(live, list):
+        for i, (a, b) in enumerate(zip(recorded, live)):
+            if a != b:
+                return first_difference(a, b, f"{path}[{i}]")
+        if len(recorded) != len(live):
+            return f"{path}: recorded {len(recorded)} items, now {len(live)}"
+    return f"{path}: recorded {_short(recorded)}, now {_short(live)}"
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _scrub_request(request: Any) -> Any:
+    for name in list(request.headers):
+        lower = name.lower()
+        if lower in _SECRET_REQUEST_HEADERS or lower.startswith(_NOISE_PREFIX):
+            del request.headers[name]
+    return request
+
+
+def _scrub_response(response: dict[str, Any]) -> dict[str, Any]:
+    headers = response.get("headers", {})
+    for name in list(headers):
+        if name.lower() in _SECRET_RESPONSE_HEADERS:
+            del headers[name]
+    return response
+
+
+@contextmanager
+def use_cassette(path: str | Path, record_mode: str = "once") -> Iterator[Any]:
+    """Record or replay every HTTP request made inside the block (imports vcrpy only when used)."""
+    if record_mode not in RECORD_MODES:
+        raise ConfigError(f"unknown record mode {record_mode!r}; choose one of: {', '.join(RECORD_MODES)}")
+    path = Path(path)
+    if record_mode == "none" and not path.is_file():
+        raise ConfigError(f"cassette {path} does not exist, and record mode 'none' only replays\n"
+                          "  hint: record it against a server with --record-mode once")
+    import vcr
+
+    recorder = vcr.VCR(
+        record_mode=record_mode,
+        match_on=["method", "path", "json_body"],
+        before_record_request=_scrub_request,
+        before_record_response=_scrub_response,
+        decode_compressed_response=True,
+    )
+    recorder.register_matcher("json_body", json_body_matcher)
+    if record_mode != "none":
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with recorder.use_cassette(str(path)) as cassette:
+        yield cassette
+
+
+def describe_miss(exc: Any) -> str:
+    """A vcrpy CannotOverwriteExistingCassetteException, said for a flow's user."""
+    cassette = getattr(exc, "cassette", None)
+    where = getattr(cassette, "_path", "the cassette")
+    mode = getattr(getattr(cassette, "record_mode", None), "value", "none")
+    request = getattr(exc, "failed_request", None)
+    lines = [f"the request is not in cassette {where} (record mode {mode!r})"]
+    if request is not None:
+        lines.append(f"  request: {request.method} {request.path}")
+    reason = getattr(exc, "reason", "")
+    if reason == "already_played":
+        lines.append("  every recording that matches it was already played in this run")
+    for _, _, failed in (getattr(exc, "similar_requests", None) or [])[:1]:
+        for matcher, message in failed:
+            lines.append(f"  closest recording differs in {matcher}: {str(message).splitlines()[0]}")
+    lines.append("  hint: the flow or its inputs changed since recording; re-record with --record-mode "
+                 "new_episodes (keeps the rest) or all, against a live server")
+    return "\n".join(lines)

@@ -1,0 +1,244 @@
+"""The engine: render each step's messages, ask the model, run the functions it calls, repeat.
+
+It never prints and never exits: it returns a RunRecord (failed runs included, with everything
+that happened up to the failure) and reports progress through an optional `on_event` callback.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from ._exceptions import ConfigError, FunctionError, MaxRoundsError, RunError
+from ._functions import call_function, parse_arguments, to_content, validate_arguments
+from ._inputs import resolve_inputs
+from ._model import Flow, Step
+from ._record import CallRecord, RoundRecord, RunRecord, StepRecord, add_usage
+from ._templating import missing
+from ._transport import Completion, ToolCall, Transport
+
+_MAX_PARALLEL_CALLS = 8
+
+
+@dataclass(frozen=True)
+class Event:
+    """Progress, for whoever wants to show it: `request` before each round, `call` after each function."""
+
+    kind: str
+    step: str
+    round: int
+    call: CallRecord | None = None
+
+
+EventHandler = Callable[[Event], None]
+
+
+class Engine:
+    """Runs flows through a transport. One engine can run many flows, one after another or in threads."""
+
+    def __init__(self, transport: Transport, *, model: str | None = None, on_event: EventHandler | None = None):
+        self.transport = transport
+        self.model = model  # overrides every step's model (the CLI's --model)
+        self.on_event = on_event
+
+    def run(self, flow: Flow, inputs: Mapping[str, Any] | None = None, *, inputs_as_text: bool = False) -> RunRecord:
+        """Run every step in order and render the outputs; a runtime failure ends in a failed record."""
+        values = resolve_inputs(flow, inputs or {}, from_text=inputs_as_text)
+        self._check_models(flow)
+        record = RunRecord(flow=flow.name, file=str(flow.path), inputs=values)
+        context: dict[str, Any] = {"inputs": values, "steps": {}}
+        try:
+            for step in flow.steps:
+                step_record = StepRecord(id=step.id, model=self._model(flow, step))
+                record.steps.append(step_record)
+                try:
+                    messages = [render_message(m, context) for m in step.messages]
+                    content = self._converse(flow, step, messages, step_record)
+                except RunError:
+                    step_record.status = "failed"
+                    raise
+                finally:
+                    add_usage(record.usage, step_record.usage)
+                context["steps"][step.id] = step_result(step.id, content)
+            record.outputs = {name: t.render(context) for name, t in flow.outputs.items()}
+        except RunError as exc:
+            record.status = "failed"
+            record.exception = exc
+            failed_step = record.steps[-1].id if record.steps and record.steps[-1].status == "failed" else None
+            record.error = {"type": type(exc).__name__, "message": str(exc), "step": failed_step}
+        return record
+
+    def chat(self, flow: Flow, inputs: Mapping[str, Any] | None = None, *, inputs_as_text: bool = False,
+             step_id: str | None = None) -> ChatSession:
+        """A conversation that starts from one step's messages (the first step unless named)."""
+        values = resolve_inputs(flow, inputs or {}, from_text=inputs_as_text)
+        self._check_models(flow)
+        step = flow.steps[0]
+        if step_id is not None:
+            matches = [s for s in flow.steps if s.id == step_id]
+            if not matches:
+                raise ConfigError(f"flow {flow.name!r} has no step {step_id!r} "
+                                  f"(its steps: {', '.join(s.id for s in flow.steps)})")
+            step = matches[0]
+        context = {"inputs": values, "steps": {}}
+        history = [render_message(m, context) for m in step.messages]
+        return ChatSession(self, flow, step, history)
+
+    def _model(self, flow: Flow, step: Step) -> str:
+        return self.model or step.model or flow.model or ""
+
+    def _check_models(self, flow: Flow) -> None:
+        for step in flow.steps:
+            if not self._model(flow, step):
+                raise ConfigError(f"step {step.id!r} has no model: set `model:` in the flow or the step, "
+                                  "or pass --model")
+
+    def _request(self, flow: Flow, step: Step, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        request: dict[str, Any] = {"model": self._model(flow, step), "messages": messages}
+        request.update(flow.defaults)
+        request.update(step.options)
+        if step.functions:
+            specs = [flow.functions[name] for name in step.functions]
+            if flow.api == "functions":
+                request["functions"] = [s.legacy() for s in specs]
+            else:
+                request["tools"] = [s.tool() for s in specs]
+        request.update(step.extra_body)
+        return request
+
+    def _converse(self, flow: Flow, step: Step, messages: list[dict[str, Any]], record: StepRecord) -> str:
+        """Rounds of request and function calls until the model answers; `messages` grows in place."""
+        for number in range(1, step.max_rounds + 1):
+            self._emit(Event("request", step.id, number))
+            completion = self.transport.complete(self._request(flow, step, messages))
+            round_record = RoundRecord(response_id=completion.id, model=completion.model,
+                                       finish_reason=completion.finish_reason, content=completion.content,
+                                       usage=completion.usage)
+            record.rounds.append(round_record)
+            add_usage(record.usage, completion.usage)
+            calls = list(completion.tool_calls) or ([completion.function_call] if completion.function_call else [])
+            if not calls:
+                record.content = completion.content or ""
+                return record.content
+            messages.append(completion.message)
+            results = self._run_calls(flow, step, calls, round_record, number)
+            for call, text in zip(calls, results):
+                if completion.function_call is not None:
+                    messages.append({"role": "function", "name": call.name, "content": text})
+                else:
+                    messages.append({"role": "tool", "tool_call_id": call.id, "content": text})
+        raise MaxRoundsError(f"step {step.id!r}: the model was still calling functions after max_rounds="
+                             f"{step.max_rounds} rounds\n  hint: raise max_rounds on the step, or make the "
+                             "functions' answers settle the question")
+
+    def _run_calls(self, flow: Flow, step: Step, calls: list[ToolCall], record: RoundRecord,
+                   number: int) -> list[str]:
+        """Run the round's calls (concurrently when there are several); the texts to send back, in order."""
+        if len(calls) == 1:
+            outcomes = [self._run_call(flow, step, calls[0])]
+        else:
+            with ThreadPoolExecutor(max_workers=min(len(calls), _MAX_PARALLEL_CALLS)) as pool:
+                outcomes = list(pool.map(lambda c: self._run_call(flow, step, c), calls))
+        for call_record, _, _ in outcomes:
+            record.calls.append(call_record)
+            self._emit(Event("call", step.id, number, call_record))
+        for _, _, failure in outcomes:
+            if failure is not None:
+                raise failure
+        return [text for _, text, _ in outcomes]
+
+    def _run_call(self, flow: Flow, step: Step, call: ToolCall) -> tuple[CallRecord, str, RunError | None]:
+        """One call: problems the model can fix go back to it as the result; a raising function fails the run."""
+        arguments, problem = parse_arguments(call.arguments)
+        record = CallRecord(id=call.id, name=call.name, arguments=arguments,
+                            raw_arguments=call.arguments if arguments is None else None)
+        spec = flow.functions.get(call.name) if call.name in step.functions else None
+        if spec is None:
+            problem = f"there is no function {call.name!r}; the functions you can call are: {', '.join(step.functions)}"
+        elif arguments is not None:
+            problem = validate_arguments(arguments, spec.parameters)
+            if problem:
+                problem = f"invalid arguments for {call.name}: {problem}"
+        if problem:
+            record.error = problem
+            return record, f"Error: {problem}. Correct the call and try again.", None
+        assert spec is not None and spec.func is not None and arguments is not None
+        try:
+            result = call_function(call.name, spec.func, arguments)
+        except FunctionError as exc:
+            record.error = str(exc)
+            return record, "", exc
+        record.result = _plain(result)
+        return record, to_content(result), None
+
+    def _emit(self, event: Event) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
+
+
+class ChatSession:
+    """A continuing conversation: each `send` adds a user message and returns the model's answer."""
+
+    def __init__(self, engine: Engine, flow: Flow, step: Step, history: list[dict[str, Any]]):
+        self.engine = engine
+        self.flow = flow
+        self.step = step
+        self.history = history
+        self.turns: list[StepRecord] = []
+
+    @property
+    def awaiting_answer(self) -> bool:
+        """True when the step's own messages end with a user message, which deserves an answer first."""
+        return bool(self.history) and self.history[-1].get("role") == "user"
+
+    def send(self, text: str | None) -> StepRecord:
+        """One turn; on failure the history is left as it was before the turn, so the user can go on."""
+        before = len(self.history)
+        if text is not None:
+            self.history.append({"role": "user", "content": text})
+        turn = StepRecord(id=self.step.id, model=self.engine._model(self.flow, self.step))
+        self.turns.append(turn)
+        try:
+            content = self.engine._converse(self.flow, self.step, self.history, turn)
+        except RunError:
+            turn.status = "failed"
+            del self.history[before:]
+            raise
+        self.history.append({"role": "assistant", "content": content})
+        return turn
+
+
+def render_message(message: Any, context: Mapping[str, Any]) -> dict[str, Any]:
+    """A flow message as the API wants it, its content rendered on its own."""
+    rendered: dict[str, Any] = {"role": message.role, "content": message.content.render(context)}
+    if message.name:
+        rendered["name"] = message.name
+    return rendered
+
+
+_FENCE = re.compile(r"^\s*```[A-Za-z0-9_-]*\s*\n(.*?)\n\s*```\s*$", re.DOTALL)
+
+
+def step_result(step_id: str, content: str) -> dict[str, Any]:
+    """What later templates see as `steps.<id>`: the content, and `.json` when the content is JSON."""
+    text = content
+    fenced = _FENCE.match(content)
+    if fenced:  # models often wrap JSON in a ```json fence
+        text = fenced.group(1)
+    try:
+        parsed: Any = json.loads(text)
+    except (json.JSONDecodeError, ValueError):
+        parsed = missing(f"steps.{step_id}.json: the content of step {step_id!r} is not JSON "
+                         f"(it starts {content[:60]!r})")
+    return {"content": content, "json": parsed}
+
+
+def _plain(value: Any) -> Any:
+    """A function's result as JSON-ready data for the record (str() for what JSON cannot hold)."""
+    try:
+        return json.loads(json.dumps(value, default=str))
+    except (TypeError, ValueError):
+        return str(value)

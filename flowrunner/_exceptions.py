@@ -1,0 +1,129 @@
+"""Every error flowrunner raises on purpose.
+
+    FlowrunnerError                 root; the CLI never shows a traceback for one of these
+    ├── UsageError                  exit 2: the run cannot start as asked
+    │   ├── FlowValidationError     the flow file is invalid (one or more located problems)
+    │   ├── InputError              an input value is missing, unknown or of the wrong type
+    │   └── ConfigError             no key, no server, no cassette: nothing to talk to
+    └── RunError                    exit 1: the run started and failed
+        ├── APIError                the server answered with an error status
+        ├── APIConnectionError      no answer at all (refused, reset, timed out)
+        ├── ResponseError           an answer that is not a chat completion
+        ├── CassetteMissError       replaying, and the request is not in the cassette
+        ├── FunctionError           a flow's Python function raised
+        ├── MaxRoundsError          the model kept calling functions past max_rounds
+        └── TemplateError           a template failed while rendering
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Location:
+    """A place in a flow file, 1-based like editors show it."""
+
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a flow: where, what, and what to do about it."""
+
+    location: Location | None
+    message: str
+    hint: str | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.location}: " if self.location else ""
+        text = f"{where}error: {self.message}"
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+
+class FlowrunnerError(Exception):
+    """Root of flowrunner's errors; the message is meant for the user as it is."""
+
+    exit_code = 1
+
+
+class UsageError(FlowrunnerError):
+    """The run cannot start as asked; nothing was sent."""
+
+    exit_code = 2
+
+
+class FlowValidationError(UsageError):
+    """A flow file failed the schema or the semantic checks."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class InputError(UsageError):
+    """An input given to the flow is missing, unknown or of the wrong type."""
+
+
+class ConfigError(UsageError):
+    """Nothing to talk to: no API key, base URL or cassette, or a cassette that is missing."""
+
+
+class RunError(FlowrunnerError):
+    """The run started and failed; the run record says how far it got."""
+
+    exit_code = 1
+
+
+class APIError(RunError):
+    """The server answered with an error status (OpenAI's error body, when it sent one)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        type: str | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+    ):
+        self.status = status
+        self.type = type
+        self.code = code
+        self.request_id = request_id
+        super().__init__(message)
+
+
+class APIConnectionError(RunError):
+    """The request got no answer: connection refused or reset, or a timeout."""
+
+
+class ResponseError(RunError):
+    """The server answered 2xx with something that is not a chat completion."""
+
+
+class CassetteMissError(RunError):
+    """Replaying a cassette, and the request the flow made is not recorded in it."""
+
+
+class FunctionError(RunError):
+    """A flow's Python function raised; the message names the function and where it failed."""
+
+
+class MaxRoundsError(RunError):
+    """The model still asked for function calls after the step's max_rounds."""
+
+
+class TemplateError(RunError):
+    """A template failed while rendering (a variable with no value, bad JSON, ...)."""
+
+    def __init__(self, message: str, location: Location | None = None):
+        self.location = location
+        super().__init__(f"{location}: {message}" if location else message)

@@ -1,0 +1,109 @@
+"""The validated flow: plain frozen dataclasses, built by the loader and read by the engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+from ._exceptions import Location
+from ._templating import Template
+
+Api = Literal["tools", "functions"]
+"""`tools`: the current tool-calling protocol. `functions`: the legacy `functions`/`function_call` one."""
+
+
+class _Missing:
+    """Sentinel for "no default": None is a legitimate default value for an input."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """A declared input: a JSON Schema for its value, and maybe a default."""
+
+    name: str
+    schema: dict[str, Any]
+    default: Any = MISSING
+    description: str | None = None
+    location: Location | None = None
+
+    @property
+    def required(self) -> bool:
+        return self.default is MISSING
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """A function the model may call, bound to a Python entry point `module:function`."""
+
+    name: str
+    entry: str
+    parameters: dict[str, Any]
+    description: str | None = None
+    func: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
+    location: Location | None = None
+
+    def tool(self) -> dict[str, Any]:
+        """The declaration sent to the API under `tools`."""
+        return {"type": "function", "function": self.legacy()}
+
+    def legacy(self) -> dict[str, Any]:
+        """The declaration sent under the legacy `functions` key (also the inner part of a tool)."""
+        decl: dict[str, Any] = {"name": self.name}
+        if self.description:
+            decl["description"] = self.description
+        decl["parameters"] = self.parameters
+        return decl
+
+
+@dataclass(frozen=True)
+class Message:
+    """A chat message whose content is a template, rendered right before the request."""
+
+    role: str
+    content: Template
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One chat completion, with its own function-call rounds."""
+
+    id: str
+    messages: tuple[Message, ...]
+    functions: tuple[str, ...] = ()
+    max_rounds: int = 8
+    model: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    """Request options passed through to the API (temperature, max_tokens, ...)."""
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    """Server-specific fields (vLLM's top_k, ...) sent as they are."""
+    location: Location | None = None
+
+
+@dataclass(frozen=True)
+class Flow:
+    """A whole flow file, validated: everything the engine needs and nothing it must check again."""
+
+    name: str
+    path: Path
+    steps: tuple[Step, ...]
+    description: str | None = None
+    model: str | None = None
+    api: Api = "tools"
+    inputs: dict[str, InputSpec] = field(default_factory=dict)
+    functions: dict[str, FunctionSpec] = field(default_factory=dict)
+    outputs: dict[str, Template] = field(default_factory=dict)
+    defaults: dict[str, Any] = field(default_factory=dict)
+    """Request options for every step; a step's own options win."""
+
+    @property
+    def default_cassette(self) -> Path:
+        """Where this flow's cassette lives unless told otherwise: `cassettes/<stem>.yaml` beside it."""
+        return self.path.parent / "cassettes" / f"{self.path.stem}.yaml"

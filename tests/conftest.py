@@ -1,0 +1,45 @@
+"""Shared fixtures: the project's OpenAI-compatible test server, and paths into the repository."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOWS = ROOT / "flows"
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.fixture
+def chat_server() -> Iterator["ChatServer"]:  # noqa: F821
+    """A fresh test server on 127.0.0.1 with a free port; its `requests` list shows what was sent."""
+    from flowrunner.testing import ChatServer
+
+    with ChatServer() as server:
+        yield server
+
+
+@pytest.fixture
+def make_flow(tmp_path: Path):
+    """Write a flow (and optionally a `tools.py` beside it) into a temporary folder and load it."""
+    import textwrap
+
+    from flowrunner import load_flow
+
+    counter = iter(range(1000))
+
+    def make(yaml_text: str, tools: str | None = None, name: str | None = None):
+        folder = tmp_path / f"flow{next(counter)}"
+        folder.mkdir()
+        if tools is not None:
+            # A module name unique to this flow: sys.modules caches modules by name across tests.
+            module = f"tools_{folder.name}_{abs(hash(str(tmp_path))) % 10**8}"
+            (folder / f"{module}.py").write_text(textwrap.dedent(tools))
+            yaml_text = yaml_text.replace("entry: tools:", f"entry: {module}:")
+        path = folder / f"{name or 'flow'}.yaml"
+        path.write_text(textwrap.dedent(yaml_text))
+        return load_flow(path)
+
+    return make

@@ -1,0 +1,157 @@
+"""`flowrun` as a user runs it: a subprocess, its exit code, what it prints."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from flowrunner.testing import ChatServer
+
+from conftest import FLOWS, ROOT
+
+
+def flowrun(*args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    clean.update(env)
+    return subprocess.run([sys.executable, "-m", "flowrunner._cli", *args], input=stdin, text=True,
+                          capture_output=True, cwd=ROOT, env=clean, timeout=60)
+
+
+def test_weather_replays_its_cassette_with_no_key():
+    done = flowrun("flows/weather.yaml")
+    assert done.returncode == 0, done.stderr
+    assert "replaying flows/cassettes/weather.yaml" in done.stderr
+    assert "get_current_weather" in done.stderr  # the function call is shown as it happens
+    assert "72" in done.stdout and "Boston" in done.stdout
+
+
+def test_weather_json_record():
+    done = flowrun("flows/weather.yaml", "--json")
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["status"] == "succeeded"
+    first_round = record["steps"][0]["rounds"][0]
+    assert first_round["finish_reason"] == "tool_calls"
+    assert first_round["calls"][0]["name"] == "get_current_weather"
+    assert first_round["calls"][0]["arguments"] == {"location": "Boston"}
+    assert "72" in record["outputs"]["answer"]
+
+
+def test_hello_json_shows_id_model_usage():
+    done = flowrun("run", "flows/hello.yaml", "--json")
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    (round_,) = record["steps"][0]["rounds"]
+    assert round_["response_id"].startswith("chatcmpl-")
+    assert round_["model"] == "gpt-4o-mini"
+    assert round_["usage"]["total_tokens"] == record["usage"]["total_tokens"] > 0
+
+
+def test_summarize_then_translate():
+    done = flowrun("flows/summarize_translate.yaml")
+    assert done.returncode == 0, done.stderr
+    lines = dict(line.split(": ", 1) for line in done.stdout.strip().splitlines())
+    assert lines["summary"].startswith("The Chat Completions API")
+    assert lines["translation"] == "[ko] " + lines["summary"]
+
+
+def test_legacy_functions_flow():
+    done = flowrun("flows/legacy_functions.yaml", "--json")
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["steps"][0]["rounds"][0]["finish_reason"] == "function_call"
+    assert "72" in record["outputs"]["answer"]
+
+
+def test_chat_replays_a_conversation():
+    session = (FLOWS / "chat.session.txt").read_text()
+    done = flowrun("chat", "flows/chat.yaml", stdin=session)
+    assert done.returncode == 0, done.stderr
+    answers = done.stdout.strip().splitlines()
+    assert len(answers) == 3
+    assert "Boston" in answers[0] and "72" in answers[0]
+    assert "Paris" in answers[1] and "Tokyo" in answers[1]
+    assert answers[2].startswith("Hello")
+
+
+def test_chat_goes_on_after_an_error():
+    done = flowrun("chat", "flows/chat.yaml", stdin="Something never recorded\n/exit\n")
+    assert done.returncode == 0
+    assert "not in cassette" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.server
+def test_live_run_against_a_server_matches_the_replay():
+    with ChatServer() as server:
+        live = flowrun("flows/weather.yaml", "--base-url", server.base_url)
+    replay = flowrun("flows/weather.yaml")
+    assert live.returncode == 0, live.stderr
+    assert live.stdout == replay.stdout
+    assert "replaying" not in live.stderr
+
+
+@pytest.mark.server
+def test_api_error_exits_1_with_a_hint():
+    with ChatServer(api_key="the-right-key") as server:
+        done = flowrun("flows/hello.yaml", "--base-url", server.base_url, OPENAI_API_KEY="a-wrong-key")
+    assert done.returncode == 1
+    assert "HTTP 401 invalid_api_key" in done.stderr and "OPENAI_API_KEY" in done.stderr
+    assert "a-wrong-key" not in done.stderr  # OpenAI masks the key in its message; so does the test server
+    assert "Traceback" not in done.stderr
+
+
+def test_no_key_no_cassette_exits_2(tmp_path):
+    flow = tmp_path / "lonely.yaml"
+    flow.write_text((FLOWS / "hello.yaml").read_text())
+    done = flowrun(str(flow))
+    assert done.returncode == 2
+    assert "nothing to talk to" in done.stderr and "OPENAI_API_KEY" in done.stderr
+
+
+def test_validate_all_shipped_flows():
+    done = flowrun("validate", *sorted(str(p.relative_to(ROOT)) for p in FLOWS.glob("*.yaml")))
+    assert done.returncode == 0, done.stderr
+    assert "flows/weather.yaml: ok (1 step, 2 functions)" in done.stdout
+
+
+def test_invalid_flow_exits_2_with_location_and_no_traceback(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nmodle: gpt-4o\nsteps:\n  - id: a\n    messages: [{role: user, content: hi}]\n")
+    for command in (["validate", str(bad)], [str(bad)]):
+        done = flowrun(*command)
+        assert done.returncode == 2
+        assert f"{bad}:2:1" in done.stderr and "model" in done.stderr
+        assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["flows/weather.yaml", "-i", "colour=red"], "has no input 'colour'"),
+    (["flows/weather.yaml", "-i", "question"], "NAME=VALUE"),
+    (["flows/missing.yaml"], "missing.yaml"),
+    (["flows/weather.yaml", "--record-mode", "none", "--cassette", "nowhere.yaml"], "does not exist"),
+])
+def test_usage_errors_exit_2(args, message):
+    done = flowrun(*args)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_help_teaches():
+    done = flowrun("--help")
+    assert done.returncode == 0
+    assert "flowrun flows/weather.yaml" in done.stdout
+    run_help = flowrun("run", "--help").stdout
+    assert "examples:" in run_help and "--record-mode" in run_help and "exit status" in run_help
+
+
+@pytest.mark.parametrize("args", [["--help"], ["validate", "flows/weather.yaml"]])
+def test_help_and_validate_do_not_import_openai_or_vcr(args):
+    code = ("import sys\nfrom flowrunner._cli import main\n"
+            f"try:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
+            "print('LOADED', sorted(m for m in ('openai', 'vcr', 'httpx', 'httpx2') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], text=True, capture_output=True, cwd=ROOT)
+    assert "LOADED []" in done.stdout, done.stdout + done.stderr

@@ -1,0 +1,286 @@
+"""The engine's function-call loop, steps and outputs, driven by scripted completions (no HTTP)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from flowrunner import Engine, FunctionTransport, InputError, MaxRoundsError
+from flowrunner._exceptions import ConfigError
+
+TOOLS = """
+    import json, threading
+
+    def get_current_weather(location, unit="fahrenheit"):
+        return {"location": location, "temperature": "72", "unit": unit}
+
+    def get_foo(location, foo):
+        return "foo"
+
+    _barrier = threading.Barrier(2, timeout=5)
+
+    def meet(name):
+        # Two calls only get past this together: proves parallel calls run concurrently.
+        _barrier.wait()
+        return name
+
+    def broken(location):
+        return 1 / 0
+"""
+
+WEATHER = """
+    name: weather
+    model: test-model
+    inputs:
+      question: {type: string, default: "What's the weather in Boston?"}
+    functions:
+      get_current_weather:
+        entry: tools:get_current_weather
+        description: Get the current weather in a given location
+        parameters:
+          type: object
+          properties:
+            location: {type: string}
+            unit: {type: string, enum: [celsius, fahrenheit]}
+          required: [location]
+      get_foo:
+        entry: tools:get_foo
+        parameters: {type: object, properties: {location: {type: string}, foo: {type: string}}, required: [location, foo]}
+      meet:
+        entry: tools:meet
+        parameters: {type: object, properties: {name: {type: string}}, required: [name]}
+      broken:
+        entry: tools:broken
+        parameters: {type: object, properties: {location: {type: string}}, required: [location]}
+    steps:
+      - id: answer
+        messages:
+          - {role: system, content: You are a helpful assistant.}
+          - {role: user, content: "{{ inputs.question }}"}
+        functions: [get_current_weather, meet, broken]
+        max_rounds: 3
+    outputs:
+      answer: "{{ steps.answer.content }}"
+"""
+
+
+def answer(text: str, usage: int = 5) -> dict[str, Any]:
+    return {"id": "chatcmpl-a", "model": "test-model",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": usage, "completion_tokens": 1, "total_tokens": usage + 1}}
+
+
+def calls(*pairs: tuple[str, str]) -> dict[str, Any]:
+    tool_calls = [{"id": f"call_{i}", "type": "function", "function": {"name": n, "arguments": a}}
+                  for i, (n, a) in enumerate(pairs)]
+    return {"id": "chatcmpl-c", "model": "test-model",
+            "choices": [{"index": 0, "finish_reason": "tool_calls",
+                         "message": {"role": "assistant", "content": None, "tool_calls": tool_calls}}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}}
+
+
+def scripted(*responses: dict[str, Any]) -> FunctionTransport:
+    queue = list(responses)
+    return FunctionTransport(lambda request: queue.pop(0))
+
+
+@pytest.fixture
+def weather(make_flow):
+    return make_flow(WEATHER, tools=TOOLS)
+
+
+def test_one_call_round_sends_result_back(weather):
+    transport = scripted(calls(("get_current_weather", '{"location": "Boston"}')), answer("It is 72 and sunny."))
+    record = Engine(transport).run(weather)
+    assert record.status == "succeeded", record.error
+    assert record.outputs == {"answer": "It is 72 and sunny."}
+    assert [len(r.calls) for r in record.steps[0].rounds] == [1, 0]
+    call = record.steps[0].rounds[0].calls[0]
+    assert call.arguments == {"location": "Boston"}
+    assert call.result == {"location": "Boston", "temperature": "72", "unit": "fahrenheit"}
+    first, second = transport.requests
+    assert [t["function"]["name"] for t in first["tools"]] == ["get_current_weather", "meet", "broken"]
+    assert first["model"] == "test-model"
+    sent = second["messages"]
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "tool"]
+    assert sent[2]["tool_calls"][0]["id"] == "call_0"
+    assert sent[3]["tool_call_id"] == "call_0"
+    assert json.loads(sent[3]["content"])["temperature"] == "72"
+    assert record.usage == {"prompt_tokens": 15, "completion_tokens": 3, "total_tokens": 18}
+
+
+def test_parallel_calls_run_concurrently_and_reply_in_order(weather):
+    transport = scripted(calls(("meet", '{"name": "a"}'), ("meet", '{"name": "b"}')), answer("done"))
+    record = Engine(transport).run(weather)
+    assert record.status == "succeeded", record.error
+    tool_messages = [m for m in transport.requests[1]["messages"] if m["role"] == "tool"]
+    assert [(m["tool_call_id"], m["content"]) for m in tool_messages] == [("call_0", "a"), ("call_1", "b")]
+
+
+@pytest.mark.parametrize("arguments, expected", [
+    ('{"location": "Bos', "not valid JSON"),
+    ('["Boston"]', "must be a JSON object"),
+    ('{"unit": "celsius"}', "'location' is a required property"),
+    ('{"location": "Boston", "unit": "kelvin"}', "'kelvin' is not one of"),
+    ('{"location": 42}', "42 is not of type 'string'"),
+])
+def test_bad_arguments_go_back_to_the_model(weather, arguments, expected):
+    transport = scripted(calls(("get_current_weather", arguments)),
+                         calls(("get_current_weather", '{"location": "Boston"}')), answer("ok"))
+    record = Engine(transport).run(weather)
+    assert record.status == "succeeded", record.error
+    bad = record.steps[0].rounds[0].calls[0]
+    assert expected in bad.error
+    reply = transport.requests[1]["messages"][-1]
+    assert reply["role"] == "tool" and reply["content"].startswith("Error: ") and expected in reply["content"]
+    assert record.steps[0].rounds[1].calls[0].result["temperature"] == "72"
+
+
+@pytest.mark.parametrize("name", ["get_weather", "get_foo"])  # unknown; declared but not offered in this step
+def test_unknown_function_goes_back_to_the_model(weather, name):
+    transport = scripted(calls((name, '{"location": "Boston", "foo": "x"}')), answer("sorry"))
+    record = Engine(transport).run(weather)
+    assert record.status == "succeeded"
+    reply = transport.requests[1]["messages"][-1]["content"]
+    assert f"there is no function '{name}'" in reply
+    assert "get_current_weather, meet, broken" in reply
+
+
+def test_max_rounds_fails_the_run_with_everything_recorded(weather):
+    always = calls(("get_current_weather", '{"location": "Boston"}'))
+    record = Engine(FunctionTransport(lambda request: always)).run(weather)
+    assert record.status == "failed"
+    assert isinstance(record.exception, MaxRoundsError)
+    assert record.error["step"] == "answer" and "max_rounds=3" in record.error["message"]
+    assert len(record.steps[0].rounds) == 3
+    assert record.steps[0].status == "failed"
+    with pytest.raises(MaxRoundsError):
+        record.raise_for_status()
+
+
+def test_raising_function_fails_the_run_and_says_where(weather):
+    transport = scripted(calls(("broken", '{"location": "Boston"}')))
+    record = Engine(transport).run(weather)
+    assert record.status == "failed"
+    assert record.error["type"] == "FunctionError"
+    assert "'broken' raised ZeroDivisionError: division by zero" in record.error["message"]
+    assert ".py:" in record.error["message"]  # the line in the user's module
+    assert record.steps[0].rounds[0].calls[0].error == record.error["message"]
+
+
+def test_legacy_functions_protocol(make_flow):
+    flow = make_flow(WEATHER.replace("model: test-model", "model: test-model\n    api: functions"), tools=TOOLS)
+    legacy = {"id": "x", "model": "m", "choices": [{"index": 0, "finish_reason": "function_call", "message": {
+        "role": "assistant", "content": None,
+        "function_call": {"name": "get_current_weather", "arguments": '{\n  "location": "Boston"\n}'}}}]}
+    transport = scripted(legacy, answer("72 in Boston"))
+    record = Engine(transport).run(flow)
+    assert record.status == "succeeded", record.error
+    first, second = transport.requests
+    assert "tools" not in first and [f["name"] for f in first["functions"]] == ["get_current_weather", "meet", "broken"]
+    assert second["messages"][2]["function_call"]["name"] == "get_current_weather"
+    result = second["messages"][3]
+    assert result["role"] == "function" and result["name"] == "get_current_weather"
+    assert json.loads(result["content"])["temperature"] == "72"
+
+
+CHAIN = """
+    name: chain
+    model: m1
+    defaults: {temperature: 0.5, seed: 1}
+    inputs:
+      text: {type: string}
+      count: {type: integer, default: 2}
+    steps:
+      - id: facts
+        temperature: 0
+        extra_body: {top_k: 40}
+        messages:
+          - {role: user, content: "List {{ inputs.count }} facts about {{ inputs.text }} as JSON."}
+      - id: pick
+        model: m2
+        messages:
+          - {role: user, content: "First: {{ steps.facts.json.facts[0] }}. All: {{ steps.facts.content }}"}
+    outputs:
+      first: "{{ steps.facts.json.facts[0] }}"
+      picked: "{{ steps.pick.content }}"
+"""
+
+
+def test_steps_feed_later_steps_and_options_pass_through(make_flow):
+    flow = make_flow(CHAIN)
+    facts = '```json\n{"facts": ["a", "b"]}\n```'
+    transport = scripted(answer(facts), answer("a it is"))
+    record = Engine(transport).run(flow, {"text": "cats", "count": "2"}, inputs_as_text=True)
+    assert record.status == "succeeded", record.error
+    assert record.inputs == {"text": "cats", "count": 2}
+    assert record.outputs == {"first": "a", "picked": "a it is"}
+    first, second = transport.requests
+    assert first["messages"][0]["content"] == "List 2 facts about cats as JSON."
+    assert (first["model"], first["temperature"], first["seed"], first["top_k"]) == ("m1", 0, 1, 40)
+    assert (second["model"], second["temperature"]) == ("m2", 0.5)
+    assert second["messages"][0]["content"].startswith("First: a. All: ```json")
+
+
+def test_json_of_non_json_content_is_a_located_template_error(make_flow):
+    flow = make_flow(CHAIN)
+    record = Engine(scripted(answer("no JSON here"))).run(flow, {"text": "cats"})
+    assert record.status == "failed" and record.error["type"] == "TemplateError"
+    assert "content of step 'facts' is not JSON" in record.error["message"]
+    assert "flow.yaml:" in record.error["message"]
+
+
+def test_model_override(make_flow):
+    flow = make_flow(CHAIN)
+    transport = scripted(answer('{"facts": [1]}'), answer("ok"))
+    Engine(transport, model="override").run(flow, {"text": "x"})
+    assert [r["model"] for r in transport.requests] == ["override", "override"]
+
+
+def test_input_errors(make_flow):
+    flow = make_flow(CHAIN)
+    engine = Engine(scripted())
+    with pytest.raises(InputError, match="needs input 'text'"):
+        engine.run(flow, {})
+    with pytest.raises(InputError, match="did you mean 'text'"):
+        engine.run(flow, {"txt": "x"})
+    with pytest.raises(InputError, match="expects integer"):
+        engine.run(flow, {"text": "x", "count": "two"}, inputs_as_text=True)
+    with pytest.raises(InputError, match="is not of type 'integer'"):
+        engine.run(flow, {"text": "x", "count": "2"})
+
+
+def test_no_model_anywhere_is_a_config_error(make_flow):
+    flow = make_flow("""
+        steps:
+          - id: a
+            messages: [{role: user, content: hi}]
+    """)
+    with pytest.raises(ConfigError, match="has no model"):
+        Engine(scripted()).run(flow)
+    assert Engine(scripted(answer("hi")), model="m").run(flow).outputs == {"a": "hi"}
+
+
+def test_record_is_json_ready(weather):
+    transport = scripted(calls(("get_current_weather", '{"location": "Boston"}')), answer("72"))
+    data = Engine(transport).run(weather).to_dict()
+    assert json.loads(json.dumps(data)) == data
+    assert data["steps"][0]["rounds"][0]["calls"][0]["name"] == "get_current_weather"
+    assert data["steps"][0]["rounds"][0]["response_id"] == "chatcmpl-c"
+
+
+def test_chat_session_keeps_history_and_recovers_from_failure(make_flow):
+    flow = make_flow(WEATHER, tools=TOOLS)
+    replies = [calls(("get_current_weather", '{"location": "Boston"}')), answer("72 in Boston"),
+               calls(("broken", '{"location": "x"}')), answer("hello again")]
+    transport = FunctionTransport(lambda request: replies.pop(0))
+    session = Engine(transport).chat(flow)
+    assert session.awaiting_answer  # the step's own messages end with the user's question
+    assert session.send(None).content == "72 in Boston"
+    with pytest.raises(Exception, match="ZeroDivisionError"):
+        session.send("and now?")
+    assert session.send("hi").content == "hello again"
+    roles = [m["role"] for m in transport.requests[-1]["messages"]]
+    assert roles == ["system", "user", "assistant", "tool", "assistant", "user"]

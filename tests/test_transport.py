@@ -1,0 +1,83 @@
+"""The transport: what the SDK hands back becomes a Completion or one of our errors, never a KeyError."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from flowrunner import APIConnectionError, APIError, OpenAITransport, ResponseError
+from flowrunner._transport import parse_completion, status_error
+from flowrunner.testing import Reply
+
+REQUEST = {"model": "m", "messages": [{"role": "user", "content": "Hello world"}]}
+
+
+@pytest.mark.parametrize("body, message", [
+    ([1, 2], "not a JSON object"),
+    ({"id": "x"}, "has no choices"),
+    ({"choices": []}, "has no choices"),
+    ({"choices": ["text"]}, "has no choices"),
+    ({"choices": [{"index": 0}]}, "without a message"),
+    ({"choices": [{"message": {"content": 5}}]}, "content should be a string"),
+    ({"choices": [{"message": {"content": None, "tool_calls": [{"id": "c"}]}}]}, "has no function"),
+    ({"choices": [{"message": {"tool_calls": [{"function": {"arguments": "{}"}}]}}]}, "no function name"),
+    ({"choices": [{"message": {"function_call": {"arguments": "{}"}}}]}, "has no name"),
+])
+def test_malformed_completions_are_response_errors(body, message):
+    with pytest.raises(ResponseError, match=message):
+        parse_completion(body)
+
+
+def test_error_object_in_a_200_body_is_an_api_error():
+    with pytest.raises(APIError, match="overloaded"):
+        parse_completion({"error": {"message": "overloaded", "type": "server_error"}})
+
+
+def test_assistant_message_keeps_calls_and_drops_response_extras():
+    completion = parse_completion({"choices": [{"finish_reason": "tool_calls", "message": {
+        "role": "assistant", "content": None, "refusal": None, "annotations": [],
+        "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{\"a\":1}"}}]}}]})
+    assert completion.message == {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{\"a\":1}"}}]}
+
+
+@pytest.mark.parametrize("status, body, expected", [
+    (401, {"message": "Incorrect API key provided", "code": "invalid_api_key"}, "OPENAI_API_KEY"),
+    (404, {"message": "The model `x` does not exist", "code": "model_not_found"}, "model name"),
+    (500, None, "HTTP 500: fallback"),
+])
+def test_status_errors_carry_code_and_hint(status, body, expected):
+    error = status_error(status, body, "req_1", "fallback")
+    assert expected in str(error)
+    assert (error.status, error.request_id) == (status, "req_1")
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("reply, error, message", [
+    (Reply(status=200, body="<html>Bad gateway</html>", content_type="text/html"), ResponseError, "not JSON"),
+    (Reply(status=502, body="<html>Bad gateway</html>", content_type="text/html"), APIError, "HTTP 502"),
+    (Reply(status=200, body={"object": "list", "data": []}), ResponseError, "has no choices"),
+    (Reply(status=503, body={"error": {"message": "The engine is currently overloaded", "type": "server_error",
+                                        "param": None, "code": None}}), APIError, "overloaded"),
+])
+def test_odd_server_answers(chat_server, reply, error, message):
+    chat_server.enqueue(reply)
+    with pytest.raises(error, match=message):
+        OpenAITransport(base_url=chat_server.base_url).complete(REQUEST)
+
+
+@pytest.mark.server
+def test_answer_and_headers_from_the_server(chat_server):
+    completion = OpenAITransport(base_url=chat_server.base_url).complete(REQUEST)
+    assert completion.content and completion.finish_reason == "stop"
+    assert completion.headers.get("x-request-id")
+    assert chat_server.requests[0].body == REQUEST
+
+
+def test_connection_refused():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(APIConnectionError, match=f"could not connect to http://127.0.0.1:{port}/v1"):
+        OpenAITransport(base_url=f"http://127.0.0.1:{port}/v1", timeout=5).complete(REQUEST)
