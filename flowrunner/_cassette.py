@@ -140,7 +140,8 @@ def describe_miss(exc: Any) -> str:
         lines.append("  every recording that matches it was already played in this run")
     for _, _, failed in (getattr(exc, "similar_requests", None) or [])[:1]:
         for matcher, message in failed:
-            lines.append(f"  closest recording differs in {matcher}: {str(message).splitlines()[0]}")
+            what = "the body" if "json_body" in str(matcher) else str(matcher)
+            lines.append(f"  closest recording differs in {what}: {str(message).splitlines()[0]}")
     lines.append("  hint: the flow or its inputs changed since recording; re-record with --record-mode "
                  "new_episodes (keeps the rest) or all, against a live server")
     return "\n".join(lines)

@@ -146,14 +146,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ._engine import Engine
-    from ._inputs import parse_assignments
+    from ._inputs import parse_assignments, resolve_inputs
     from ._loader import load_flow
 
     flow = load_flow(args.flow)
-    inputs = parse_assignments(args.inputs)
+    inputs = resolve_inputs(flow, parse_assignments(args.inputs), from_text=True)  # before connecting
     with _connection(flow, args) as transport:
         engine = Engine(transport, model=args.model, on_event=None if args.quiet else _show_call)
-        record = engine.run(flow, inputs, inputs_as_text=True)
+        record = engine.run(flow, inputs)
     if args.json:
         print(json.dumps(record.to_dict(), indent=2, ensure_ascii=False))
     elif record.status == "succeeded":
@@ -167,15 +167,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_chat(args: argparse.Namespace) -> int:
     from ._engine import Engine
-    from ._inputs import parse_assignments
+    from ._inputs import parse_assignments, resolve_inputs
     from ._loader import load_flow
 
     flow = load_flow(args.flow)
-    inputs = parse_assignments(args.inputs)
+    inputs = resolve_inputs(flow, parse_assignments(args.inputs), from_text=True)
     interactive = sys.stdin.isatty()
     with _connection(flow, args) as transport:
-        session = Engine(transport, model=args.model, on_event=_show_call).chat(
-            flow, inputs, inputs_as_text=True, step_id=args.step)
+        session = Engine(transport, model=args.model, on_event=_show_call).chat(flow, inputs, step_id=args.step)
         if interactive:
             print(f"chatting with {flow.name} (Ctrl-D or /exit to end)", file=sys.stderr)
         if session.awaiting_answer:

@@ -160,6 +160,12 @@ class OpenAITransport:
             raise connection_error(exc, self.base_url) from None
         except StreamFormatError as exc:
             raise ResponseError(str(exc)) from None
+        except Exception as exc:
+            # vcrpy's "not in cassette" may reach us unwrapped, depending on the SDK's HTTP layer.
+            miss = cassette_miss(exc)
+            if miss is None:
+                raise
+            raise miss from None
         return parse_completion(data, headers)
 
 
@@ -177,16 +183,23 @@ def status_error(status: int, body: Any, request_id: str | None, fallback: str) 
     return APIError(text, status=status, type=err.get("type"), code=code, request_id=request_id)
 
 
-def connection_error(exc: BaseException, base_url: str | None) -> APIConnectionError | CassetteMissError:
-    """A connection failure, unless it is a cassette refusing a request it has not recorded."""
+def cassette_miss(exc: BaseException) -> CassetteMissError | None:
+    """vcrpy refusing a request it has not recorded, found in the exception chain without importing vcr."""
     cause: BaseException | None = exc
     while cause is not None:
-        # vcrpy raises inside the HTTP layer and the SDK wraps it; recognise it without importing vcr.
         if type(cause).__name__ == "CannotOverwriteExistingCassetteException":
             from ._cassette import describe_miss
 
             return CassetteMissError(describe_miss(cause))
         cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def connection_error(exc: BaseException, base_url: str | None) -> APIConnectionError | CassetteMissError:
+    """A connection failure, unless it is a cassette refusing a request it has not recorded."""
+    miss = cassette_miss(exc)
+    if miss is not None:
+        return miss
     where = base_url or "https://api.openai.com/v1"
     reason = f" ({exc.__cause__})" if exc.__cause__ else ""
     return APIConnectionError(f"could not connect to {where}{reason}")
