@@ -104,6 +104,7 @@ class Engine:
             specs = [flow.functions[name] for name in step.functions]
             if flow.api == "functions":
                 request["functions"] = [s.legacy() for s in specs]
+                _to_legacy_choice(request)
             else:
                 request["tools"] = [s.tool() for s in specs]
         request.update(step.extra_body)
@@ -209,6 +210,17 @@ class ChatSession:
             raise
         self.history.append({"role": "assistant", "content": content})
         return turn
+
+
+def _to_legacy_choice(request: dict[str, Any]) -> None:
+    """The legacy protocol says `function_call` where the tools one says `tool_choice`, and has no parallel calls."""
+    request.pop("parallel_tool_calls", None)
+    choice = request.pop("tool_choice", None)
+    if isinstance(choice, dict):
+        request["function_call"] = {"name": choice["function"]["name"]}
+    elif choice in ("none", "auto"):
+        request["function_call"] = choice
+    # "required" has no legacy equivalent: the model is left to choose ("auto").
 
 
 def render_message(message: Any, context: Mapping[str, Any]) -> dict[str, Any]:

@@ -35,6 +35,7 @@ def resolve_entry(entry: str, flow_dir: Path) -> Callable[..., Any]:
     folder = str(flow_dir.resolve())
     if folder not in sys.path:
         sys.path.insert(0, folder)
+    _forget_other_copy(module_name.partition(".")[0], flow_dir.resolve())
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -55,6 +56,19 @@ def resolve_entry(entry: str, flow_dir: Path) -> Callable[..., Any]:
     if not callable(target):
         raise EntryPointError(f"entry point {entry!r} is not callable")
     return target
+
+
+def _forget_other_copy(top: str, folder: Path) -> None:
+    """Two flows in different folders may each have a `tools.py`: Python caches modules by name, so
+    drop a cached one that is not this flow's, and the import below finds the flow's own."""
+    local = [folder / f"{top}.py", folder / top / "__init__.py"]
+    cached = sys.modules.get(top)
+    cached_file = getattr(cached, "__file__", None)
+    if cached is None or cached_file is None or not any(p.is_file() for p in local):
+        return
+    if Path(cached_file).resolve() not in [p.resolve() for p in local]:
+        for name in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
+            del sys.modules[name]
 
 
 def check_signature(func: Callable[..., Any], parameters: dict[str, Any]) -> list[str]:

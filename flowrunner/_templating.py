@@ -18,9 +18,28 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from ._exceptions import Location, Problem, TemplateError
 
 
+_MAX_RESULT = 1_000_000  # items or characters one `*` may build
+_MAX_EXPONENT = 1_000
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox, plus limits on `*` and `**`: `{{ 'x' * 10**10 }}` must not eat the memory."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, (int, float)) and abs(right) > _MAX_EXPONENT:
+            raise SecurityError(f"exponent {right} is over the limit of {_MAX_EXPONENT}")
+        if operator == "*":
+            for seq, count in ((left, right), (right, left)):
+                if isinstance(seq, (str, list, tuple)) and isinstance(count, int) and len(seq) * count > _MAX_RESULT:
+                    raise SecurityError(f"repetition would build {len(seq) * count} items, over the limit of {_MAX_RESULT}")
+        return super().call_binop(context, operator, left, right)
+
+
 @lru_cache(maxsize=1)
 def _environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
+    env = _Sandbox(
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,

@@ -284,3 +284,15 @@ def test_chat_session_keeps_history_and_recovers_from_failure(make_flow):
     assert session.send("hi").content == "hello again"
     roles = [m["role"] for m in transport.requests[-1]["messages"]]
     assert roles == ["system", "user", "assistant", "tool", "assistant", "user"]
+
+
+def test_legacy_protocol_gets_function_call_instead_of_tool_choice(make_flow):
+    text = WEATHER.replace("model: test-model", "model: test-model\n    api: functions").replace(
+        "max_rounds: 3", "max_rounds: 3\n        tool_choice: {type: function, function: {name: get_current_weather}}"
+        "\n        parallel_tool_calls: false")
+    flow = make_flow(text, tools=TOOLS)
+    transport = scripted(answer("fine"))
+    Engine(transport).run(flow)
+    request = transport.requests[0]
+    assert request["function_call"] == {"name": "get_current_weather"}
+    assert "tool_choice" not in request and "parallel_tool_calls" not in request

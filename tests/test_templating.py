@@ -123,3 +123,17 @@ def test_references(source: str, steps: list[str], inputs: list[str]) -> None:
 ])
 def test_names(source: str, names: set[str]) -> None:
     assert compiled(source).names() == names
+
+
+@pytest.mark.parametrize("source", ["{{ 'x' * 10**10 }}", "{{ [1] * 10000000 }}", "{{ 2 ** 100000000 }}", "{{ 3 * 'ab' * 1000000 }}"])
+def test_templates_cannot_exhaust_memory(source: str) -> None:
+    from flowrunner._templating import Template
+
+    with pytest.raises(TemplateError, match="over the limit"):
+        Template(source, Location("f.yaml", 1, 1)).render({})
+
+
+def test_ordinary_arithmetic_still_works() -> None:
+    from flowrunner._templating import Template
+
+    assert Template("{{ 2 ** 10 }} {{ '-' * 3 }} {{ 3 * [0] }}", None).render({}) == "1024 --- [0, 0, 0]"
