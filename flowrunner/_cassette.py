@@ -142,6 +142,6 @@ def describe_miss(exc: Any) -> str:
         for matcher, message in failed:
             what = "the body" if "json_body" in str(matcher) else str(matcher)
             lines.append(f"  closest recording differs in {what}: {str(message).splitlines()[0]}")
-    lines.append("  hint: the flow or its inputs changed since recording; re-record with --record-mode "
-                 "new_episodes (keeps the rest) or all, against a live server")
+    lines.append("  hint: the flow or its inputs changed since recording: run live (OPENAI_API_KEY or "
+                 "--base-url), or re-record with --record-mode new_episodes (keeps the rest) or all")
     return "\n".join(lines)

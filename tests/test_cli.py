@@ -155,3 +155,16 @@ def test_help_and_validate_do_not_import_openai_or_vcr(args):
             "print('LOADED', sorted(m for m in ('openai', 'vcr', 'httpx', 'httpx2') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], text=True, capture_output=True, cwd=ROOT)
     assert "LOADED []" in done.stdout, done.stdout + done.stderr
+
+
+def test_output_into_a_closed_pipe_is_quiet():
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before flowrun writes: like `flowrun ... | head -0`
+    clean = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    try:
+        done = subprocess.run([sys.executable, "-m", "flowrunner._cli", "flows/hello.yaml", "--json"], cwd=ROOT,
+                              env=clean, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
