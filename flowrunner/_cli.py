@@ -183,18 +183,28 @@ def cmd_chat(args: argparse.Namespace) -> int:
             print(f"chatting with {flow.name} (Ctrl-D or /exit to end)", file=sys.stderr)
         if session.awaiting_answer:
             _chat_turn(session, None)
-        while True:
-            if interactive:
-                print("> ", end="", file=sys.stderr, flush=True)
-            line = sys.stdin.readline()
-            if not line:
-                break
+        for line in _lines(interactive):
             text = line.strip()
             if text in ("/exit", "/quit"):
                 break
             if text:
                 _chat_turn(session, text)
     return EXIT_OK
+
+
+def _lines(interactive: bool) -> Iterator[str]:
+    """What the user types: with line editing and history on a terminal, else plain lines from stdin."""
+    if not interactive:
+        yield from sys.stdin
+        return
+    with contextlib.suppress(ImportError):
+        import readline  # noqa: F401  (input() gains arrow keys and history)
+    while True:
+        try:
+            yield input("> ")
+        except EOFError:
+            print(file=sys.stderr)
+            return
 
 
 def _chat_turn(session: Any, text: str | None) -> None:
