@@ -81,3 +81,17 @@ def test_connection_refused():
         port = s.getsockname()[1]
     with pytest.raises(APIConnectionError, match=f"could not connect to http://127.0.0.1:{port}/v1"):
         OpenAITransport(base_url=f"http://127.0.0.1:{port}/v1", timeout=5).complete(REQUEST)
+
+
+@pytest.mark.server
+def test_a_streamed_answer_folds_into_the_same_completion(chat_server):
+    transport = OpenAITransport(base_url=chat_server.base_url)
+    tools = [{"type": "function", "function": {"name": "get_current_weather", "description": "Get the weather",
+                                               "parameters": {"type": "object", "properties": {"location": {"type": "string"}}}}}]
+    for request in (REQUEST, {**REQUEST, "messages": [{"role": "user", "content": "Weather in Boston and Oslo?"}],
+                              "tools": tools}):
+        plain = transport.complete(request)
+        streamed = transport.complete({**request, "stream": True, "stream_options": {"include_usage": True}})
+        assert streamed.message == plain.message
+        assert (streamed.id, streamed.finish_reason, streamed.usage) == (plain.id, plain.finish_reason, plain.usage)
+    assert len(plain.tool_calls) == 2
