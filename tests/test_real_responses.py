@@ -27,19 +27,24 @@ def echo(**arguments):
 '''
 
 
+def declared(request: dict[str, Any]) -> list[dict[str, Any]]:
+    """The function declarations of a recorded request, under `tools` or legacy `functions`."""
+    return [t["function"] for t in request.get("tools", [])] or request.get("functions", [])
+
+
 def flow_for(recorded: dict[str, Any], folder: Path) -> Path:
     """A flow that makes the same kind of request as the recorded one."""
     request = recorded["request"]
-    declared = [t["function"] for t in request.get("tools", [])] or request.get("functions", [])
+    functions = declared(request)
     user = [m["content"] for m in request["messages"] if m["role"] == "user"][-1]
     flow: dict[str, Any] = {"name": "real", "model": request["model"]}
     if "functions" in request:
         flow["api"] = "functions"
-    if declared:
-        flow["functions"] = {d["name"]: {"entry": "echo_tools:echo", "parameters": d["parameters"]} for d in declared}
+    if functions:
+        flow["functions"] = {d["name"]: {"entry": "echo_tools:echo", "parameters": d["parameters"]} for d in functions}
     step: dict[str, Any] = {"id": "ask", "messages": [{"role": "user", "content": user}]}
-    if declared:
-        step["functions"] = [d["name"] for d in declared]
+    if functions:
+        step["functions"] = [d["name"] for d in functions]
     if request.get("stream"):
         step["stream"] = True
         if "stream_options" in request:
@@ -60,9 +65,7 @@ def run_recorded(name: str, chat_server, tmp_path: Path):
 
 
 def flow_parameters(recorded: dict[str, Any], name: str) -> dict[str, Any]:
-    request = recorded["request"]
-    declared = [t["function"] for t in request.get("tools", [])] or request.get("functions", [])
-    return next(d["parameters"] for d in declared if d["name"] == name)
+    return next(d["parameters"] for d in declared(recorded["request"]) if d["name"] == name)
 
 
 def recorded_calls(recorded: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
