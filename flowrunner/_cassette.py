@@ -28,7 +28,7 @@ _CANON_ATTR = "_flowrunner_canonical_body"
 
 def canonical_body(request: Any) -> str | None:
     """The request body as sorted-key compact JSON (raw text if not JSON); cached on the request."""
-    cached = getattr(request, _CANON_ATTR, None)
+    cached: str | None = getattr(request, _CANON_ATTR, None)
     if cached is not None:
         return cached
     body = request.body

@@ -46,7 +46,7 @@ def resolve_entry(entry: str, flow_dir: Path) -> Callable[..., Any]:
         raise EntryPointError(f"importing {module_name!r} failed: {exc}") from None
     except Exception as exc:
         raise EntryPointError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
-    target: Any = module
+    target: object = module
     for part in attr_path.split("."):
         if not hasattr(target, part):
             public = sorted(n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n)))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import re
 from functools import lru_cache
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, cast
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
@@ -28,7 +28,8 @@ _TYPE_NAMES = {
 @lru_cache(maxsize=1)
 def flow_schema() -> dict[str, Any]:
     """The flow schema as shipped (parsed once)."""
-    return load_json("flow.schema.json")
+    schema: dict[str, Any] = load_json("flow.schema.json")
+    return schema
 
 
 @lru_cache(maxsize=1)
@@ -84,7 +85,9 @@ def _explain(error: ValidationError, positions: Positions, prefix: JsonPath) -> 
     value_at = positions.value(path)
     kind = error.validator
     schema = error.schema if isinstance(error.schema, dict) else {}
-    instance = error.instance
+    # Set on every error a validator yields; the stubs also allow jsonschema's Unset sentinel.
+    instance: Any = error.instance
+    validator_value: Any = error.validator_value
     empty_hint = "the value is empty: write it after the colon, or indented on the lines below" \
         if instance is None else None
 
@@ -96,33 +99,33 @@ def _explain(error: ValidationError, positions: Positions, prefix: JsonPath) -> 
             yield Problem(positions.key(path + (extra,)), f"unknown key {extra!r} {where(path)}",
                           _unknown_key_hint(extra, allowed, path))
     elif kind == "required" and isinstance(instance, dict):
-        for missing in error.validator_value:
+        for missing in validator_value:
             if missing not in instance:
                 owner = format_path(path) if path else "the flow"
                 about = _first_sentence(schema.get("properties", {}).get(missing, {}).get("description"))
                 yield Problem(value_at, f"{owner} is missing required key {missing!r}",
                               f"{missing}: {about}" if about else None)
     elif kind == "type":
-        yield Problem(value_at, f"{name}: expected {_expected_types(error.validator_value)}, got {describe(instance)}",
+        yield Problem(value_at, f"{name}: expected {_expected_types(validator_value)}, got {describe(instance)}",
                       empty_hint)
     elif kind == "enum":
-        choices = ", ".join(str(c) for c in error.validator_value)
+        choices = ", ".join(str(c) for c in validator_value)
         yield Problem(value_at, f"{name}: expected one of: {choices}; got {describe(instance)}",
-                      _did_you_mean(instance, error.validator_value) or empty_hint)
+                      _did_you_mean(instance, validator_value) or empty_hint)
     elif kind == "const":
-        yield Problem(value_at, f"{name}: expected {error.validator_value!r}, got {describe(instance)}")
+        yield Problem(value_at, f"{name}: expected {validator_value!r}, got {describe(instance)}")
     elif kind == "pattern" and "propertyNames" in error.absolute_schema_path:
         yield Problem(positions.key(path + (instance,)), f"invalid name {instance!r} {where(path)}",
                       schema.get("patternErrorMessage"))
     elif kind == "pattern":
         yield Problem(value_at, f"{name}: invalid value {describe(instance)}",
-                      schema.get("patternErrorMessage") or f"it must match the pattern {error.validator_value}")
+                      schema.get("patternErrorMessage") or f"it must match the pattern {validator_value}")
     elif kind in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
         bound = {"minimum": "at least", "exclusiveMinimum": "more than",
                  "maximum": "at most", "exclusiveMaximum": "less than"}[kind]
-        yield Problem(value_at, f"{name}: expected {bound} {error.validator_value}, got {describe(instance)}")
+        yield Problem(value_at, f"{name}: expected {bound} {validator_value}, got {describe(instance)}")
     elif kind in ("minItems", "maxItems", "minProperties", "maxProperties", "minLength", "maxLength"):
-        yield _size_problem(kind, error.validator_value, instance, name, value_at)
+        yield _size_problem(kind, validator_value, instance, name, value_at)
     elif kind == "uniqueItems" and isinstance(instance, list):
         seen: list[Any] = []
         for index, item in enumerate(instance):
@@ -169,7 +172,7 @@ def _alternatives(error: ValidationError, positions: Positions, prefix: JsonPath
     for errors in branches.values():
         for e in errors:
             if e.validator == "type" and not e.relative_path:
-                forms.append(_expected_types(e.validator_value))
+                forms.append(_expected_types(cast("str | list[str]", e.validator_value)))  # never Unset here
     forms = list(dict.fromkeys(forms)) or ["one of the allowed forms"]
     schema = error.schema if isinstance(error.schema, dict) else {}
     expected = " or ".join(forms)

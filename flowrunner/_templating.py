@@ -13,7 +13,8 @@ from typing import Any, Mapping
 
 import jinja2
 from jinja2 import nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ._exceptions import Location, Problem, TemplateError
 
@@ -75,6 +76,8 @@ class Template:
         """Names used as `root.NAME` or `root['NAME']` (e.g. the step ids a template reads)."""
         found: list[str] = []
         for node in self._ast.find_all((nodes.Getattr, nodes.Getitem)):
+            if not isinstance(node, (nodes.Getattr, nodes.Getitem)):  # never: find_all yields only these
+                continue
             target = node.node
             if not (isinstance(target, nodes.Name) and target.name == root):
                 continue

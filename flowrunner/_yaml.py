@@ -8,7 +8,7 @@ walks it into dicts, lists and scalars so that every later error can point into 
 from __future__ import annotations
 
 import re
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union, cast
 
 import yaml
 from yaml.composer import Composer
@@ -53,7 +53,11 @@ class _LimitedComposer(Composer):
         self._depth = 0
         self._count = 0
 
-    def compose_node(self, parent: Node | None, index: Any) -> Node:
+    if TYPE_CHECKING:
+        def peek_event(self) -> Any:
+            """Provided by the parser this composer is mixed with (Parser or CParser)."""
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         self._depth += 1
         self._count += 1
         if self._depth > MAX_DEPTH or self._count > MAX_NODES:
@@ -79,12 +83,12 @@ class _PyLoader(_LimitedComposer, Reader, Scanner, Parser, SafeConstructor, Reso
 
 
 try:
-    from yaml.cyaml import CParser
+    from yaml._yaml import CParser  # what yaml.cyaml re-exports (its stubs do not export it)
 except ImportError:  # PyYAML built without libyaml
     _LOADER: type = _PyLoader
 else:
 
-    class _CLoader(_LimitedComposer, CParser, SafeConstructor, Resolver):  # type: ignore[misc]
+    class _CLoader(_LimitedComposer, CParser, SafeConstructor, Resolver):
         """libyaml's fast parser (CSafeLoader's) under the limited Python composer."""
 
         def __init__(self, text: str, filename: str) -> None:
@@ -217,7 +221,7 @@ class _Walker:
         try:
             if isinstance(node, SequenceNode):
                 return [self.walk(child, path + (i,), depth + 1) for i, child in enumerate(node.value)]
-            return self._mapping(node, path, depth)
+            return self._mapping(cast(MappingNode, node), path, depth)  # neither scalar nor sequence: a mapping
         finally:
             self._active.discard(id(node))
 
@@ -280,7 +284,7 @@ class _Walker:
             if isinstance(value, str):
                 return value
             if isinstance(value, int) and not isinstance(value, bool):
-                return node.value  # as written: `50256: -100` under logit_bias
+                return cast(str, node.value)  # as written: `50256: -100` under logit_bias
             what = {bool: "a boolean", type(None): "null", float: "a number"}.get(type(value), "a non-string value")
             self.problems.append(Problem(
                 _location(node, self.filename),

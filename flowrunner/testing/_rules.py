@@ -298,6 +298,7 @@ def _arguments(tool: dict[str, Any], prompt: str, *, forced: bool = False) -> li
     strings = []
     for name, schema in properties.items():
         kind = _kind(schema)
+        value: object  # any JSON value (or None), depending on the branch
         if "enum" in schema:
             value = next((v for v in schema["enum"] if isinstance(v, str)
                           and re.search(rf"\b{re.escape(v)}\b", prompt, re.IGNORECASE)), None)
@@ -339,7 +340,9 @@ def _phrase_parts(prompt: str) -> list[str]:
     starts = list(_PREPOSITION.finditer(prompt))
     if not starts:
         return []
-    phrase = re.match(r"[^.?!;:\n]*", prompt[starts[-1].end():]).group()
+    match = re.match(r"[^.?!;:\n]*", prompt[starts[-1].end():])
+    assert match is not None  # the pattern also matches the empty string
+    phrase = match.group()
     parts = re.split(r",\s*(?:and\s+)?|\s+and\s+", phrase)
     return [p.strip(" " + QUOTES) for p in parts if p.strip(" " + QUOTES)]
 

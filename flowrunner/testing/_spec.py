@@ -9,7 +9,7 @@ are JSON Schema 2020-12). The document is registered as one `referencing` resour
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from jsonschema import Draft202012Validator, ValidationError
 from jsonschema.exceptions import relevance
@@ -33,7 +33,9 @@ class Problem(NamedTuple):
 
 @lru_cache(maxsize=None)
 def _registry() -> Registry:
-    return Registry().with_resource(_URI, DRAFT202012.create_resource(load_json(_SPEC_FILE)))
+    # Typed here: referencing's `with_resource` has no return annotation.
+    registry: Registry = Registry().with_resource(_URI, DRAFT202012.create_resource(load_json(_SPEC_FILE)))
+    return registry
 
 
 @lru_cache(maxsize=None)
@@ -124,18 +126,21 @@ def _explain(error: ValidationError) -> Problem:
         error = chosen
     param = _param(error.absolute_path)
     where = f"'{param}'" if param else "the request body"
+    # Set on every error a validator yields; the stubs also allow jsonschema's Unset sentinel.
+    instance: Any = error.instance
+    validator_value: Any = error.validator_value
     if error.validator == "required":
-        missing = next(n for n in error.validator_value if n not in error.instance)
+        missing = next(n for n in validator_value if n not in instance)
         return Problem(f"Missing required parameter: '{_param([*error.absolute_path, missing])}'.",
                        _param([*error.absolute_path, missing]))
     if error.validator == "type":
-        expected = error.validator_value
+        expected = validator_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected
         return Problem(f"Invalid type for {where}: expected {expected}, but got "
-                       f"{_json_type(error.instance)} instead.", param)
+                       f"{_json_type(instance)} instead.", param)
     if error.validator == "enum":
-        return Problem(f"Invalid value for {where}: {error.instance!r}. Supported values are: "
-                       f"{_quote_list(error.validator_value)}.", param)
+        return Problem(f"Invalid value for {where}: {instance!r}. Supported values are: "
+                       f"{_quote_list(validator_value)}.", param)
     return Problem(f"Invalid value for {where}: {error.message}.", param)
 
 
@@ -154,7 +159,8 @@ def _descend(error: ValidationError) -> ValidationError | Problem:
     type_errors: list[ValidationError] = []
     meant: list[ValidationError] = []
     for errors in branches.values():
-        tags = [e for e in errors if e.validator == "enum" and len(e.validator_value) == 1
+        # An enum error's validator_value is the list of allowed values (the stubs also allow Unset).
+        tags = [e for e in errors if e.validator == "enum" and len(cast(list[Any], e.validator_value)) == 1
                 and len(e.absolute_path) == depth + 1]
         types = [e for e in errors if e.validator == "type" and len(e.absolute_path) == depth]
         tag_errors += tags
@@ -166,11 +172,12 @@ def _descend(error: ValidationError) -> ValidationError | Problem:
     if tag_errors:
         first = tag_errors[0]
         param = _param(first.absolute_path)
-        allowed = [e.validator_value[0] for e in tag_errors if e.absolute_path == first.absolute_path]
+        allowed = [cast(list[Any], e.validator_value)[0]
+                   for e in tag_errors if e.absolute_path == first.absolute_path]
         return Problem(f"Invalid value for '{param}': {first.instance!r}. Supported values are: "
                        f"{_quote_list(allowed)}.", param)
     if type_errors:
-        expected = [t for e in type_errors for t in (e.validator_value if isinstance(
+        expected: list[Any] = [t for e in type_errors for t in (e.validator_value if isinstance(
             e.validator_value, list) else [e.validator_value])]
         where = f"'{_param(error.absolute_path)}'" if error.absolute_path else "the request body"
         return Problem(f"Invalid type for {where}: expected {' or '.join(dict.fromkeys(expected))}, "
