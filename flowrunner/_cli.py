@@ -246,7 +246,8 @@ def _show_call(event: Any) -> None:
         return
     call = event.call
     args = json.dumps(call.arguments, ensure_ascii=False) if call.arguments is not None else call.raw_arguments
-    outcome = f"error: {call.error}" if call.error else _clip(json.dumps(call.result, ensure_ascii=False))
+    result = call.result if isinstance(call.result, str) else json.dumps(call.result, ensure_ascii=False)
+    outcome = f"error: {call.error}" if call.error else _clip(result)
     print(f"  [{event.step}] {call.name}({args}) -> {outcome}", file=sys.stderr)
 
 
