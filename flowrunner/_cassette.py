@@ -10,7 +10,8 @@ noise (user-agent, x-stainless-*) never reaches the file.
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
+import os
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -107,10 +108,9 @@ def use_cassette(path: str | Path, record_mode: str = "once") -> Iterator[Any]:
     if record_mode not in RECORD_MODES:
         raise ConfigError(f"unknown record mode {record_mode!r}; choose one of: {', '.join(RECORD_MODES)}")
     path = Path(path)
-    if record_mode == "none" and not path.is_file():
-        raise ConfigError(f"cassette {path} does not exist, and record mode 'none' only replays\n"
-                          "  hint: record it against a server with --record-mode once")
+    _check_place(path, record_mode)
     import vcr
+    import yaml
 
     recorder = vcr.VCR(
         record_mode=record_mode,
@@ -120,10 +120,31 @@ def use_cassette(path: str | Path, record_mode: str = "once") -> Iterator[Any]:
         decode_compressed_response=True,
     )
     recorder.register_matcher("json_body", json_body_matcher)
-    if record_mode != "none":
-        path.parent.mkdir(parents=True, exist_ok=True)
-    with recorder.use_cassette(str(path)) as cassette:
+    with ExitStack() as stack:
+        try:
+            cassette = stack.enter_context(recorder.use_cassette(str(path)))
+        except (yaml.YAMLError, KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
+            why = f"no {exc.args[0]!r} in it" if isinstance(exc, KeyError) else str(exc).strip().splitlines()[0]
+            raise ConfigError(f"{path} is not a readable cassette: {why}\n"
+                              "  hint: re-record it with --record-mode all, or point --cassette elsewhere") from None
         yield cassette
+
+
+def _check_place(path: Path, record_mode: str) -> None:
+    """Problems with the cassette's path, found before any request rather than when saving after the run."""
+    if path.is_dir():
+        raise ConfigError(f"cassette {path} is a directory; give the path of a .yaml file")
+    if record_mode == "none":
+        if not path.is_file():
+            raise ConfigError(f"cassette {path} does not exist, and record mode 'none' only replays\n"
+                              "  hint: record it against a server with --record-mode once")
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the cassette's folder {path.parent}: {exc.strerror or exc}") from None
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ConfigError(f"cannot write cassette {path}: permission denied")
 
 
 def describe_miss(exc: Any) -> str:

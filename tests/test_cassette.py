@@ -104,3 +104,26 @@ def test_replay_only_needs_an_existing_cassette(tmp_path):
     with pytest.raises(ConfigError, match="unknown record mode"):
         with use_cassette(tmp_path / "c.yaml", "sometimes"):
             pass
+
+
+@pytest.mark.parametrize("content, message", [
+    ("interactions: [\n", "is not a readable cassette: while parsing a flow node"),
+    ("hello: 1\n", "is not a readable cassette: no 'interactions' in it"),
+])
+def test_a_broken_cassette_file_is_a_clear_error(tmp_path, content, message):
+    cassette = tmp_path / "c.yaml"
+    cassette.write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        with use_cassette(cassette, "none"):
+            pass
+
+
+def test_a_cassette_path_that_cannot_be_written_is_said_before_the_run(tmp_path):
+    with pytest.raises(ConfigError, match="is a directory"):
+        with use_cassette(tmp_path, "once"):
+            pass
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match="cannot create the cassette's folder"):
+        with use_cassette(blocker / "sub" / "c.yaml", "all"):
+            pass
