@@ -117,8 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_chat(args)
         return cmd_run(args)
     except FlowValidationError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+        _print_problems(exc)
         return exc.exit_code
     except FlowrunnerError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -140,22 +139,29 @@ def cmd_validate(args: argparse.Namespace) -> int:
         try:
             flow = load_flow(path)
         except FlowValidationError as exc:
-            for problem in exc.problems:
-                print(problem, file=sys.stderr)
+            _print_problems(exc)
             status = EXIT_USAGE
             continue
         print(f"{path}: ok ({_count(len(flow.steps), 'step')}, {_count(len(flow.functions), 'function')})")
     return status
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from ._engine import Engine
+def _flow_and_inputs(args: argparse.Namespace) -> tuple[Flow, dict[str, Any]]:
+    """The flow and its input values, both checked before anything connects anywhere."""
     from ._inputs import parse_assignments, resolve_inputs
     from ._loader import load_flow
 
     flow = load_flow(args.flow)
-    inputs = resolve_inputs(flow, parse_assignments(args.inputs), from_text=True)  # before connecting
-    with _connection(flow, args) as transport:
+    return flow, resolve_inputs(flow, parse_assignments(args.inputs), from_text=True)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ._engine import Engine
+
+    flow, inputs = _flow_and_inputs(args)
+    # With --json, stdout is for the record alone: what the flow's functions print goes to stderr.
+    quiet_stdout = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
+    with _connection(flow, args) as transport, quiet_stdout:
         engine = Engine(transport, model=args.model, on_event=None if args.quiet else _show_call)
         record = engine.run(flow, inputs)
     if args.json:
@@ -171,11 +177,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_chat(args: argparse.Namespace) -> int:
     from ._engine import Engine
-    from ._inputs import parse_assignments, resolve_inputs
-    from ._loader import load_flow
 
-    flow = load_flow(args.flow)
-    inputs = resolve_inputs(flow, parse_assignments(args.inputs), from_text=True)
+    flow, inputs = _flow_and_inputs(args)
     interactive = sys.stdin.isatty()
     with _connection(flow, args) as transport:
         session = Engine(transport, model=args.model, on_event=_show_call).chat(flow, inputs, step_id=args.step)
@@ -239,6 +242,11 @@ def _connection(flow: Flow, args: argparse.Namespace) -> Iterator[Any]:
         return
     with use_cassette(cassette or flow.default_cassette, mode or "once"):
         yield transport
+
+
+def _print_problems(exc: FlowValidationError) -> None:
+    for problem in exc.problems:
+        print(problem, file=sys.stderr)
 
 
 def _show_call(event: Any) -> None:

@@ -142,7 +142,7 @@ def call_function(name: str, func: Callable[..., Any], arguments: dict[str, Any]
     """Call a flow's function; a raise becomes a FunctionError naming where in the user's code it failed."""
     try:
         return func(**arguments)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a function calling sys.exit() must not end the whole run silently
         frames = traceback.extract_tb(exc.__traceback__)
         where = f" at {frames[-1].filename}:{frames[-1].lineno}" if len(frames) > 1 else ""
         raise FunctionError(f"function {name!r} raised {type(exc).__name__}: {exc}{where}") from exc

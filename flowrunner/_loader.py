@@ -17,7 +17,7 @@ from ._exceptions import FlowValidationError, Problem
 from ._functions import EntryPointError, check_signature, resolve_entry
 from ._model import MISSING, Flow, FunctionSpec, InputSpec, Message, Step
 from ._schema import describe, error_problems, request_option_names, schema_problems, sort_problems
-from ._templating import Template, compile_template, _environment
+from ._templating import Template, compile_template, global_names
 from ._yaml import MAX_BYTES, JsonPath, Positions, format_path, parse_yaml
 
 _TEMPLATE_HINT = "templates can read inputs.<name> and steps.<id>.content / steps.<id>.json"
@@ -105,7 +105,7 @@ class _Builder:
         self.input_names = list(data.get("inputs", {}))
         self.function_names = list(data.get("functions", {}))
         self.option_names = request_option_names()
-        self.allowed_names = {"inputs", "steps", "loop"} | set(_environment().globals)
+        self.allowed_names = {"inputs", "steps", "loop"} | global_names()
 
     def problem(self, path: JsonPath, message: str, hint: str | None = None, *, at_key: bool = False) -> None:
         location = self.pos.key(path) if at_key else self.pos.value(path)

@@ -49,6 +49,11 @@ def _environment() -> ImmutableSandboxedEnvironment:
     return env
 
 
+def global_names() -> frozenset[str]:
+    """Names every template can use besides the flow's own variables (`range`, `namespace`, ...)."""
+    return frozenset(_environment().globals)
+
+
 class Template:
     """One compiled template, with the place in the flow file it came from."""
 

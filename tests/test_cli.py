@@ -168,3 +168,18 @@ def test_output_into_a_closed_pipe_is_quiet():
         os.close(write_end)
     assert done.returncode == 1
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+
+
+def test_json_stdout_holds_only_the_record_even_when_a_function_prints(tmp_path):
+    (tmp_path / "noisy_tools.py").write_text(
+        "def get_current_weather(location, unit='fahrenheit'):\n"
+        "    print('debugging', location)\n"
+        "    return {'location': location, 'temperature': '72'}\n"
+        "def get_foo(location, foo):\n    return 'foo'\n")
+    flow = (FLOWS / "weather.yaml").read_text().replace("weather_tools:", "noisy_tools:")
+    (tmp_path / "weather.yaml").write_text(flow)
+    with ChatServer() as server:
+        done = flowrun(str(tmp_path / "weather.yaml"), "--json", "--base-url", server.base_url)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"] == "succeeded"
+    assert "debugging Boston" in done.stderr

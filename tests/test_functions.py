@@ -66,3 +66,13 @@ def test_a_raising_function_is_a_function_error_naming_it():
 
     with pytest.raises(FunctionError, match=r"function 'explode' raised ValueError: no such place at .*test_functions.py:\d+"):
         call_function("explode", explode, {"location": "x"})
+
+
+def test_a_function_calling_sys_exit_is_a_function_error_not_an_exit():
+    import sys
+
+    def quits(location):
+        sys.exit(3)
+
+    with pytest.raises(FunctionError, match="'quits' raised SystemExit: 3"):
+        call_function("quits", quits, {"location": "x"})
