@@ -172,8 +172,10 @@ class Engine:
         except FunctionError as exc:
             record.error = str(exc)
             return record, "", exc
-        record.result = _plain(result)
-        return record, to_content(result), None
+        content = to_content(result)
+        # The record keeps JSON-ready data: the text itself, or the JSON the model was sent, parsed back.
+        record.result = result if isinstance(result, str) else json.loads(content)
+        return record, content, None
 
     def _emit(self, event: Event) -> None:
         if self.on_event is not None:
@@ -246,11 +248,3 @@ def step_result(step_id: str, content: str) -> dict[str, Any]:
         parsed = missing(f"steps.{step_id}.json: the content of step {step_id!r} is not JSON "
                          f"(it starts {content[:60]!r})")
     return {"content": content, "json": parsed}
-
-
-def _plain(value: Any) -> Any:
-    """A function's result as JSON-ready data for the record (str() for what JSON cannot hold)."""
-    try:
-        return json.loads(json.dumps(value, default=str))
-    except (TypeError, ValueError):
-        return str(value)

@@ -16,7 +16,7 @@ def parse_assignments(pairs: Iterable[str]) -> dict[str, str]:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name.strip():
-            raise InputError(f"input {pair!r} is not of the form NAME=VALUE",)
+            raise InputError(f"input {pair!r} is not of the form NAME=VALUE")
         values[name.strip()] = value
     return values
 

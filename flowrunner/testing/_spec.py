@@ -24,7 +24,7 @@ _JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", in
                float: "number", type(None): "null"}
 
 
-class Problem(NamedTuple):
+class SpecError(NamedTuple):
     """One thing wrong with a document: an OpenAI-style message and the parameter it is about."""
 
     message: str
@@ -61,18 +61,18 @@ def request_parameters() -> frozenset[str]:
     return frozenset(names(schemas["CreateChatCompletionRequest"]))
 
 
-def problems(schema_name: str, document: Any) -> list[Problem]:
+def problems(schema_name: str, document: Any) -> list[SpecError]:
     """Everything wrong with `document` under `schema_name`, most relevant first."""
     errors = sorted(validator(schema_name).iter_errors(document), key=_shallow_first)
     # allOf branches can report the same fault twice (e.g. a body that is not an object)
     return list(dict.fromkeys(_explain(error) for error in errors))
 
 
-def request_problems(body: Any) -> list[Problem]:
+def request_problems(body: Any) -> list[SpecError]:
     """Problems with a request body; like the real API, unknown top-level parameters are errors."""
     found = problems("CreateChatCompletionRequest", body)
     if isinstance(body, dict):
-        found += [Problem(f"Unrecognized request argument supplied: {name}", None)
+        found += [SpecError(f"Unrecognized request argument supplied: {name}", None)
                   for name in body if name not in request_parameters()]
     return found
 
@@ -117,11 +117,11 @@ def _quote_list(values: list[Any]) -> str:
     return ", ".join(f"'{v}'" for v in values)
 
 
-def _explain(error: ValidationError) -> Problem:
+def _explain(error: ValidationError) -> SpecError:
     """Word the most useful error under `error` (descending through oneOf/anyOf) like OpenAI does."""
     while error.context:
         chosen = _descend(error)
-        if isinstance(chosen, Problem):
+        if isinstance(chosen, SpecError):
             return chosen
         error = chosen
     param = _param(error.absolute_path)
@@ -131,20 +131,20 @@ def _explain(error: ValidationError) -> Problem:
     validator_value: Any = error.validator_value
     if error.validator == "required":
         missing = next(n for n in validator_value if n not in instance)
-        return Problem(f"Missing required parameter: '{_param([*error.absolute_path, missing])}'.",
+        return SpecError(f"Missing required parameter: '{_param([*error.absolute_path, missing])}'.",
                        _param([*error.absolute_path, missing]))
     if error.validator == "type":
         expected = validator_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected
-        return Problem(f"Invalid type for {where}: expected {expected}, but got "
+        return SpecError(f"Invalid type for {where}: expected {expected}, but got "
                        f"{_json_type(instance)} instead.", param)
     if error.validator == "enum":
-        return Problem(f"Invalid value for {where}: {instance!r}. Supported values are: "
+        return SpecError(f"Invalid value for {where}: {instance!r}. Supported values are: "
                        f"{_quote_list(validator_value)}.", param)
-    return Problem(f"Invalid value for {where}: {error.message}.", param)
+    return SpecError(f"Invalid value for {where}: {error.message}.", param)
 
 
-def _descend(error: ValidationError) -> ValidationError | Problem:
+def _descend(error: ValidationError) -> ValidationError | SpecError:
     """Pick the oneOf/anyOf branch the sender meant, or word why none could be meant.
 
     A branch is "not meant" when the value has the wrong JSON type for it, or when a property
@@ -174,12 +174,12 @@ def _descend(error: ValidationError) -> ValidationError | Problem:
         param = _param(first.absolute_path)
         allowed = [cast(list[Any], e.validator_value)[0]
                    for e in tag_errors if e.absolute_path == first.absolute_path]
-        return Problem(f"Invalid value for '{param}': {first.instance!r}. Supported values are: "
+        return SpecError(f"Invalid value for '{param}': {first.instance!r}. Supported values are: "
                        f"{_quote_list(allowed)}.", param)
     if type_errors:
         expected: list[Any] = [t for e in type_errors for t in (e.validator_value if isinstance(
             e.validator_value, list) else [e.validator_value])]
         where = f"'{_param(error.absolute_path)}'" if error.absolute_path else "the request body"
-        return Problem(f"Invalid type for {where}: expected {' or '.join(dict.fromkeys(expected))}, "
+        return SpecError(f"Invalid type for {where}: expected {' or '.join(dict.fromkeys(expected))}, "
                        f"but got {_json_type(error.instance)} instead.", _param(error.absolute_path))
     return max(error.context, key=relevance)
