@@ -97,8 +97,18 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--record-mode", choices=RECORD_MODES,
                         help="none: replay only; once: record if the cassette is new (default with "
                              "--cassette); new_episodes: replay and record what is missing; all: re-record")
-    parser.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+    parser.add_argument("--timeout", type=_seconds, default=600.0, metavar="SECONDS",
                         help="per-request timeout (default: 600)")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -133,6 +133,8 @@ def test_invalid_flow_exits_2_with_location_and_no_traceback(tmp_path):
     (["flows/weather.yaml", "-i", "question"], "NAME=VALUE"),
     (["flows/missing.yaml"], "missing.yaml"),
     (["flows/weather.yaml", "--record-mode", "none", "--cassette", "nowhere.yaml"], "does not exist"),
+    (["flows/hello.yaml", "--timeout", "-1"], "expected a positive number of seconds"),
+    (["flows/hello.yaml", "--timeout", "soon"], "expected a positive number of seconds"),
 ])
 def test_usage_errors_exit_2(args, message):
     done = flowrun(*args)
