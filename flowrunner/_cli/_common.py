@@ -1,0 +1,105 @@
+"""What several commands share: exit codes, the run options, the connection rules, printing helpers."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from .._exceptions import ConfigError, FlowValidationError
+
+if TYPE_CHECKING:
+    from .._model import Flow
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Options for every command that talks to a server: inputs, model, server, cassette, timeout."""
+    from .._cassette import RECORD_MODES
+
+    parser.add_argument("-i", "--input", dest="inputs", action="append", default=[], metavar="NAME=VALUE",
+                        help="an input value (repeatable); non-string inputs are read as JSON")
+    parser.add_argument("-m", "--model", help="model for every step, overriding the flow")
+    parser.add_argument("--base-url", default=os.environ.get("OPENAI_BASE_URL") or None, metavar="URL",
+                        help="an OpenAI-compatible server, e.g. http://localhost:8000/v1 "
+                             "(default: $OPENAI_BASE_URL, else OpenAI)")
+    parser.add_argument("--cassette", type=Path, metavar="PATH", help="cassette file to record or replay")
+    parser.add_argument("--record-mode", choices=RECORD_MODES,
+                        help="none: replay only; once: record if the cassette is new (default with "
+                             "--cassette); new_episodes: replay and record what is missing; all: re-record")
+    parser.add_argument("--timeout", type=seconds, default=600.0, metavar="SECONDS",
+                        help="per-request timeout (default: 600)")
+
+
+def seconds(text: str) -> float:
+    """argparse type: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def flow_and_inputs(args: argparse.Namespace) -> tuple[Flow, dict[str, Any]]:
+    """The flow and its input values, both checked before anything connects anywhere."""
+    from .._inputs import parse_assignments, resolve_inputs
+    from .._loader import load_flow
+
+    flow = load_flow(args.flow)
+    return flow, resolve_inputs(flow, parse_assignments(args.inputs), from_text=True)
+
+
+@contextlib.contextmanager
+def connection(flow: Flow, args: argparse.Namespace) -> Iterator[Any]:
+    """The transport, inside the cassette when one is used; the run command's epilog states the rules."""
+    from .._cassette import use_cassette
+    from .._transport import OpenAITransport
+
+    key = os.environ.get("OPENAI_API_KEY") or None
+    cassette, mode = args.cassette, args.record_mode
+    if cassette is None and mode is None and not key and not args.base_url:
+        if not flow.default_cassette.is_file():
+            raise ConfigError(
+                f"nothing to talk to: OPENAI_API_KEY is not set, no --base-url, and there is no cassette "
+                f"at {flow.default_cassette} to replay\n"
+                "  hint: export OPENAI_API_KEY=..., or --base-url http://localhost:8000/v1 for a local "
+                "server (Ollama, vLLM, llama.cpp, or `python -m flowrunner.testing.server`)")
+        cassette, mode = flow.default_cassette, "none"
+        print(f"no OPENAI_API_KEY or base URL: replaying {cassette}", file=sys.stderr)
+    transport = OpenAITransport(base_url=args.base_url, api_key=key, timeout=args.timeout)
+    if cassette is None and mode is None:
+        yield transport
+        return
+    with use_cassette(cassette or flow.default_cassette, mode or "once"):
+        yield transport
+
+
+def print_problems(exc: FlowValidationError) -> None:
+    for problem in exc.problems:
+        print(problem, file=sys.stderr)
+
+
+def show_call(event: Any) -> None:
+    """An engine event handler: one stderr line per function call."""
+    if event.kind != "call" or event.call is None:
+        return
+    call = event.call
+    args = json.dumps(call.arguments, ensure_ascii=False) if call.arguments is not None else call.raw_arguments
+    result = call.result if isinstance(call.result, str) else json.dumps(call.result, ensure_ascii=False)
+    outcome = f"error: {call.error}" if call.error else clip(result)
+    print(f"  [{event.step}] {call.name}({args}) -> {outcome}", file=sys.stderr)
+
+
+def count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def clip(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,68 @@
+"""`flowrun run FLOW` (also plain `flowrun FLOW`): run a flow and print its outputs."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from typing import Any
+
+from ._common import EXIT_FAILED, EXIT_OK, add_run_options, connection, flow_and_inputs, show_call
+
+EPILOG = """\
+examples:
+  flowrun flows/weather.yaml
+  flowrun flows/weather.yaml -i question="Weather in Paris, in celsius?" --json
+  flowrun flows/hello.yaml --base-url http://127.0.0.1:8765/v1
+  flowrun flows/weather.yaml --record-mode all --base-url URL     # re-record its cassette
+
+which server is used:
+  --cassette/--record-mode given    record or replay that cassette (default cassette:
+                                    cassettes/<flow stem>.yaml beside the flow)
+  OPENAI_API_KEY or a base URL set  run live
+  neither, and the flow's cassette exists
+                                    replay it (said on stderr)
+
+exit status: 0 succeeded, 1 the run failed (API error, function error, max rounds),
+2 invalid flow or usage, 130 interrupted.
+"""
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("run", help="run a flow (the default: `flowrun FLOW` is `flowrun run FLOW`)",
+                            description="Run a flow and print its outputs.", epilog=EPILOG,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("flow", metavar="FLOW", help="the flow's YAML file")
+    add_run_options(parser)
+    parser.add_argument("--json", action="store_true", help="print the whole run record as JSON")
+    parser.add_argument("-q", "--quiet", action="store_true", help="don't show function calls on stderr")
+    parser.set_defaults(handler=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .._engine import Engine
+
+    flow, inputs = flow_and_inputs(args)
+    # With --json, stdout is for the record alone: what the flow's functions print goes to stderr.
+    quiet_stdout = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
+    with connection(flow, args) as transport, quiet_stdout:
+        engine = Engine(transport, model=args.model, on_event=None if args.quiet else show_call)
+        record = engine.run(flow, inputs)
+    if args.json:
+        print(json.dumps(record.to_dict(), indent=2, ensure_ascii=False))
+    elif record.status == "succeeded":
+        print_outputs(record.outputs)
+    if record.error:
+        step = f" in step {record.error['step']!r}" if record.error.get("step") else ""
+        print(f"error{step}: {record.error['message']}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def print_outputs(outputs: dict[str, str]) -> None:
+    if len(outputs) == 1:
+        print(next(iter(outputs.values())))
+        return
+    for name, value in outputs.items():
+        print(f"{name}: {value}" if "\n" not in value else f"{name}:\n{value}\n")

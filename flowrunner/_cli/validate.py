@@ -1,0 +1,35 @@
+"""`flowrun validate`: check flows without making any request."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .._exceptions import FlowValidationError
+from ._common import EXIT_OK, EXIT_USAGE, count, print_problems
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("validate", help="check flows without making any request",
+                            description="Check flows against the schema and their own references "
+                                        "(functions, steps, inputs, entry points). Makes no request.",
+                            epilog="example:\n  flowrun validate flows/*.yaml\n\n"
+                                   "exit status: 0 all valid, 2 any invalid.",
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("flows", metavar="FLOW", nargs="+", help="flow files")
+    parser.set_defaults(handler=cmd_validate)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .._loader import load_flow
+
+    status = EXIT_OK
+    for path in args.flows:
+        try:
+            flow = load_flow(path)
+        except FlowValidationError as exc:
+            print_problems(exc)
+            status = EXIT_USAGE
+            continue
+        print(f"{path}: ok ({count(len(flow.steps), 'step')}, {count(len(flow.functions), 'function')})")
+    return status
