@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from ._exceptions import ConfigError, FunctionError, MaxRoundsError, RunError
+from ._exceptions import APIError, ConfigError, FunctionError, MaxRoundsError, RunError
 from ._functions import call_function, parse_arguments, to_content, validate_arguments
 from ._inputs import resolve_inputs
 from ._model import Flow, Step
-from ._record import CallRecord, RoundRecord, RunRecord, StepRecord, add_usage
+from ._ratelimit import RateLimit, RateLimiter, estimate_tokens, shared_limiter
+from ._record import AttemptRecord, CallRecord, RoundRecord, RunRecord, StepRecord, add_usage
+from ._retry import call_with_retry, server_delay
+from ._secrets import redact, redact_in_place
 from ._templating import missing
 from ._transport import Completion, ToolCall, Transport
 
@@ -25,12 +29,14 @@ _MAX_PARALLEL_CALLS = 8
 
 @dataclass(frozen=True)
 class Event:
-    """Progress, for whoever wants to show it: `request` before each round, `call` after each function."""
+    """Progress, for whoever wants to show it: `request` before each round, `call` after each function,
+    `retry` after a failed attempt that will be retried (its `attempt` says how long the wait is)."""
 
     kind: str
     step: str
     round: int
     call: CallRecord | None = None
+    attempt: AttemptRecord | None = None
 
 
 EventHandler = Callable[[Event], None]
@@ -39,15 +45,23 @@ EventHandler = Callable[[Event], None]
 class Engine:
     """Runs flows through a transport. One engine can run many flows, one after another or in threads."""
 
-    def __init__(self, transport: Transport, *, model: str | None = None, on_event: EventHandler | None = None):
+    def __init__(self, transport: Transport, *, model: str | None = None, on_event: EventHandler | None = None,
+                 rate_limit: RateLimit | None = None, limiter: RateLimiter | None = None,
+                 sleep: Callable[[float], None] = time.sleep):
         self.transport = transport
         self.model = model  # overrides every step's model (the CLI's --model)
         self.on_event = on_event
+        self.rate_limit = rate_limit or RateLimit()
+        """Limits that override the flow's (the CLI's --rate-limit)."""
+        self.limiter = limiter or shared_limiter(getattr(transport, "scope", "default"))
+        """Shared by every request to the same server in the process, so concurrent runs share one budget."""
+        self.sleep = sleep
 
     def run(self, flow: Flow, inputs: Mapping[str, Any] | None = None, *, inputs_as_text: bool = False) -> RunRecord:
         """Run every step in order and render the outputs; a runtime failure ends in a failed record."""
         values = resolve_inputs(flow, inputs or {}, from_text=inputs_as_text)
         self._check_models(flow)
+        self.limiter.limit = flow.rate_limit.merged(self.rate_limit)
         record = RunRecord(flow=flow.name, file=str(flow.path), inputs=values)
         context: dict[str, Any] = {"inputs": values, "steps": {}}
         try:
@@ -66,9 +80,11 @@ class Engine:
             record.outputs = {name: t.render(context) for name, t in flow.outputs.items()}
         except RunError as exc:
             record.status = "failed"
+            exc.args = (redact(str(exc)),)
             record.exception = exc
             failed_step = record.steps[-1].id if record.steps and record.steps[-1].status == "failed" else None
             record.error = {"type": type(exc).__name__, "message": str(exc), "step": failed_step}
+        redact_in_place(record)
         return record
 
     def chat(self, flow: Flow, inputs: Mapping[str, Any] | None = None, *, inputs_as_text: bool = False,
@@ -76,6 +92,7 @@ class Engine:
         """A conversation that starts from one step's messages (the first step unless named)."""
         values = resolve_inputs(flow, inputs or {}, from_text=inputs_as_text)
         self._check_models(flow)
+        self.limiter.limit = flow.rate_limit.merged(self.rate_limit)
         step = flow.steps[0]
         if step_id is not None:
             matches = [s for s in flow.steps if s.id == step_id]
@@ -96,11 +113,15 @@ class Engine:
                 raise ConfigError(f"step {step.id!r} has no model: set `model:` in the flow or the step, "
                                   "or pass --model")
 
-    def _request(self, flow: Flow, step: Step, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    def _request(self, flow: Flow, step: Step, messages: list[dict[str, Any]], *,
+                 with_functions: bool = True) -> dict[str, Any]:
         request: dict[str, Any] = {"model": self._model(flow, step), "messages": messages}
         request.update(flow.defaults)
         request.update(step.options)
-        if step.functions:
+        if not with_functions:
+            for key in ("tool_choice", "parallel_tool_calls"):
+                request.pop(key, None)
+        elif step.functions:
             specs = [flow.functions[name] for name in step.functions]
             if flow.api == "functions":
                 request["functions"] = [s.legacy() for s in specs]
@@ -113,27 +134,58 @@ class Engine:
     def _converse(self, flow: Flow, step: Step, messages: list[dict[str, Any]], record: StepRecord) -> str:
         """Rounds of request and function calls until the model answers; `messages` grows in place."""
         for number in range(1, step.max_rounds + 1):
-            self._emit(Event("request", step.id, number))
-            completion = self.transport.complete(self._request(flow, step, messages))
-            round_record = RoundRecord(response_id=completion.id, model=completion.model,
-                                       finish_reason=completion.finish_reason, content=completion.content,
-                                       usage=completion.usage)
-            record.rounds.append(round_record)
-            add_usage(record.usage, completion.usage)
+            completion = self._round(flow, step, messages, record, number)
             calls = list(completion.tool_calls) or ([completion.function_call] if completion.function_call else [])
             if not calls:
                 record.content = completion.content or ""
                 return record.content
             messages.append(completion.message)
-            results = self._run_calls(flow, step, calls, round_record, number)
+            results = self._run_calls(flow, step, calls, record.rounds[-1], number)
             for call, text in zip(calls, results):
                 if completion.function_call is not None:
                     messages.append({"role": "function", "name": call.name, "content": text})
                 else:
                     messages.append({"role": "tool", "tool_call_id": call.id, "content": text})
+        if step.on_max_rounds == "answer":
+            # One last request without functions: the model has to answer with what it has.
+            completion = self._round(flow, step, messages, record, step.max_rounds + 1, with_functions=False)
+            if not (completion.tool_calls or completion.function_call):
+                record.content = completion.content or ""
+                return record.content
         raise MaxRoundsError(f"step {step.id!r}: the model was still calling functions after max_rounds="
-                             f"{step.max_rounds} rounds\n  hint: raise max_rounds on the step, or make the "
-                             "functions' answers settle the question")
+                             f"{step.max_rounds} rounds\n  hint: raise max_rounds on the step, set on_max_rounds: "
+                             "answer, or make the functions' answers settle the question")
+
+    def _round(self, flow: Flow, step: Step, messages: list[dict[str, Any]], record: StepRecord, number: int,
+               *, with_functions: bool = True) -> Completion:
+        """One request (retried as the step's policy says, paced by the limiter), recorded as a round."""
+        self._emit(Event("request", step.id, number))
+        request = self._request(flow, step, messages, with_functions=with_functions)
+        round_record = RoundRecord(response_id=None, model=None, finish_reason=None, content=None)
+        record.rounds.append(round_record)
+        estimate = estimate_tokens(request)
+
+        def attempt() -> Completion:
+            self.limiter.acquire(estimate)
+            try:
+                completion = self.transport.complete(request)
+            except APIError as exc:
+                self.limiter.observe(exc.headers, rate_limited=server_delay(exc) if exc.status == 429 else None)
+                raise
+            self.limiter.observe(completion.headers)
+            self.limiter.settle(estimate, completion.usage)
+            return completion
+
+        def on_retry(attempt_record: AttemptRecord) -> None:
+            self._emit(Event("retry", step.id, number, attempt=attempt_record))
+
+        completion = call_with_retry(attempt, step.retry, round_record.attempts, on_retry=on_retry,
+                                     sleep=self.sleep)
+        round_record.response_id, round_record.model = completion.id, completion.model
+        round_record.finish_reason, round_record.content = completion.finish_reason, completion.content
+        round_record.usage = completion.usage
+        add_usage(record.usage, completion.usage)
+        return completion
 
     def _run_calls(self, flow: Flow, step: Step, calls: list[ToolCall], record: RoundRecord,
                    number: int) -> list[str]:
@@ -152,7 +204,8 @@ class Engine:
         return [text for _, text, _ in outcomes]
 
     def _run_call(self, flow: Flow, step: Step, call: ToolCall) -> tuple[CallRecord, str, RunError | None]:
-        """One call: problems the model can fix go back to it as the result; a raising function fails the run."""
+        """One call. What went wrong goes back to the model as the result, or fails the run, as the
+        function's `on_invalid_arguments` / `on_error` say; a function the step does not list is never run."""
         arguments, problem = parse_arguments(call.arguments)
         record = CallRecord(id=call.id, name=call.name, arguments=arguments,
                             raw_arguments=call.arguments if arguments is None else None)
@@ -161,17 +214,20 @@ class Engine:
             problem = f"there is no function {call.name!r}; the functions you can call are: {', '.join(step.functions)}"
         elif arguments is not None:
             problem = validate_arguments(arguments, spec.parameters)
-            if problem:
-                problem = f"invalid arguments for {call.name}: {problem}"
         if problem:
+            problem = f"invalid arguments for {call.name}: {problem}" if spec is not None else problem
             record.error = problem
+            if spec is not None and spec.on_invalid_arguments == "fail":
+                return record, "", FunctionError(f"step {step.id!r}: {problem} (on_invalid_arguments: fail)")
             return record, f"Error: {problem}. Correct the call and try again.", None
         assert spec is not None and spec.func is not None and arguments is not None
         try:
-            result = call_function(call.name, spec.func, arguments)
+            result = call_function(call.name, spec.func, arguments, spec.timeout)
         except FunctionError as exc:
             record.error = str(exc)
-            return record, "", exc
+            if spec.on_error == "fail":
+                return record, "", exc
+            return record, f"Error: {exc.reason}.", None
         content = to_content(result)
         # The record keeps JSON-ready data: the text itself, or the JSON the model was sent, parsed back.
         record.result = result if isinstance(result, str) else json.loads(content)

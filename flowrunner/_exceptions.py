@@ -7,7 +7,9 @@
     │   └── ConfigError             no key, no server, no cassette: nothing to talk to
     └── RunError                    exit 1: the run started and failed
         ├── APIError                the server answered with an error status
-        ├── APIConnectionError      no answer at all (refused, reset, timed out)
+        ├── APIConnectionError      no answer at all (refused, reset, dropped)
+        │   └── APITimeoutError     no answer within the timeout
+        ├── RateLimitError          a limit that waiting within the run cannot cure (daily limit)
         ├── ResponseError           an answer that is not a chat completion
         ├── CassetteMissError       replaying, and the request is not in the cassette
         ├── FunctionError           a flow's Python function raised
@@ -93,16 +95,27 @@ class APIError(RunError):
         type: str | None = None,
         code: str | None = None,
         request_id: str | None = None,
+        headers: dict[str, str] | None = None,
     ):
         self.status = status
         self.type = type
         self.code = code
         self.request_id = request_id
+        self.headers = dict(headers or {})
+        """The response's headers, lower-case names: the retry delay and rate-limit state are there."""
         super().__init__(message)
 
 
 class APIConnectionError(RunError):
-    """The request got no answer: connection refused or reset, or a timeout."""
+    """The request got no complete answer: connection refused, reset or dropped, or a timeout."""
+
+
+class APITimeoutError(APIConnectionError):
+    """No answer within the request timeout."""
+
+
+class RateLimitError(RunError):
+    """A rate limit that waiting inside the run cannot cure, such as a used-up daily limit."""
 
 
 class ResponseError(RunError):
@@ -114,7 +127,12 @@ class CassetteMissError(RunError):
 
 
 class FunctionError(RunError):
-    """A flow's Python function raised; the message names the function and where it failed."""
+    """A flow's Python function raised or timed out; the message names the function and where it failed."""
+
+    def __init__(self, message: str, reason: str | None = None):
+        self.reason = reason or message
+        """What went wrong, briefly and without file paths: what the model is told under `on_error: reply`."""
+        super().__init__(message)
 
 
 class MaxRoundsError(RunError):

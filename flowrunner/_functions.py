@@ -10,11 +10,13 @@ import importlib
 import inspect
 import json
 import sys
+import threading
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ._durations import format_duration
 from ._exceptions import FunctionError
 
 
@@ -124,6 +126,12 @@ def validate_arguments(arguments: dict[str, Any], parameters: dict[str, Any]) ->
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import best_match
 
+    if "additionalProperties" not in parameters and "properties" in parameters:
+        # Only the arguments the declaration names reach the function, even if the schema forgot to say so.
+        extra = [name for name in arguments if name not in parameters["properties"]]
+        if extra:
+            allowed = ", ".join(parameters["properties"]) or "none"
+            return f"unexpected argument {extra[0]!r} (the function takes: {allowed})"
     error = best_match(Draft202012Validator(parameters).iter_errors(arguments))
     if error is None:
         return None
@@ -138,11 +146,40 @@ def to_content(result: Any) -> str:
     return json.dumps(result, ensure_ascii=False, default=str)
 
 
-def call_function(name: str, func: Callable[..., Any], arguments: dict[str, Any]) -> Any:
-    """Call a flow's function; a raise becomes a FunctionError naming where in the user's code it failed."""
+def call_function(name: str, func: Callable[..., Any], arguments: dict[str, Any],
+                  timeout: float | None = None) -> Any:
+    """Call a flow's function; a raise (or passing `timeout` seconds) becomes a FunctionError.
+
+    With a timeout the function runs in a daemon thread: Python cannot stop a thread, so one that
+    hangs is abandoned, still running, and cannot keep the process from exiting.
+    """
+    if timeout is None:
+        return _call(name, func, arguments)
+    outcome: list[Any] = []
+    failure: list[FunctionError] = []
+
+    def target() -> None:
+        try:
+            outcome.append(_call(name, func, arguments))
+        except FunctionError as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=target, name=f"flowrunner function {name}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise FunctionError(f"function {name!r} did not finish within its timeout of {format_duration(timeout)}",
+                            f"the function did not finish within {format_duration(timeout)}")
+    if failure:
+        raise failure[0]
+    return outcome[0]
+
+
+def _call(name: str, func: Callable[..., Any], arguments: dict[str, Any]) -> Any:
     try:
         return func(**arguments)
     except (Exception, SystemExit) as exc:  # a function calling sys.exit() must not end the whole run silently
         frames = traceback.extract_tb(exc.__traceback__)
         where = f" at {frames[-1].filename}:{frames[-1].lineno}" if len(frames) > 1 else ""
-        raise FunctionError(f"function {name!r} raised {type(exc).__name__}: {exc}{where}") from exc
+        raise FunctionError(f"function {name!r} raised {type(exc).__name__}: {exc}{where}",
+                            f"the function raised {type(exc).__name__}: {exc}") from exc

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 from typing import Any, Iterable, Mapping
 
 from ._exceptions import InputError
-from ._model import Flow, InputSpec
+from ._model import MISSING, Flow, InputSpec
+from ._secrets import register
 
 
 def parse_assignments(pairs: Iterable[str]) -> dict[str, str]:
@@ -40,7 +42,10 @@ def _example(kind: str) -> str:
 
 
 def resolve_inputs(flow: Flow, given: Mapping[str, Any], *, from_text: bool = False) -> dict[str, Any]:
-    """Every declared input's value: given, else its default; unknown names and bad values are errors."""
+    """Every declared input's value: given, else from its `env` variable, else its default.
+
+    Unknown names and bad values are errors. A value read from the environment becomes a secret.
+    """
     from jsonschema import Draft202012Validator
 
     unknown = [name for name in given if name not in flow.inputs]
@@ -56,10 +61,15 @@ def resolve_inputs(flow: Flow, given: Mapping[str, Any], *, from_text: bool = Fa
             value = given[name]
             if from_text and isinstance(value, str):
                 value = _from_text(spec, value)
-        elif not spec.required:
+        elif spec.env is not None and os.environ.get(spec.env) is not None:
+            text = os.environ[spec.env]
+            register(text, spec.env)
+            value = _from_text(spec, text)
+        elif spec.default is not MISSING:
             value = spec.default
         else:
-            raise InputError(f"flow {flow.name!r} needs input {name!r}: pass it with -i {name}=VALUE")
+            where = f"set the environment variable {spec.env}, or " if spec.env else ""
+            raise InputError(f"flow {flow.name!r} needs input {name!r}: {where}pass it with -i {name}=VALUE")
         error = next(iter(Draft202012Validator(spec.schema).iter_errors(value)), None)
         if error is not None:
             raise InputError(f"input {name!r}: {error.message}")

@@ -13,9 +13,12 @@ from typing import Any, Iterable, Sequence
 
 from jsonschema import Draft202012Validator
 
+from ._durations import parse_duration
 from ._exceptions import FlowValidationError, Problem
 from ._functions import EntryPointError, check_signature, resolve_entry
 from ._model import MISSING, Flow, FunctionSpec, InputSpec, Message, Step
+from ._ratelimit import RateLimit
+from ._retry import Backoff, RetryPolicy
 from ._schema import describe, error_problems, request_option_names, schema_problems, sort_problems
 from ._templating import Template, compile_template, global_names
 from ._yaml import MAX_BYTES, JsonPath, Positions, format_path, parse_yaml
@@ -132,6 +135,7 @@ class _Builder:
             functions=functions,
             outputs=outputs,
             defaults=defaults,
+            rate_limit=RateLimit(**data.get("rate_limit", {})),
         )
 
     # -- inputs and functions -------------------------------------------------------------------
@@ -152,7 +156,7 @@ class _Builder:
                 for problem in error_problems(error, self.pos, base + ("default",)):
                     self.problems.append(Problem(problem.location, problem.message, problem.hint or hint))
         return InputSpec(name=name, schema=schema, default=default, description=decl.get("description"),
-                         location=self.pos.key(base))
+                         env=decl.get("env"), location=self.pos.key(base))
 
     def _function(self, name: str, decl: dict[str, Any]) -> FunctionSpec:
         base: JsonPath = ("functions", name)
@@ -176,8 +180,13 @@ class _Builder:
                 self.problem(base + ("entry",), f"{entry} does not fit the parameters declared for {name!r}: {reason}",
                              "give the Python function one keyword argument per property, "
                              "with a default for each one not in required")
+        timeout = parse_duration(decl["timeout"]) if "timeout" in decl else None
+        if timeout == 0:
+            self.problem(base + ("timeout",), "a function timeout of 0 would fail every call",
+                         "give the longest the function may take, e.g. 10s, or leave timeout out")
         return FunctionSpec(name=name, entry=entry, parameters=parameters, description=decl.get("description"),
-                            func=func, location=self.pos.key(base))
+                            func=func, on_invalid_arguments=decl.get("on_invalid_arguments", "reply"),
+                            on_error=decl.get("on_error", "reply"), timeout=timeout, location=self.pos.key(base))
 
     def _check_json_schema(self, schema: Any, path: JsonPath) -> bool:
         """Report where `schema` is not a valid JSON Schema (draft 2020-12); True when it is."""
@@ -219,7 +228,12 @@ class _Builder:
         else:
             self._check_tool_choice(options, base, functions, f"{format_path(base)} does not list",
                                     "the step's functions")
+        if "on_max_rounds" in raw and not functions:
+            self.problem(base + ("on_max_rounds",), f"on_max_rounds is set on {format_path(base)}, which has no "
+                         "functions", "it only matters when the model calls functions; remove it", at_key=True)
         return Step(id=step_id, messages=tuple(messages), functions=functions, max_rounds=raw.get("max_rounds", 8),
+                    on_max_rounds=raw.get("on_max_rounds", "fail"),
+                    retry=retry_policy(_merge_retry(self.data.get("retry", {}), raw.get("retry", {}))),
                     model=raw.get("model"), options=options, extra_body=dict(raw.get("extra_body", {})),
                     location=self.pos.value(base))
 
@@ -301,3 +315,30 @@ class _Builder:
         if name in self.step_index:
             return f"did you mean steps.{name}.content?"
         return _TEMPLATE_HINT
+
+
+def _merge_retry(flow: dict[str, Any], step: dict[str, Any]) -> dict[str, Any]:
+    """The flow's retry keys with the step's on top (backoff merged key by key too)."""
+    merged = {**flow, **step}
+    if "backoff" in flow and "backoff" in step:
+        merged["backoff"] = {**flow["backoff"], **step["backoff"]}
+    return merged
+
+
+def retry_policy(raw: dict[str, Any]) -> RetryPolicy:
+    """A RetryPolicy from schema-valid `retry:` data (the flow's keys with a step's on top)."""
+    defaults = RetryPolicy()
+    backoff_raw = raw.get("backoff", {})
+    base = Backoff()
+    backoff = Backoff(
+        initial=parse_duration(backoff_raw["initial"]) if "initial" in backoff_raw else base.initial,
+        multiplier=float(backoff_raw.get("multiplier", base.multiplier)),
+        max=parse_duration(backoff_raw["max"]) if "max" in backoff_raw else base.max,
+        jitter=backoff_raw.get("jitter", base.jitter),
+    )
+    return RetryPolicy(
+        max_attempts=raw.get("max_attempts", defaults.max_attempts),
+        on=frozenset(str(item) for item in raw["on"]) if "on" in raw else defaults.on,
+        backoff=backoff,
+        max_elapsed=parse_duration(raw["max_elapsed"]) if "max_elapsed" in raw else defaults.max_elapsed,
+    )

@@ -7,10 +7,16 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 from ._exceptions import Location
+from ._ratelimit import RateLimit
+from ._retry import RetryPolicy
 from ._templating import Template
 
 Api = Literal["tools", "functions"]
 """`tools`: the current tool-calling protocol. `functions`: the legacy `functions`/`function_call` one."""
+OnProblem = Literal["reply", "fail"]
+"""`reply`: tell the model what went wrong and let it go on. `fail`: end the run."""
+OnMaxRounds = Literal["fail", "answer"]
+"""`fail`: end the run. `answer`: one last request without functions, so the model must answer."""
 
 
 class _Missing:
@@ -31,11 +37,13 @@ class InputSpec:
     schema: dict[str, Any]
     default: Any = MISSING
     description: str | None = None
+    env: str | None = None
+    """An environment variable to read the value from when it is not given; its value is a secret."""
     location: Location | None = None
 
     @property
     def required(self) -> bool:
-        return self.default is MISSING
+        return self.default is MISSING and self.env is None
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,10 @@ class FunctionSpec:
     parameters: dict[str, Any]
     description: str | None = None
     func: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
+    on_invalid_arguments: OnProblem = "reply"
+    on_error: OnProblem = "reply"
+    timeout: float | None = None
+    """Seconds the function may run before the call counts as an error; None: no limit."""
     location: Location | None = None
 
     def tool(self) -> dict[str, Any]:
@@ -79,6 +91,9 @@ class Step:
     messages: tuple[Message, ...]
     functions: tuple[str, ...] = ()
     max_rounds: int = 8
+    on_max_rounds: OnMaxRounds = "fail"
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    """The effective policy: the flow's `retry` with the step's own keys on top."""
     model: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     """Request options passed through to the API (temperature, max_tokens, ...)."""
@@ -102,6 +117,7 @@ class Flow:
     outputs: dict[str, Template] = field(default_factory=dict)
     defaults: dict[str, Any] = field(default_factory=dict)
     """Request options for every step; a step's own options win."""
+    rate_limit: RateLimit = field(default_factory=RateLimit)
 
     @property
     def default_cassette(self) -> Path:

@@ -40,6 +40,19 @@ class CallRecord:
 
 
 @dataclass
+class AttemptRecord:
+    """One HTTP attempt at a round's request: its status (None when no answer came), and the wait after it."""
+
+    status: int | None
+    error: str | None = None
+    """The error class (`APIError`, `APITimeoutError`, ...); None for the attempt that succeeded."""
+    code: str | None = None
+    message: str | None = None
+    slept: float = 0.0
+    """Seconds waited before the next attempt."""
+
+
+@dataclass
 class RoundRecord:
     """One request and its response within a step."""
 
@@ -49,6 +62,8 @@ class RoundRecord:
     content: str | None
     calls: list[CallRecord] = field(default_factory=list)
     usage: dict[str, Any] | None = None
+    attempts: list[AttemptRecord] = field(default_factory=list)
+    """Every HTTP attempt this round's request took (one, unless it was retried)."""
 
 
 @dataclass

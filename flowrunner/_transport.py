@@ -8,10 +8,13 @@ its exceptions into flowrunner's in this one place. `FunctionTransport` serves u
 from __future__ import annotations
 
 import json
+import re
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from ._exceptions import APIConnectionError, APIError, CassetteMissError, ResponseError
+from ._exceptions import APIConnectionError, APIError, APITimeoutError, CassetteMissError, ResponseError
+from ._secrets import register
 from ._stream import StreamFormatError, accumulate, iter_events
 
 
@@ -117,18 +120,26 @@ class OpenAITransport:
     def __init__(self, *, base_url: str | None = None, api_key: str | None = None, timeout: float = 600.0):
         self.base_url = base_url
         self._api_key = api_key
+        register(api_key, "OPENAI_API_KEY")  # never in a record, an error or a cassette
         self.timeout = timeout
         self._client: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def scope(self) -> str:
+        """Which server's rate limits apply: requests to the same base URL share one limiter."""
+        return (self.base_url or "https://api.openai.com/v1").rstrip("/")
 
     def _sdk(self) -> Any:
-        if self._client is None:
-            import openai
+        with self._lock:  # batch workers make their first request at the same time
+            if self._client is None:
+                import openai
 
-            # max_retries=0: retrying is the engine's business; two layers would multiply attempts.
-            # A local server or a cassette replay needs no key, but the SDK insists on one.
-            self._client = openai.OpenAI(api_key=self._api_key or "no-key", base_url=self.base_url,
-                                         timeout=self.timeout, max_retries=0)
-        return self._client
+                # max_retries=0: retrying is the engine's business; two layers would multiply attempts.
+                # A local server or a cassette replay needs no key, but the SDK insists on one.
+                self._client = openai.OpenAI(api_key=self._api_key or "no-key", base_url=self.base_url,
+                                             timeout=self.timeout, max_retries=0)
+            return self._client
 
     def complete(self, request: dict[str, Any]) -> Completion:
         import openai
@@ -153,9 +164,10 @@ class OpenAITransport:
                         raise ResponseError(f"the server's answer is not JSON: {text[:200]!r}") from None
         except openai.APIStatusError as exc:
             raise status_error(exc.status_code, exc.body, exc.response.headers.get("x-request-id"),
-                               exc.message) from None
+                               exc.message, {k.lower(): v for k, v in exc.response.headers.items()},
+                               _text(exc.response)) from None
         except openai.APITimeoutError:
-            raise APIConnectionError(f"the request timed out after {self.timeout:g} s") from None
+            raise APITimeoutError(f"the request timed out after {self.timeout:g} s (--timeout)") from None
         except openai.APIConnectionError as exc:
             raise connection_error(exc, self.base_url) from None
         except StreamFormatError as exc:
@@ -169,18 +181,45 @@ class OpenAITransport:
         return parse_completion(data, headers)
 
 
-def status_error(status: int, body: Any, request_id: str | None, fallback: str) -> APIError:
+def status_error(status: int, body: Any, request_id: str | None, fallback: str,
+                 headers: dict[str, str] | None = None, text: str | None = None) -> APIError:
     """An APIError from OpenAI's error body (`{message, type, param, code}`), with a hint for the usual ones."""
     err = body if isinstance(body, dict) else {}
-    message = err.get("message") if isinstance(err.get("message"), str) else fallback
+    message = err.get("message") if isinstance(err.get("message"), str) else _plain(text) or fallback
     code = err.get("code") if isinstance(err.get("code"), str) else None
-    text = f"HTTP {status}{f' {code}' if code else ''}: {message}"
+    kind = err.get("type") if isinstance(err.get("type"), str) else None
+    line = f"HTTP {status}{f' {code}' if code else ''}: {message}"
     if status == 401:
-        text += ("\n  hint: set OPENAI_API_KEY to a valid key, or point --base-url (OPENAI_BASE_URL) at a "
+        line += ("\n  hint: set OPENAI_API_KEY to a valid key, or point --base-url (OPENAI_BASE_URL) at a "
                  "server that needs none")
     elif status == 404:
-        text += "\n  hint: check the model name and that the base URL ends in /v1"
-    return APIError(text, status=status, type=err.get("type"), code=code, request_id=request_id)
+        line += "\n  hint: check the model name and that the base URL ends in /v1"
+    elif status == 429 and "insufficient_quota" in (code, kind):
+        line += ("\n  hint: the account has no credit left: check your plan and billing details at "
+                 "https://platform.openai.com/account/billing (retrying cannot help)")
+    return APIError(line, status=status, type=kind, code=code, request_id=request_id, headers=headers)
+
+
+def _text(response: Any) -> str | None:
+    try:
+        return str(response.text)
+    except Exception:  # noqa: BLE001 - a body that cannot be read is no reason to lose the status
+        return None
+
+
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_TAGS = re.compile(r"<[^>]+>")
+
+
+def _plain(text: str | None) -> str | None:
+    """A non-JSON error body in a line: an HTML page (a proxy's 502) by its title, else its start."""
+    if not text or not text.strip():
+        return None
+    title = _TITLE.search(text)
+    if title:
+        return f"{' '.join(title.group(1).split())} (an HTML page, not an API answer: a proxy or gateway in between?)"
+    flat = " ".join(_TAGS.sub(" ", text).split())
+    return flat[:200] + ("..." if len(flat) > 200 else "")
 
 
 def cassette_miss(exc: BaseException) -> CassetteMissError | None:

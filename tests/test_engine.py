@@ -160,9 +160,24 @@ def test_max_rounds_fails_the_run_with_everything_recorded(weather):
         record.raise_for_status()
 
 
-def test_raising_function_fails_the_run_and_says_where(weather):
-    transport = scripted(calls(("broken", '{"location": "Boston"}')))
+STRICT = WEATHER.replace("entry: tools:broken", "entry: tools:broken\n        on_error: fail")
+
+
+def test_raising_function_replies_to_the_model_by_default(weather):
+    transport = scripted(calls(("broken", '{"location": "Boston"}')), answer("Sorry, no weather today."))
     record = Engine(transport).run(weather)
+    assert record.status == "succeeded", record.error
+    call = record.steps[0].rounds[0].calls[0]
+    assert "'broken' raised ZeroDivisionError: division by zero" in call.error and ".py:" in call.error
+    sent = transport.requests[1]["messages"][-1]
+    # The model is told what happened, briefly, without the user's file paths.
+    assert sent == {"role": "tool", "tool_call_id": "call_0",
+                    "content": "Error: the function raised ZeroDivisionError: division by zero."}
+
+
+def test_raising_function_with_on_error_fail_fails_the_run_and_says_where(make_flow):
+    transport = scripted(calls(("broken", '{"location": "Boston"}')))
+    record = Engine(transport).run(make_flow(STRICT, tools=TOOLS))
     assert record.status == "failed"
     assert record.error["type"] == "FunctionError"
     assert "'broken' raised ZeroDivisionError: division by zero" in record.error["message"]
@@ -272,7 +287,7 @@ def test_record_is_json_ready(weather):
 
 
 def test_chat_session_keeps_history_and_recovers_from_failure(make_flow):
-    flow = make_flow(WEATHER, tools=TOOLS)
+    flow = make_flow(STRICT, tools=TOOLS)
     replies = [calls(("get_current_weather", '{"location": "Boston"}')), answer("72 in Boston"),
                calls(("broken", '{"location": "x"}')), answer("hello again")]
     transport = FunctionTransport(lambda request: replies.pop(0))

@@ -1,0 +1,63 @@
+"""Durations, as flows write them (`250ms`, `1.5s`, `2m`) and as servers send them (`6m0s`, `20ms`).
+
+Kept apart because the schema, the retry policy, function timeouts and the rate-limit headers all
+read durations, and each must agree on what `1m` means.
+"""
+
+from __future__ import annotations
+
+import re
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+# One number and one unit; `ms` is tried before `m`.
+_FLOW_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
+# Go's time.Duration.String(): one or more number+unit parts, e.g. `1h2m3.5s`, `6m0s`, `20ms`.
+_GO_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, **_UNITS}
+
+DURATION_PATTERN = r"^\s*\d+(\.\d+)?\s*(ms|s|m|h)\s*$"
+"""The flow schema's pattern for a duration string (a plain number of seconds is also accepted)."""
+
+
+def parse_duration(value: str | int | float) -> float:
+    """Seconds from a flow's duration: a number of seconds, or a string like `250ms`, `1.5s`, `2m`, `1h`.
+
+    Raises ValueError with the accepted forms; the schema checks durations before this runs.
+    """
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like 250ms, 1.5s, 2m, 1h")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError(f"a duration cannot be negative, got {value}")
+        return float(value)
+    match = _FLOW_DURATION.match(value)
+    if not match:
+        raise ValueError(f"{value!r} is not a duration: write a number with a unit, like 250ms, 1.5s, 2m, 1h")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_go_duration(text: str) -> float | None:
+    """Seconds from a rate-limit reset header (`1s`, `6m0s`, `20ms`, `1.5s`, `1h2m3s`), None if unreadable."""
+    text = text.strip()
+    if not text:
+        return None
+    parts = _GO_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        try:
+            return max(0.0, float(text))  # some servers send plain seconds
+        except ValueError:
+            return None
+    return sum(float(number) * _GO_UNITS[unit] for number, unit in parts)
+
+
+def format_duration(seconds: float) -> str:
+    """A short human form for messages: `250ms`, `1.5s`, `2m30s`, `3h`."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.3g}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs}s" if secs else f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes}m" if minutes else f"{hours}h"

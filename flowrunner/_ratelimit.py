@@ -1,0 +1,160 @@
+"""Client-side rate limits: pace requests so a flow run at its account's limits does not trip 429s.
+
+Servers enforce limits over short windows (OpenAI may enforce 60 RPM as one request a second), so
+the limiter never spends a minute's budget in a burst: requests start evenly spaced, `60/rpm`
+seconds apart, and with `tpm` each request also waits until the tokens of the ones before it have
+been paid for at `tpm/60` tokens a second. A request's tokens are estimated before it is sent and
+corrected by the response's `usage`. The server's `x-ratelimit-remaining-*`/`reset-*` headers and
+its 429s pause everyone until the reset, declared limits or not. A used-up daily limit (`rpd`) ends
+the run with RateLimitError instead of a day-long sleep.
+
+One limiter is shared by every request to the same server in the process (`shared_limiter`), so
+concurrent runs (batches) share one budget.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, fields, replace
+from typing import Any, Callable
+
+from ._durations import format_duration, parse_go_duration
+from ._exceptions import RateLimitError
+
+MARGIN = 0.02
+"""Pace 2% under the declared limit: client and server clocks and network delays never line up exactly."""
+
+_DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """An account's limits as OpenAI states them: requests per minute and per day, tokens per minute."""
+
+    rpm: int | None = None
+    rpd: int | None = None
+    tpm: int | None = None
+
+    def merged(self, override: RateLimit) -> RateLimit:
+        """These limits with every limit `override` sets replacing ours (the CLI's `--rate-limit`)."""
+        return replace(self, **{f.name: getattr(override, f.name) for f in fields(override)
+                                if getattr(override, f.name) is not None})
+
+    def __str__(self) -> str:
+        parts = [f"{f.name}={getattr(self, f.name)}" for f in fields(self) if getattr(self, f.name) is not None]
+        return ", ".join(parts) or "none"
+
+
+def parse_rate_limit(text: str) -> RateLimit:
+    """`rpm=60,tpm=10000` (the CLI's form) as a RateLimit; ValueError says what is accepted."""
+    values: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, number = part.partition("=")
+        name = name.strip().lower()
+        if not sep or name not in ("rpm", "rpd", "tpm"):
+            raise ValueError(f"{part!r}: expected rpm=N, rpd=N or tpm=N (comma-separated)")
+        try:
+            value = int(number)
+        except ValueError:
+            raise ValueError(f"{part!r}: {name} must be a whole number") from None
+        if value < 1:
+            raise ValueError(f"{part!r}: {name} must be at least 1")
+        values[name] = value
+    if not values:
+        raise ValueError("expected rpm=N, rpd=N or tpm=N (comma-separated)")
+    return RateLimit(**values)
+
+
+def estimate_tokens(request: dict[str, Any]) -> int:
+    """Tokens a request may use, before sending it: about 4 characters a token for what is sent, plus
+    the completion cap when one is set. Deliberately generous; the response's `usage` corrects it."""
+    sent = {k: request[k] for k in ("messages", "tools", "functions", "response_format") if k in request}
+    prompt = math.ceil(len(json.dumps(sent, ensure_ascii=False)) / 4)
+    cap = request.get("max_completion_tokens") or request.get("max_tokens") or 0
+    return prompt + (cap if isinstance(cap, int) else 0)
+
+
+class RateLimiter:
+    """Paces requests under a RateLimit and the server's rate-limit headers; safe to share between threads."""
+
+    def __init__(self, limit: RateLimit | None = None, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.limit = limit or RateLimit()
+        self._clock, self._sleep = clock, sleep
+        self._lock = threading.Lock()
+        self._next_request = 0.0  # earliest start of the next request under rpm
+        self._tokens_paid_until = 0.0  # when the tokens of the requests so far are paid for under tpm
+        self._paused_until = 0.0  # the server said: nothing before then
+        self._today: deque[float] = deque()  # start times within the last 24 hours, for rpd
+        self.waited = 0.0
+        """Seconds spent waiting for the limits, over all requests."""
+
+    def acquire(self, tokens: int = 0) -> float:
+        """Wait until a request of about `tokens` tokens may start; returns the seconds waited."""
+        with self._lock:
+            now = self._clock()
+            self._check_day(now)
+            start = max(now, self._paused_until)
+            if self.limit.rpm:
+                start = max(start, self._next_request)
+                self._next_request = start + 60.0 / self.limit.rpm * (1 + MARGIN)
+            if self.limit.tpm:
+                start = max(start, self._tokens_paid_until)
+                self._tokens_paid_until = start + self._token_seconds(tokens)
+            if self.limit.rpd:
+                self._today.append(start)
+            wait = start - now
+            self.waited += wait
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+    def settle(self, estimated: int, usage: dict[str, Any] | None) -> None:
+        """Correct the token budget once the response says how many tokens the request really used."""
+        actual = (usage or {}).get("total_tokens")
+        if not self.limit.tpm or not isinstance(actual, int):
+            return
+        with self._lock:
+            self._tokens_paid_until += self._token_seconds(actual - estimated)
+
+    def observe(self, headers: dict[str, str], *, rate_limited: float | None = None) -> None:
+        """Follow the server's view: pause everyone while a budget it reports is spent, or after a 429."""
+        pause = rate_limited or 0.0
+        for kind in ("requests", "tokens"):
+            remaining = headers.get(f"x-ratelimit-remaining-{kind}", "").strip()
+            reset = parse_go_duration(headers.get(f"x-ratelimit-reset-{kind}", ""))
+            if remaining == "0" and reset is not None:
+                pause = max(pause, reset)
+        if pause > 0:
+            with self._lock:
+                self._paused_until = max(self._paused_until, self._clock() + pause)
+
+    def _token_seconds(self, tokens: int) -> float:
+        assert self.limit.tpm
+        return tokens * 60.0 / self.limit.tpm * (1 + MARGIN)
+
+    def _check_day(self, now: float) -> None:
+        while self._today and self._today[0] <= now - _DAY:
+            self._today.popleft()
+        if self.limit.rpd and len(self._today) >= self.limit.rpd:
+            frees = format_duration(self._today[0] + _DAY - now)
+            raise RateLimitError(
+                f"the daily request limit (rpd={self.limit.rpd}) is used up: {len(self._today)} requests in "
+                f"the last 24 hours; the next one frees up in {frees}\n"
+                "  hint: run again later (a batch continues with --resume), or raise rpd if your account allows")
+
+
+_shared: dict[str, RateLimiter] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_limiter(scope: str) -> RateLimiter:
+    """The process's one limiter for a server (`scope`: its base URL), created on first use."""
+    with _shared_lock:
+        if scope not in _shared:
+            _shared[scope] = RateLimiter()
+        return _shared[scope]

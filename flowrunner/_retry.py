@@ -1,0 +1,191 @@
+"""Retry policies: which failures are worth another attempt, how long to wait, and when to give up.
+
+The engine owns retrying (the SDK client is built with `max_retries=0`, or the two layers would
+multiply attempts). A failure is retried only when the policy lists it (`on`), it can succeed on a
+later attempt (never 400/401/403/404, a used-up quota, or a request larger than the token limit),
+attempts remain, and waiting stays within `max_elapsed`. The server's own delay (`retry-after-ms`,
+`retry-after`, the `x-ratelimit-reset-*` headers of a 429) wins over the computed backoff.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Callable, Literal, TypeVar
+
+from ._durations import format_duration, parse_go_duration
+from ._exceptions import APIConnectionError, APIError, APITimeoutError, RateLimitError, RunError
+from ._record import AttemptRecord
+
+Jitter = Literal["full", "equal", "none"]
+T = TypeVar("T")
+
+RETRYABLE = frozenset({"408", "409", "429", "500", "502", "503", "504", "timeout", "connection"})
+"""What a policy retries unless told otherwise: statuses by number, plus `timeout` and `connection`."""
+
+_BILLING_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached", "billing_not_active",
+                            "credit_balance_exhausted", "hard_spend_limit_exceeded", "soft_spend_limit_exceeded",
+                            "spend_limit_exceeded"})
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff: `initial * multiplier**(n-1)` seconds before retry n, capped at `max`."""
+
+    initial: float = 1.0
+    multiplier: float = 2.0
+    max: float = 30.0
+    jitter: Jitter = "full"
+    """`full`: a random wait between 0 and the delay (spreads out clients that failed together);
+    `equal`: half the delay plus a random half; `none`: the delay itself."""
+
+    def delay(self, retry: int, rng: random.Random) -> float:
+        base = min(self.max, self.initial * self.multiplier ** (retry - 1))
+        if self.jitter == "full":
+            return rng.uniform(0, base)
+        if self.jitter == "equal":
+            return base / 2 + rng.uniform(0, base / 2)
+        return base
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a flow (or one step) lives with failing requests; the defaults suit OpenAI's API."""
+
+    max_attempts: int = 5
+    on: frozenset[str] = RETRYABLE
+    backoff: Backoff = field(default_factory=Backoff)
+    max_elapsed: float = 300.0
+    """Never wait past this many seconds since the first attempt; give up instead, and say so."""
+
+
+NO_RETRY = RetryPolicy(max_attempts=1)
+
+
+def condition(error: RunError) -> str | None:
+    """The name a policy's `on` list uses for this failure (`429`, `timeout`, ...), None if not a request failure."""
+    if isinstance(error, APITimeoutError):
+        return "timeout"
+    if isinstance(error, APIConnectionError):
+        return "connection"
+    if isinstance(error, APIError):
+        return str(error.status)
+    return None
+
+
+def hopeless(error: RunError) -> str | None:
+    """Why retrying this failure cannot help (None if it might; "" if it cannot and the message says enough)."""
+    if not isinstance(error, APIError):
+        return None
+    if error.status in (400, 401, 403, 404, 422):
+        return ""  # the same request would fail again; the error's own hint says what to change
+    if error.status == 429:
+        text = str(error).lower()
+        if error.code in _BILLING_CODES or error.type in _BILLING_CODES:
+            return "a used-up quota is not retried: waiting does not add credit"
+        if "request too large" in text:
+            return "a request over the token limit is not retried: it can never pass"
+        if "per day" in text or "(rpd)" in text:
+            return "the daily request limit is used up: it resets in hours, not within a run"
+    return None
+
+
+def server_delay(error: APIError, now: float | None = None) -> float | None:
+    """The wait the server asked for, in seconds: `retry-after-ms`, `retry-after`, or a 429's reset headers."""
+    headers = error.headers
+    if "retry-after-ms" in headers:
+        try:
+            return max(0.0, float(headers["retry-after-ms"]) / 1000)
+        except ValueError:
+            pass
+    if "retry-after" in headers:
+        value = headers["retry-after"].strip()
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            try:
+                when = parsedate_to_datetime(value).timestamp()
+            except (TypeError, ValueError, IndexError):
+                when = None
+            if when is not None:
+                return max(0.0, when - (time.time() if now is None else now))
+    if error.status == 429:
+        resets = []
+        for kind in ("requests", "tokens"):
+            remaining = headers.get(f"x-ratelimit-remaining-{kind}", "").strip()
+            reset = parse_go_duration(headers.get(f"x-ratelimit-reset-{kind}", ""))
+            # The exhausted budget is the one to wait for; with no `remaining`, trust any reset given.
+            if reset is not None and remaining in ("", "0"):
+                resets.append(reset)
+        if resets:
+            return max(resets)
+    return None
+
+
+def describe(error: RunError) -> str:
+    """A one-line summary of a failed attempt, for give-up messages."""
+    return str(error).splitlines()[0]
+
+
+def call_with_retry(send: Callable[[], T], policy: RetryPolicy, attempts: list[AttemptRecord], *,
+                    on_retry: Callable[[AttemptRecord], None] | None = None,
+                    sleep: Callable[[float], None] = time.sleep,
+                    clock: Callable[[], float] = time.monotonic,
+                    rng: random.Random | None = None) -> T:
+    """`send()` until it succeeds or the policy gives up; every attempt is appended to `attempts`.
+
+    The last error is raised with a note saying why there was no further attempt.
+    """
+    rng = rng or random.Random()
+    started = clock()
+    for number in range(1, policy.max_attempts + 1):
+        try:
+            result = send()
+        except RunError as error:
+            record = AttemptRecord(status=getattr(error, "status", None), error=type(error).__name__,
+                                   code=getattr(error, "code", None), message=describe(error))
+            attempts.append(record)
+            delay, reason = _decide(error, policy, number, clock() - started, rng)
+            if reason is not None:
+                raise _with_note(error, reason) from None
+            record.slept = round(delay, 3)
+            if on_retry is not None:
+                on_retry(record)
+            sleep(delay)
+            continue
+        attempts.append(AttemptRecord(status=200))
+        return result
+    raise AssertionError("unreachable: the last attempt either returns or raises")
+
+
+def _decide(error: RunError, policy: RetryPolicy, number: int, elapsed: float,
+            rng: random.Random) -> tuple[float, str | None]:
+    """The delay before the next attempt, or the reason there is none."""
+    name = condition(error)
+    if name is None or isinstance(error, RateLimitError):
+        return 0.0, ""  # not a request failure: nothing to say, nothing to retry
+    reason = hopeless(error)
+    if reason is not None:
+        return 0.0, reason
+    if name not in policy.on:
+        return 0.0, f"{name} is not in the retry policy's `on` list" if policy.max_attempts > 1 else ""
+    if number >= policy.max_attempts:
+        return 0.0, (f"gave up after {number} attempts (retry.max_attempts)" if number > 1 else "")
+    asked = server_delay(error) if isinstance(error, APIError) else None
+    delay = asked if asked is not None else policy.backoff.delay(number, rng)
+    if elapsed + delay > policy.max_elapsed:
+        wait = f"the server asked to wait {format_duration(delay)}" if asked is not None else \
+            f"the next wait ({format_duration(delay)})"
+        return 0.0, (f"gave up after {number} attempt{'s' if number > 1 else ''}: {wait}, which would pass "
+                     f"retry.max_elapsed ({format_duration(policy.max_elapsed)})")
+    return delay, None
+
+
+def _with_note(error: RunError, note: str) -> RunError:
+    """The error, its message extended with why it was not retried (when there is something to say)."""
+    if note:
+        first, _, rest = str(error).partition("\n")
+        error.args = (f"{first}\n  ({note}){chr(10) + rest if rest else ''}",)
+    return error

@@ -1,0 +1,75 @@
+"""Secrets: values that must never be written down, replaced by `[redacted:NAME]` wherever they would be.
+
+The API key and every value a flow reads from the environment (an input's `env:`) are registered
+here when they are read. Run records, error messages, the CLI's call log and cassettes pass through
+`redact`, so a secret sent to a server or echoed back by one stays out of everything flowrunner
+writes. The registry is process-wide because the environment is.
+
+Values shorter than `MIN_LENGTH` are not registered: replacing every `1` or `yes` in a record would
+destroy it without protecting anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import Any
+
+MIN_LENGTH = 4
+
+_lock = threading.Lock()
+_secrets: dict[str, str] = {}  # value -> its replacement
+
+
+def register(value: Any, name: str) -> None:
+    """Treat `value` (the value of environment variable or key `name`) as a secret from now on."""
+    if not isinstance(value, str) or len(value) < MIN_LENGTH:
+        return
+    with _lock:
+        _secrets[value] = f"[redacted:{name}]"
+
+
+def forget_all() -> None:
+    """Empty the registry (for tests)."""
+    with _lock:
+        _secrets.clear()
+
+
+def redact(text: str) -> str:
+    """`text` with every registered secret replaced; the longest first, so one secret inside another is covered."""
+    if not _secrets or not isinstance(text, str):
+        return text
+    with _lock:
+        pairs = sorted(_secrets.items(), key=lambda item: -len(item[0]))
+    for value, replacement in pairs:
+        if value in text:
+            text = text.replace(value, replacement)
+    return text
+
+
+def redact_data(data: Any) -> Any:
+    """A copy of JSON-like data (dicts, lists, strings) with secrets redacted in every string, keys included."""
+    if not _secrets:
+        return data
+    if isinstance(data, str):
+        return redact(data)
+    if isinstance(data, dict):
+        return {redact(k) if isinstance(k, str) else k: redact_data(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [redact_data(item) for item in data]
+    return data
+
+
+def redact_in_place(obj: Any) -> None:
+    """Redact every string field of a dataclass tree (a RunRecord and the records inside it)."""
+    if not _secrets:
+        return
+    for field in dataclasses.fields(obj):
+        value = getattr(obj, field.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            redact_in_place(value)
+        elif isinstance(value, list) and value and dataclasses.is_dataclass(value[0]):
+            for item in value:
+                redact_in_place(item)
+        elif isinstance(value, (str, dict, list)):
+            setattr(obj, field.name, redact_data(value))
