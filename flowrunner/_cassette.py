@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ._exceptions import ConfigError
+from ._secrets import active as secrets_active
+from ._secrets import redact, redact_data
 
 RECORD_MODES = ("none", "once", "new_episodes", "all")
 """vcrpy's record modes: replay only; record a new cassette only; replay and add new; re-record all."""
@@ -39,9 +41,11 @@ def canonical_body(request: Any) -> str | None:
         canon = ""
     else:
         try:
-            canon = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            # Redacted, as the recording was: a secret in the live request matches its placeholder.
+            canon = json.dumps(redact_data(json.loads(body)), sort_keys=True, separators=(",", ":"),
+                               ensure_ascii=False)
         except (ValueError, TypeError):
-            canon = str(body)
+            canon = redact(str(body))
     try:
         setattr(request, _CANON_ATTR, canon)
     except AttributeError:
@@ -91,6 +95,10 @@ def _scrub_request(request: Any) -> Any:
         lower = name.lower()
         if lower in _SECRET_REQUEST_HEADERS or lower.startswith(_NOISE_PREFIX):
             del request.headers[name]
+        else:
+            request.headers[name] = redact(request.headers[name])
+    if request.body:
+        request.body = _redact_body(request.body)
     return request
 
 
@@ -99,7 +107,28 @@ def _scrub_response(response: dict[str, Any]) -> dict[str, Any]:
     for name in list(headers):
         if name.lower() in _SECRET_RESPONSE_HEADERS:
             del headers[name]
+        else:
+            headers[name] = [redact(v) if isinstance(v, str) else v for v in headers[name]]
+    body = response.get("body", {})
+    if body.get("string"):
+        body["string"] = _redact_body(body["string"])
     return response
+
+
+def _redact_body(body: str | bytes) -> str | bytes:
+    """A body with the registered secrets replaced (JSON bodies through their strings, so escapes don't hide one)."""
+    if not secrets_active():
+        return body
+    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+    try:
+        redacted = json.dumps(redact_data(json.loads(text)), ensure_ascii=False)
+        if redacted == json.dumps(json.loads(text), ensure_ascii=False):
+            return body  # nothing secret: keep the bytes exactly as they were
+    except ValueError:
+        redacted = redact(text)  # a stream (SSE) or an error page
+        if redacted == text:
+            return body
+    return redacted.encode("utf-8") if isinstance(body, bytes) else redacted
 
 
 @contextmanager

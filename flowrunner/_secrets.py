@@ -29,6 +29,11 @@ def register(value: Any, name: str) -> None:
         _secrets[value] = f"[redacted:{name}]"
 
 
+def active() -> bool:
+    """Whether any secret is registered (redaction is skipped entirely when none is)."""
+    return bool(_secrets)
+
+
 def forget_all() -> None:
     """Empty the registry (for tests)."""
     with _lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -311,3 +312,126 @@ def test_legacy_protocol_gets_function_call_instead_of_tool_choice(make_flow):
     request = transport.requests[0]
     assert request["function_call"] == {"name": "get_current_weather"}
     assert "tool_choice" not in request and "parallel_tool_calls" not in request
+
+
+# -- tool-call policies -----------------------------------------------------------------------------
+
+def test_invalid_arguments_with_on_invalid_arguments_fail_end_the_run(make_flow):
+    text = WEATHER.replace("entry: tools:get_current_weather", "entry: tools:get_current_weather\n"
+                           "        on_invalid_arguments: fail")
+    transport = scripted(calls(("get_current_weather", '{"location": 3}')))
+    record = Engine(transport).run(make_flow(text, tools=TOOLS))
+    assert record.status == "failed" and record.error["type"] == "FunctionError"
+    assert "invalid arguments for get_current_weather: location: 3 is not of type 'string'" in record.error["message"]
+    assert len(transport.requests) == 1
+
+
+def test_arguments_the_schema_does_not_name_never_reach_the_function(weather):
+    transport = scripted(calls(("get_current_weather", '{"location": "Boston", "shell": "rm -rf /"}')),
+                         answer("ok"))
+    record = Engine(transport).run(weather)
+    call = record.steps[0].rounds[0].calls[0]
+    assert call.result is None
+    assert call.error == ("invalid arguments for get_current_weather: unexpected argument 'shell' "
+                          "(the function takes: location, unit)")
+
+
+def test_a_function_past_its_timeout_is_an_error_sent_back(make_flow):
+    tools = TOOLS + "\n    import time\n\n    def slow(location):\n        time.sleep(5)\n        return 'late'\n"
+    text = WEATHER.replace("      broken:\n", "      slow:\n        entry: tools:slow\n        timeout: 50ms\n"
+                           "        parameters: {type: object, properties: {location: {type: string}}, required: [location]}\n"
+                           "      broken:\n").replace("functions: [get_current_weather, meet, broken]",
+                                                       "functions: [slow]")
+    transport = scripted(calls(("slow", '{"location": "x"}')), answer("gave up on slow"))
+    started = time.monotonic()
+    record = Engine(transport).run(make_flow(text, tools=tools))
+    assert time.monotonic() - started < 2
+    assert record.status == "succeeded"
+    assert "did not finish within its timeout of 50ms" in record.steps[0].rounds[0].calls[0].error
+    assert transport.requests[1]["messages"][-1]["content"] == "Error: the function did not finish within 50ms."
+
+
+def test_max_rounds_answer_makes_one_last_request_without_functions(make_flow):
+    text = WEATHER.replace("max_rounds: 3", "max_rounds: 2\n        on_max_rounds: answer\n"
+                           "        tool_choice: auto\n        parallel_tool_calls: true")
+    again = calls(("get_current_weather", '{"location": "Boston"}'))
+    transport = scripted(again, again, answer("72, as far as I can tell"))
+    record = Engine(transport).run(make_flow(text, tools=TOOLS))
+    assert record.status == "succeeded", record.error
+    assert record.outputs == {"answer": "72, as far as I can tell"}
+    last = transport.requests[-1]
+    assert len(transport.requests) == 3
+    assert not {"tools", "tool_choice", "parallel_tool_calls"} & set(last)
+    assert [m["role"] for m in last["messages"]][-2:] == ["assistant", "tool"]
+
+
+def test_max_rounds_fail_is_the_default(weather):
+    again = calls(("get_current_weather", '{"location": "Boston"}'))
+    record = Engine(scripted(again, again, again)).run(weather)
+    assert record.error["type"] == "MaxRoundsError" and "on_max_rounds: answer" in record.error["message"]
+
+
+# -- retries and secrets ----------------------------------------------------------------------------
+
+def failing_then(errors: list[Exception], *responses: dict[str, Any]) -> FunctionTransport:
+    queue = list(responses)
+
+    def handler(request: dict[str, Any]) -> dict[str, Any]:
+        if errors:
+            raise errors.pop(0)
+        return queue.pop(0)
+
+    return FunctionTransport(handler)
+
+
+def test_retried_rounds_record_every_attempt_and_emit_retry_events(make_flow):
+    from flowrunner import APIError
+
+    flow = make_flow(WEATHER + "    retry: {backoff: {initial: 10ms, jitter: none}}\n", tools=TOOLS)
+    errors: list[Exception] = [APIError("HTTP 503: busy", status=503, headers={"retry-after-ms": "5"}),
+                               APIError("HTTP 500: oops", status=500)]
+    events, slept = [], []
+    engine = Engine(failing_then(errors, answer("fine")), on_event=events.append, sleep=slept.append)
+    record = engine.run(flow)
+    assert record.status == "succeeded", record.error
+    attempts = record.to_dict()["steps"][0]["rounds"][0]["attempts"]
+    assert [(a["status"], a["slept"]) for a in attempts] == [(503, 0.005), (500, 0.02), (200, 0.0)]
+    assert slept == [0.005, 0.02]
+    assert [e.attempt.status for e in events if e.kind == "retry"] == [503, 500]
+
+
+def test_a_step_retry_overrides_the_flows(make_flow):
+    from flowrunner import APIError
+
+    text = WEATHER.replace("max_rounds: 3", "max_rounds: 3\n        retry: {max_attempts: 1}") + \
+        "    retry: {max_attempts: 4, backoff: {initial: 1ms}}\n"
+    record = Engine(failing_then([APIError("HTTP 500: oops", status=500)], answer("x")),
+                    sleep=lambda s: None).run(make_flow(text, tools=TOOLS))
+    assert record.status == "failed" and len(record.steps[0].rounds[0].attempts) == 1
+
+
+def test_env_inputs_are_read_and_redacted_everywhere_in_the_record(make_flow, monkeypatch):
+    from flowrunner._secrets import forget_all
+
+    monkeypatch.setenv("CUSTOMER_TOKEN", "tok-1234-secret")
+    text = WEATHER.replace('question: {type: string, default: "What\'s the weather in Boston?"}',
+                           'question: {type: string, default: "Weather?"}\n'
+                           '      token: {type: string, env: CUSTOMER_TOKEN}').replace(
+        'content: "{{ inputs.question }}"', 'content: "{{ inputs.question }} (customer {{ inputs.token }})"')
+    try:
+        transport = scripted(answer("Hello customer tok-1234-secret"))
+        record = Engine(transport).run(make_flow(text, tools=TOOLS))
+        assert "tok-1234-secret" in transport.requests[0]["messages"][1]["content"]  # the server got it
+        dumped = json.dumps(record.to_dict())
+        assert "tok-1234-secret" not in dumped and "[redacted:CUSTOMER_TOKEN]" in dumped
+        assert record.outputs == {"answer": "Hello customer [redacted:CUSTOMER_TOKEN]"}
+    finally:
+        forget_all()
+
+
+def test_an_env_input_without_its_variable_says_which_to_set(make_flow, monkeypatch):
+    monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
+    text = WEATHER.replace('question: {type: string, default: "What\'s the weather in Boston?"}',
+                           'question: {type: string, env: NOT_SET_ANYWHERE}')
+    with pytest.raises(InputError, match="set the environment variable NOT_SET_ANYWHERE, or pass it with -i"):
+        Engine(scripted()).run(make_flow(text, tools=TOOLS))

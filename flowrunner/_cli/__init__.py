@@ -57,7 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_problems(exc)
         return exc.exit_code
     except FlowrunnerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from .._secrets import redact
+
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -34,6 +34,19 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                              "--cassette); new_episodes: replay and record what is missing; all: re-record")
     parser.add_argument("--timeout", type=seconds, default=600.0, metavar="SECONDS",
                         help="per-request timeout (default: 600)")
+    parser.add_argument("--rate-limit", type=rate_limit, metavar="LIMITS",
+                        help="your account's limits, overriding the flow's rate_limit: e.g. rpm=3,rpd=200 "
+                             "or tpm=10000 (requests are paced to stay under them)")
+
+
+def rate_limit(text: str) -> Any:
+    """argparse type: `rpm=60,tpm=10000` as a RateLimit."""
+    from .._ratelimit import parse_rate_limit
+
+    try:
+        return parse_rate_limit(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def seconds(text: str) -> float:
@@ -83,18 +96,36 @@ def connection(flow: Flow, args: argparse.Namespace) -> Iterator[Any]:
 
 def print_problems(exc: FlowValidationError) -> None:
     for problem in exc.problems:
-        print(problem, file=sys.stderr)
+        print(redact(str(problem)), file=sys.stderr)
 
 
 def show_call(event: Any) -> None:
     """An engine event handler: one stderr line per function call."""
     if event.kind != "call" or event.call is None:
+        show_retry(event)
         return
     call = event.call
     args = json.dumps(call.arguments, ensure_ascii=False) if call.arguments is not None else call.raw_arguments
     result = call.result if isinstance(call.result, str) else json.dumps(call.result, ensure_ascii=False)
     outcome = f"error: {call.error}" if call.error else clip(result)
-    print(f"  [{event.step}] {call.name}({args}) -> {outcome}", file=sys.stderr)
+    print(redact(f"  [{event.step}] {call.name}({args}) -> {outcome}"), file=sys.stderr)
+
+
+def show_retry(event: Any) -> None:
+    """An engine event handler: one stderr line per retried request (shown even with --quiet: it explains a wait)."""
+    if event.kind != "retry" or event.attempt is None:
+        return
+    from .._durations import format_duration
+
+    attempt = event.attempt
+    print(redact(f"  [{event.step}] {attempt.message}: retrying in {format_duration(attempt.slept)}"),
+          file=sys.stderr)
+
+
+def redact(text: str) -> str:
+    from .._secrets import redact as _redact
+
+    return _redact(text)
 
 
 def count(n: int, noun: str) -> str:

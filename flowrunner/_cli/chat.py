@@ -8,7 +8,7 @@ import sys
 from typing import Any, Iterator
 
 from .._exceptions import RunError
-from ._common import EXIT_OK, add_run_options, connection, flow_and_inputs, show_call
+from ._common import EXIT_OK, add_run_options, connection, flow_and_inputs, redact, show_call
 
 
 def register(sub: Any) -> None:
@@ -30,7 +30,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
     flow, inputs = flow_and_inputs(args)
     interactive = sys.stdin.isatty()
     with connection(flow, args) as transport:
-        session = Engine(transport, model=args.model, on_event=show_call).chat(flow, inputs, step_id=args.step)
+        engine = Engine(transport, model=args.model, on_event=show_call, rate_limit=args.rate_limit)
+        session = engine.chat(flow, inputs, step_id=args.step)
         if interactive:
             print(f"chatting with {flow.name} (Ctrl-D or /exit to end)", file=sys.stderr)
         if session.awaiting_answer:
@@ -63,6 +64,6 @@ def _chat_turn(session: Any, text: str | None) -> None:
     try:
         turn = session.send(text)
     except RunError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return
-    print(turn.content, flush=True)
+    print(redact(turn.content or ""), flush=True)

@@ -8,7 +8,7 @@ import json
 import sys
 from typing import Any
 
-from ._common import EXIT_FAILED, EXIT_OK, add_run_options, connection, flow_and_inputs, show_call
+from ._common import EXIT_FAILED, EXIT_OK, add_run_options, connection, flow_and_inputs, show_call, show_retry
 
 EPILOG = """\
 examples:
@@ -23,6 +23,9 @@ which server is used:
   OPENAI_API_KEY or a base URL set  run live
   neither, and the flow's cassette exists
                                     replay it (said on stderr)
+
+failed requests are retried as the flow's `retry:` says (by default 429, 5xx, timeouts
+and connection errors, up to 5 attempts); each retry is noted on stderr.
 
 exit status: 0 succeeded, 1 the run failed (API error, function error, max rounds),
 2 invalid flow or usage, 130 interrupted.
@@ -47,7 +50,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     # With --json, stdout is for the record alone: what the flow's functions print goes to stderr.
     quiet_stdout = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
     with connection(flow, args) as transport, quiet_stdout:
-        engine = Engine(transport, model=args.model, on_event=None if args.quiet else show_call)
+        engine = Engine(transport, model=args.model, on_event=show_retry if args.quiet else show_call,
+                        rate_limit=args.rate_limit)
         record = engine.run(flow, inputs)
     if args.json:
         print(json.dumps(record.to_dict(), indent=2, ensure_ascii=False))

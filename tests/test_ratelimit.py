@@ -1,0 +1,128 @@
+"""The client-side rate limiter: smooth pacing, token budgets, the server's headers, the daily limit."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from flowrunner._exceptions import RateLimitError
+from flowrunner._ratelimit import MARGIN, RateLimit, RateLimiter, estimate_tokens, parse_rate_limit
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def limiter(**limits: int) -> tuple[RateLimiter, Clock]:
+    clock = Clock()
+    return RateLimiter(RateLimit(**limits), clock=clock, sleep=clock.sleep), clock
+
+
+def starts(lim: RateLimiter, clock: Clock, n: int, tokens: int = 0) -> list[float]:
+    times = []
+    for _ in range(n):
+        lim.acquire(tokens)
+        times.append(clock.now - 1000.0)
+    return times
+
+
+def test_rpm_spaces_requests_evenly_never_in_a_burst():
+    lim, clock = limiter(rpm=60)
+    times = starts(lim, clock, 5)
+    gap = 1.0 * (1 + MARGIN)
+    assert times == pytest.approx([0, gap, 2 * gap, 3 * gap, 4 * gap])
+
+
+def test_a_slow_request_does_not_earn_a_burst_later():
+    lim, clock = limiter(rpm=60)
+    lim.acquire()
+    clock.now += 10  # a long pause: the next requests are still spaced, not sent together
+    assert starts(lim, clock, 3) == pytest.approx([10, 10 + 1.02, 10 + 2.04])
+
+
+def test_no_limits_means_no_waiting():
+    lim, clock = limiter()
+    assert starts(lim, clock, 100) == [0.0] * 100
+
+
+def test_tpm_pays_for_each_requests_tokens_before_the_next():
+    lim, clock = limiter(tpm=6000)  # 100 tokens a second
+    times = starts(lim, clock, 3, tokens=200)
+    assert times == pytest.approx([0, 2 * (1 + MARGIN), 4 * (1 + MARGIN)])
+
+
+def test_usage_corrects_the_estimate():
+    lim, clock = limiter(tpm=6000)
+    lim.acquire(100)
+    lim.settle(100, {"total_tokens": 400})  # the answer was longer than estimated: 300 more to pay for
+    lim.acquire(100)
+    assert clock.now - 1000 == pytest.approx(4 * (1 + MARGIN))
+
+
+def test_server_headers_pause_everyone_until_the_reset():
+    lim, clock = limiter()
+    lim.observe({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1.5s"})
+    lim.acquire()
+    assert clock.now - 1000 == pytest.approx(1.5)
+    lim.observe({"x-ratelimit-remaining-requests": "5", "x-ratelimit-reset-requests": "30s"})
+    assert lim.acquire() == 0
+
+
+def test_a_429_pauses_everyone_for_the_servers_delay():
+    lim, clock = limiter()
+    lim.observe({}, rate_limited=2.0)
+    assert lim.acquire() == pytest.approx(2.0)
+
+
+def test_a_used_up_daily_limit_is_an_error_not_a_day_long_sleep():
+    lim, clock = limiter(rpd=3)
+    starts(lim, clock, 3)
+    with pytest.raises(RateLimitError, match=r"daily request limit \(rpd=3\) is used up.*frees up in 24h"):
+        lim.acquire()
+    clock.now += 86400
+    assert lim.acquire() == 0
+
+
+def test_threads_share_one_budget():
+    lim = RateLimiter(RateLimit(rpm=1200))  # real clock: 51 ms apart
+    times: list[float] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        lim.acquire()
+        with lock:
+            times.append(time.monotonic())
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    times.sort()
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert min(gaps) >= 0.045, gaps
+
+
+def test_estimate_counts_what_is_sent_and_the_completion_cap():
+    request = {"model": "m", "messages": [{"role": "user", "content": "x" * 400}]}
+    small = estimate_tokens(request)
+    assert 100 <= small <= 130
+    assert estimate_tokens({**request, "max_tokens": 500}) == small + 500
+    assert estimate_tokens({**request, "tools": [{"type": "function", "function": {"name": "f" * 400}}]}) > small + 90
+
+
+def test_parse_rate_limit_and_merge():
+    assert parse_rate_limit("rpm=3, rpd=200") == RateLimit(rpm=3, rpd=200)
+    assert RateLimit(rpm=3, tpm=100).merged(RateLimit(rpm=60)) == RateLimit(rpm=60, tpm=100)
+    for bad in ("rpm", "rpx=3", "rpm=0", "rpm=fast", ""):
+        with pytest.raises(ValueError, match="rpm"):
+            parse_rate_limit(bad)
