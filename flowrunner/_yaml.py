@@ -285,6 +285,10 @@ class _Walker:
                 return value
             if isinstance(value, int) and not isinstance(value, bool):
                 return cast(str, node.value)  # as written: `50256: -100` under logit_bias
+            if isinstance(value, bool) and not node.style and node.value.lower() not in ("true", "false"):
+                # YAML 1.1 reads `on`, `off`, `yes`, `no` as booleans; as keys they are names (YAML 1.2
+                # agrees), or `retry: {on: [429]}` could not be written.
+                return cast(str, node.value)
             what = {bool: "a boolean", type(None): "null", float: "a number"}.get(type(value), "a non-string value")
             self.problems.append(Problem(
                 _location(node, self.filename),

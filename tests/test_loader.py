@@ -395,12 +395,29 @@ BROKEN = [
      "5:18", "YAML reads '{{' here as the start of a mapping", 'content: "{{ inputs.question }}"'),
     ("duplicate-key", "model: a\n" + ONE_STEP + "model: b\n",
      "5:1", "duplicate key 'model' at the top level (first at line 1)", "only the last one"),
-    ("boolean-key", "inputs:\n  yes: {}\n" + ONE_STEP,
-     "2:3", "the key 'yes' is read by YAML as a boolean", "quote it"),
+    ("boolean-key", "inputs:\n  true: {}\n" + ONE_STEP,
+     "2:3", "the key 'true' is read by YAML as a boolean", "quote it"),
     ("empty-file", "# nothing but a comment\n", "1:1", "the file is empty", "steps:"),
     ("top-level-list", "- id: a\n  messages: []\n", "1:1", "the top level of a flow must be a mapping", None),
     ("recursive-alias", "steps: &s [*s]\n", "1:8", "recursive alias", None),
     ("too-deep", "x: " + "[" * 300 + "]" * 300 + "\n" + ONE_STEP, None, "nests too deeply", None),
+    ("bad-duration", "retry: {max_elapsed: 5 minutes}\n" + ONE_STEP,
+     "1:22", "retry.max_elapsed: invalid value '5 minutes'", "like 250ms, 1.5s, 2m or 1h"),
+    ("misspelt-retry-key", "retry: {max_atempts: 3}\n" + ONE_STEP,
+     "1:9", "unknown key 'max_atempts' in retry", "did you mean 'max_attempts'?"),
+    ("retry-on-unknown-condition", "retry: {on: [429, timeouts]}\n" + ONE_STEP,
+     "1:19", "retry.on[1]: expected one of: timeout, connection", "did you mean 'timeout'?"),
+    ("retry-on-not-an-error-status", "retry: {on: [200]}\n" + ONE_STEP,
+     "1:14", "retry.on[0]: expected at least 400, got 200", None),
+    ("zero-rpm", "rate_limit: {rpm: 0}\n" + ONE_STEP, "1:19", "rate_limit.rpm: expected at least 1, got 0", None),
+    ("bad-jitter", "retry: {backoff: {jitter: random}}\n" + ONE_STEP,
+     "1:27", "retry.backoff.jitter: expected one of: full, equal, none", None),
+    ("on-max-rounds-without-functions", """
+        steps:
+          - id: a
+            on_max_rounds: answer
+            messages: [{role: user, content: hi}]
+        """, "3:5", "on_max_rounds is set on steps[0], which has no functions", "remove it"),
 ]
 
 
@@ -576,3 +593,73 @@ def test_positions_keys_values_and_fallback() -> None:
     assert positions.value(()) == Location("f.yaml", 1, 1)
     assert _yaml.format_path(("steps", 0, "messages", 1, "role")) == "steps[0].messages[1].role"
     assert _yaml.format_path(("functions", "get-weather")) == "functions['get-weather']"
+
+
+def test_retry_and_rate_limit_are_built_with_step_keys_over_the_flows(tmp_path: Path) -> None:
+    from flowrunner._retry import Backoff, RetryPolicy
+    from flowrunner._ratelimit import RateLimit
+
+    flow = load_flow(write(tmp_path, """
+        rate_limit: {rpm: 3, rpd: 200}
+        retry:
+          max_attempts: 6
+          on: [429, 503, timeout]
+          backoff: {initial: 250ms, max: 2m}
+          max_elapsed: 5m
+        steps:
+          - id: a
+            messages: [{role: user, content: hi}]
+          - id: b
+            retry: {max_attempts: 2, backoff: {jitter: none}}
+            messages: [{role: user, content: hi}]
+        """))
+    assert flow.rate_limit == RateLimit(rpm=3, rpd=200)
+    first, second = flow.steps
+    assert first.retry == RetryPolicy(max_attempts=6, on=frozenset({"429", "503", "timeout"}),
+                                      backoff=Backoff(initial=0.25, max=120.0), max_elapsed=300.0)
+    assert second.retry == RetryPolicy(max_attempts=2, on=frozenset({"429", "503", "timeout"}),
+                                       backoff=Backoff(initial=0.25, max=120.0, jitter="none"), max_elapsed=300.0)
+
+
+def test_without_retry_a_step_gets_the_default_policy(tmp_path: Path) -> None:
+    from flowrunner._retry import RetryPolicy
+
+    assert load_flow(write(tmp_path, ONE_STEP)).steps[0].retry == RetryPolicy()
+
+
+def test_function_policies_and_a_zero_timeout(tmp_path: Path) -> None:
+    (tmp_path / "tools.py").write_text(TOOLS)
+    flow = load_flow(write(tmp_path, """
+        functions:
+          get_weather:
+            entry: tools:get_weather
+            on_error: fail
+            on_invalid_arguments: fail
+            timeout: 1.5s
+            parameters: {type: object, properties: {location: {type: string}, unit: {type: string}},
+                         required: [location]}
+        steps:
+          - id: a
+            functions: [get_weather]
+            messages: [{role: user, content: hi}]
+        """))
+    spec = flow.functions["get_weather"]
+    assert (spec.on_error, spec.on_invalid_arguments, spec.timeout) == ("fail", "fail", 1.5)
+    problems = problems_of(write(tmp_path, """
+        functions:
+          get_weather: {entry: "tools:get_weather", timeout: 0, parameters: {type: object, properties: {location: {type: string}}, required: [location]}}
+        steps:
+          - id: a
+            functions: [get_weather]
+            messages: [{role: user, content: hi}]
+        """))
+    assert [p.message for p in problems] == ["a function timeout of 0 would fail every call"]
+
+
+@pytest.mark.parametrize("loader", ["_CLoader", "_PyLoader"])
+def test_on_off_yes_no_keys_are_names_but_true_is_not(monkeypatch: pytest.MonkeyPatch, loader: str) -> None:
+    if not hasattr(_yaml, loader):
+        pytest.skip("PyYAML without libyaml")
+    monkeypatch.setattr(_yaml, "_LOADER", getattr(_yaml, loader))
+    data, _ = _yaml.parse_yaml("retry: {on: [429]}\nx: {off: 1, yes: 2, No: 3}\n", "f.yaml")
+    assert data == {"retry": {"on": [429]}, "x": {"off": 1, "yes": 2, "No": 3}}
