@@ -1,0 +1,195 @@
+"""The fault-injection suite: real HTTP on 127.0.0.1, a test server scripted to fail, and what the engine
+does about each fault, as the run record shows it. Delays are milliseconds so the suite stays fast."""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+import pytest
+
+from flowrunner import Engine, OpenAITransport
+from flowrunner._cli import main
+from flowrunner.testing import ChatServer, Reply
+
+FLOW = """
+    name: faults
+    model: gpt-4o-mini
+    retry: {max_attempts: 4, backoff: {initial: 5ms, max: 20ms}}
+    functions:
+      get_current_weather:
+        entry: tools:get_current_weather
+        parameters:
+          type: object
+          properties: {location: {type: string}, unit: {type: string, enum: [celsius, fahrenheit]}}
+          required: [location]
+      explode:
+        entry: tools:explode
+        parameters: {type: object, properties: {}}
+      hang:
+        entry: tools:hang
+        timeout: 100ms
+        parameters: {type: object, properties: {}}
+    steps:
+      - id: answer
+        messages:
+          - {role: user, content: "What's the weather in Boston?"}
+        functions: [get_current_weather, explode, hang]
+        max_rounds: 4
+"""
+
+TOOLS = """
+    import time
+
+    def get_current_weather(location, unit="fahrenheit"):
+        return {"location": location, "temperature": "72", "unit": unit}
+
+    def explode():
+        raise RuntimeError("the weather service is down")
+
+    def hang():
+        time.sleep(10)
+"""
+
+
+def completion(content: str | None = None, calls: list[tuple[str, Any]] | None = None) -> Reply:
+    message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+    if calls:
+        message["tool_calls"] = [{"id": f"call_{i}", "type": "function",
+                                  "function": {"name": name, "arguments": args if isinstance(args, str)
+                                               else json.dumps(args)}}
+                                 for i, (name, args) in enumerate(calls)]
+    return Reply(body={"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+                       "choices": [{"index": 0, "message": message, "logprobs": None,
+                                    "finish_reason": "tool_calls" if calls else "stop"}],
+                       "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}})
+
+
+def error(status: int, message: str, kind: str, code: str | None, **headers: str) -> Reply:
+    return Reply(status, {"error": {"message": message, "type": kind, "param": None, "code": code}},
+                 {k.replace("_", "-"): v for k, v in headers.items()})
+
+
+RATE_LIMITED = ("Rate limit reached for gpt-4o-mini in organization org-test on requests per min (RPM): "
+                "Limit 3, Used 3, Requested 1. Please try again in 20ms.")
+QUOTA = ("You exceeded your current quota, please check your plan and billing details. For more information "
+         "on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.")
+
+
+@pytest.fixture
+def flow(make_flow):
+    return make_flow(FLOW, tools=TOOLS)
+
+
+def run(server: ChatServer, flow: Any, *replies: Reply, timeout: float = 5.0):
+    server.enqueue(*replies)
+    return Engine(OpenAITransport(base_url=server.base_url, timeout=timeout)).run(flow)
+
+
+def attempts(record: Any, round_index: int = 0) -> list[tuple[int | None, str | None]]:
+    return [(a.status, a.code) for a in record.steps[0].rounds[round_index].attempts]
+
+
+def test_429_with_retry_after_ms_then_success(chat_server, flow):
+    record = run(chat_server, flow, error(429, RATE_LIMITED, "requests", "rate_limit_exceeded", retry_after_ms="20"),
+                 completion("Sunny."))
+    assert record.status == "succeeded", record.error
+    assert attempts(record) == [(429, "rate_limit_exceeded"), (200, None)]
+    assert record.steps[0].rounds[0].attempts[0].slept == 0.02  # the server's delay, not the backoff
+    assert len(chat_server.requests) == 2
+
+
+def test_500_and_503_then_success(chat_server, flow):
+    record = run(chat_server, flow, error(500, "The server had an error.", "server_error", None),
+                 error(503, "The engine is currently overloaded, please try again later", "server_error", None),
+                 completion("Sunny."))
+    assert record.status == "succeeded", record.error
+    assert attempts(record) == [(500, None), (503, None), (200, None)]
+
+
+def test_persistent_503_gives_up_after_max_attempts_and_says_so(chat_server, flow):
+    busy = error(503, "The engine is currently overloaded, please try again later", "server_error", None)
+    record = run(chat_server, flow, *[busy] * 4)
+    assert record.status == "failed" and len(chat_server.requests) == 4
+    assert "gave up after 4 attempts (retry.max_attempts)" in record.error["message"]
+    assert attempts(record) == [(503, None)] * 4
+
+
+def test_429_insufficient_quota_is_one_request_exit_1_and_a_billing_message(chat_server, make_flow, capsys,
+                                                                           monkeypatch):
+    flow = make_flow(FLOW, tools=TOOLS)
+    chat_server.enqueue(error(429, QUOTA, "insufficient_quota", "insufficient_quota"))
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    code = main(["run", str(flow.path), "--base-url", chat_server.base_url])
+    err = capsys.readouterr().err
+    assert code == 1 and len(chat_server.requests) == 1
+    assert "HTTP 429 insufficient_quota: You exceeded your current quota" in err
+    assert "billing" in err and "retrying cannot help" in err
+    assert "Traceback" not in err
+
+
+def test_401_is_one_request_exit_1_and_says_how_to_set_the_key(make_flow, capsys, monkeypatch):
+    flow = make_flow(FLOW, tools=TOOLS)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong-key-0123456789")
+    with ChatServer(api_key="sk-right-key") as server:
+        code = main(["run", str(flow.path), "--base-url", server.base_url])
+        sent = len(server.requests)
+    err = capsys.readouterr().err
+    assert code == 1 and sent == 1
+    assert "HTTP 401 invalid_api_key: Incorrect API key provided" in err
+    assert "hint: set OPENAI_API_KEY to a valid key" in err
+    assert "sk-wrong-key-0123456789" not in err
+
+
+def test_connection_refused_is_retried_then_reported(flow):
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    record = Engine(OpenAITransport(base_url=f"http://127.0.0.1:{port}/v1", timeout=2)).run(flow)
+    assert record.status == "failed" and record.error["type"] == "APIConnectionError"
+    assert f"could not connect to http://127.0.0.1:{port}/v1" in record.error["message"]
+    assert "gave up after 4 attempts" in record.error["message"]
+    assert [a.error for a in record.steps[0].rounds[0].attempts] == ["APIConnectionError"] * 4
+
+
+def test_invalid_tool_arguments_then_correction(chat_server, flow):
+    record = run(chat_server, flow, completion(calls=[("get_current_weather", '{"location": "Boston", "unit": "kelvin"')]),
+                 completion(calls=[("get_current_weather", {"location": "Boston", "unit": "kelvin"})]),
+                 completion(calls=[("get_current_weather", {"location": "Boston"})]),
+                 completion("72 in Boston."))
+    assert record.status == "succeeded", record.error
+    first, second, third, _ = record.steps[0].rounds
+    assert "arguments are not valid JSON" in first.calls[0].error
+    assert "unit: 'kelvin' is not one of ['celsius', 'fahrenheit']" in second.calls[0].error
+    assert third.calls[0].result["temperature"] == "72"
+    told = [m for m in chat_server.requests[2].body["messages"] if m["role"] == "tool"][-1]["content"]
+    assert told.startswith("Error: invalid arguments for get_current_weather: unit: 'kelvin'")
+
+
+def test_a_function_that_raises_is_reported_to_the_model(chat_server, flow):
+    record = run(chat_server, flow, completion(calls=[("explode", {})]), completion("The service is down."))
+    assert record.status == "succeeded", record.error
+    assert "RuntimeError: the weather service is down" in record.steps[0].rounds[0].calls[0].error
+    told = chat_server.requests[1].body["messages"][-1]
+    assert told["content"] == "Error: the function raised RuntimeError: the weather service is down."
+
+
+def test_a_function_that_hangs_times_out_and_the_run_goes_on(chat_server, flow):
+    record = run(chat_server, flow, completion(calls=[("hang", {})]), completion("No answer in time."))
+    assert record.status == "succeeded", record.error
+    assert "did not finish within its timeout of 100ms" in record.steps[0].rounds[0].calls[0].error
+
+
+def test_max_rounds_fails_with_a_hint(chat_server, flow):
+    again = completion(calls=[("get_current_weather", {"location": "Boston"})])
+    record = run(chat_server, flow, again, again, again, again)
+    assert record.status == "failed" and record.error["type"] == "MaxRoundsError"
+    assert len(chat_server.requests) == 4
+
+
+def test_an_html_error_page_from_a_proxy_reads_well(chat_server, flow):
+    page = "<html><head><title>502 Bad Gateway</title></head><body><center>nginx</center></body></html>"
+    record = run(chat_server, flow, *[Reply(502, page, content_type="text/html")] * 4)
+    assert record.status == "failed"
+    assert record.error["message"].startswith("HTTP 502: 502 Bad Gateway (an HTML page, not an API answer")
