@@ -43,3 +43,12 @@ def make_flow(tmp_path: Path):
         return load_flow(path)
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _forget_secrets() -> Iterator[None]:
+    """Secrets are process-wide (like the environment they come from): each test starts with none."""
+    yield
+    from flowrunner._secrets import forget_all
+
+    forget_all()

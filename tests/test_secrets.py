@@ -1,0 +1,124 @@
+"""Secrets (the API key, values read with `env:`) never reach run records, logs, errors or cassettes,
+and templates cannot read the environment or files on their own."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from flowrunner import Engine, FunctionTransport, TemplateError
+from flowrunner._cli import main
+from flowrunner._secrets import forget_all, redact, redact_data, register
+
+TOKEN = "tok-4242-very-secret"
+KEY = "sk-test-0123456789abcdef"
+
+FLOW = """
+    name: secret
+    model: gpt-4o-mini
+    inputs:
+      token: {type: string, env: FLOWRUNNER_TEST_TOKEN}
+    functions:
+      lookup_account:
+        entry: tools:lookup_account
+        description: Look up the customer's account
+        parameters: {type: object, properties: {}}
+    steps:
+      - id: first
+        messages: [{role: user, content: "Remember {{ inputs.token }}"}]
+      - id: second
+        messages: [{role: user, content: "lookup the account please"}]
+        functions: [lookup_account]
+    outputs:
+      first: "{{ steps.first.content }}"
+      second: "{{ steps.second.content }}"
+"""
+
+TOOLS = """
+    import os
+
+    def lookup_account():
+        return {"account": os.environ["FLOWRUNNER_TEST_TOKEN"]}
+"""
+
+
+def test_redaction_basics():
+    register("abc", "SHORT")  # too short to be worth hiding: would wreck records
+    register("hunter22", "PW")
+    register("hunter22-and-more", "LONGER")
+    assert redact("pw hunter22, hunter22-and-more") == "pw [redacted:PW], [redacted:LONGER]"
+    assert redact_data({"hunter22": ["x hunter22", 3]}) == {"[redacted:PW]": ["x [redacted:PW]", 3]}
+    assert redact("abc") == "abc"
+    forget_all()
+    assert redact("hunter22") == "hunter22"
+
+
+def test_record_log_error_and_cassette_hold_no_secret(make_flow, chat_server, tmp_path, capsys, monkeypatch):
+    flow = make_flow(FLOW, tools=TOOLS)
+    monkeypatch.setenv("FLOWRUNNER_TEST_TOKEN", TOKEN)
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    cassette = tmp_path / "secret.yaml"
+    code = main(["run", str(flow.path), "--base-url", chat_server.base_url, "--cassette", str(cassette), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    # The server really got (and echoed) the secret: otherwise this test would prove nothing.
+    sent = json.dumps([r.body for r in chat_server.requests])
+    assert TOKEN in sent
+    assert chat_server.requests[0].headers["authorization"] == f"Bearer {KEY}"
+    record = json.loads(out)
+    assert record["outputs"] == {"first": "You said: Remember [redacted:FLOWRUNNER_TEST_TOKEN]",
+                                 "second": "lookup_account: account [redacted:FLOWRUNNER_TEST_TOKEN]."}
+    assert "[redacted:FLOWRUNNER_TEST_TOKEN]" in err  # the call log line shows the redacted result
+    text = cassette.read_text()
+    for where in (out, err, text):
+        assert TOKEN not in where and KEY not in where
+    assert text.count("[redacted:FLOWRUNNER_TEST_TOKEN]") >= 4  # requests and responses of both steps
+
+    # The redacted cassette still replays: the live request is redacted the same way before matching.
+    forget_all()
+    code = main(["run", str(flow.path), "--cassette", str(cassette), "--record-mode", "none", "--json"])
+    replay_out, replay_err = capsys.readouterr()
+    assert code == 0, replay_err
+    assert json.loads(replay_out)["outputs"] == record["outputs"]
+
+
+def test_errors_are_redacted(make_flow, capsys, monkeypatch):
+    flow = make_flow(FLOW.replace("type: string, env", "type: integer, env"), tools=TOOLS)
+    monkeypatch.setenv("FLOWRUNNER_TEST_TOKEN", TOKEN)
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    code = main(["run", str(flow.path), "--base-url", "http://127.0.0.1:9/v1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "input 'token' expects integer, and '[redacted:FLOWRUNNER_TEST_TOKEN]'" in err
+    assert TOKEN not in err
+
+
+def test_a_failed_runs_error_is_redacted(make_flow, monkeypatch):
+    flow = make_flow(FLOW, tools=TOOLS)
+    monkeypatch.setenv("FLOWRUNNER_TEST_TOKEN", TOKEN)
+
+    def server(request):
+        raise TemplateError(f"something mentioning {TOKEN}")
+
+    record = Engine(FunctionTransport(server)).run(flow)
+    assert record.status == "failed"
+    assert TOKEN not in record.error["message"] and TOKEN not in str(record.exception)
+
+
+@pytest.mark.parametrize("source", [
+    "{{ env }}", "{{ environ }}", "{{ os.environ }}", "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{{ lipsum.__globals__ }}", "{{ cycler.__init__.__globals__.os.environ }}", "{% include '/etc/passwd' %}",
+    "{{ self._TemplateReference__context }}", "{{ range.__self__ }}",
+])
+def test_templates_cannot_reach_the_environment_or_files(make_flow, monkeypatch, source):
+    from flowrunner import FlowValidationError
+
+    monkeypatch.setenv("FLOWRUNNER_TEST_TOKEN", TOKEN)
+    text = FLOW.replace('"Remember {{ inputs.token }}"', json.dumps(source))
+    try:
+        flow = make_flow(text, tools=TOOLS)
+    except FlowValidationError:
+        return  # refused when the flow is loaded: the best outcome
+    record = Engine(FunctionTransport(lambda r: pytest.fail(f"sent: {r}"))).run(flow)
+    assert record.status == "failed"
+    assert TOKEN not in json.dumps(record.to_dict()) and "root:" not in json.dumps(record.to_dict())
