@@ -51,6 +51,15 @@ def _decode(payload: str) -> dict[str, Any]:
 
 def accumulate(chunks: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """One `chat.completion` dict built from `chat.completion.chunk` dicts (first choice only)."""
+    try:
+        return _fold(chunks)
+    except (AttributeError, TypeError, KeyError, ValueError) as exc:
+        if isinstance(exc, StreamFormatError):
+            raise
+        raise StreamFormatError(f"a stream chunk is not shaped like a chat.completion.chunk ({exc})") from None
+
+
+def _fold(chunks: Iterable[dict[str, Any]]) -> dict[str, Any]:
     completion: dict[str, Any] = {"object": "chat.completion"}
     content: list[str] = []
     refusal: list[str] = []

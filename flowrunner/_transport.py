@@ -67,8 +67,14 @@ def parse_completion(body: Any, headers: dict[str, str] | None = None) -> Comple
     content = raw.get("content")
     if content is not None and not isinstance(content, str):
         raise ResponseError(f"message.content should be a string, got {type(content).__name__}")
-    calls = tuple(_tool_call(c) for c in raw.get("tool_calls") or [])
+    raw_calls = raw.get("tool_calls") or []
+    if not isinstance(raw_calls, list):
+        raise ResponseError(f"message.tool_calls should be a list, got {type(raw_calls).__name__}")
+    calls = tuple(_tool_call(c) for c in raw_calls)
     legacy = _function_call(raw.get("function_call")) if raw.get("function_call") else None
+    finish_reason = choice.get("finish_reason")
+    if finish_reason is not None and not isinstance(finish_reason, str):
+        raise ResponseError(f"finish_reason should be a string, got {type(finish_reason).__name__}")
     # Send back exactly what the protocol needs: the calls unchanged, none of the response-only extras.
     message: dict[str, Any] = {"role": "assistant", "content": content}
     if calls:
@@ -77,12 +83,16 @@ def parse_completion(body: Any, headers: dict[str, str] | None = None) -> Comple
         ]
     if legacy:
         message["function_call"] = {"name": legacy.name, "arguments": legacy.arguments}
-    if raw.get("refusal"):
+    if isinstance(raw.get("refusal"), str) and raw["refusal"]:
         message["refusal"] = raw["refusal"]
     usage = body.get("usage") if isinstance(body.get("usage"), dict) else None
-    return Completion(message=message, content=content, finish_reason=choice.get("finish_reason"),
-                      tool_calls=calls, function_call=legacy, id=body.get("id"), model=body.get("model"),
-                      usage=usage, headers=dict(headers or {}))
+    return Completion(message=message, content=content, finish_reason=finish_reason,
+                      tool_calls=calls, function_call=legacy, id=_text_or_none(body.get("id")),
+                      model=_text_or_none(body.get("model")), usage=usage, headers=dict(headers or {}))
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _tool_call(raw: Any) -> ToolCall:
@@ -92,7 +102,8 @@ def _tool_call(raw: Any) -> ToolCall:
     if not isinstance(fn.get("name"), str):
         raise ResponseError("a tool call has no function name")
     args = fn.get("arguments")
-    return ToolCall(id=raw.get("id"), name=fn["name"], arguments=args if isinstance(args, str) else json.dumps(args))
+    return ToolCall(id=_text_or_none(raw.get("id")), name=fn["name"],
+                    arguments=args if isinstance(args, str) else json.dumps(args))
 
 
 def _function_call(raw: Any) -> ToolCall:
@@ -129,6 +140,19 @@ class OpenAITransport:
     def scope(self) -> str:
         """Which server's rate limits apply: requests to the same base URL share one limiter."""
         return (self.base_url or "https://api.openai.com/v1").rstrip("/")
+
+    def close(self) -> None:
+        """Close the SDK client's pooled connections (a new client is made if used again)."""
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def __enter__(self) -> OpenAITransport:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def _sdk(self) -> Any:
         with self._lock:  # batch workers make their first request at the same time

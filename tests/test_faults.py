@@ -84,7 +84,8 @@ def flow(make_flow):
 
 def run(server: ChatServer, flow: Any, *replies: Reply, timeout: float = 5.0):
     server.enqueue(*replies)
-    return Engine(OpenAITransport(base_url=server.base_url, timeout=timeout)).run(flow)
+    with OpenAITransport(base_url=server.base_url, timeout=timeout) as transport:
+        return Engine(transport).run(flow)
 
 
 def attempts(record: Any, round_index: int = 0) -> list[tuple[int | None, str | None]]:
@@ -146,7 +147,8 @@ def test_connection_refused_is_retried_then_reported(flow):
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    record = Engine(OpenAITransport(base_url=f"http://127.0.0.1:{port}/v1", timeout=2)).run(flow)
+    with OpenAITransport(base_url=f"http://127.0.0.1:{port}/v1", timeout=2) as transport:
+        record = Engine(transport).run(flow)
     assert record.status == "failed" and record.error["type"] == "APIConnectionError"
     assert f"could not connect to http://127.0.0.1:{port}/v1" in record.error["message"]
     assert "gave up after 4 attempts" in record.error["message"]

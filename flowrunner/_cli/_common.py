@@ -86,12 +86,12 @@ def connection(flow: Flow, args: argparse.Namespace) -> Iterator[Any]:
                 "server (Ollama, vLLM, llama.cpp, or `python -m flowrunner.testing.server`)")
         cassette, mode = flow.default_cassette, "none"
         print(f"no OPENAI_API_KEY or base URL: replaying {cassette}", file=sys.stderr)
-    transport = OpenAITransport(base_url=args.base_url, api_key=key, timeout=args.timeout)
-    if cassette is None and mode is None:
-        yield transport
-        return
-    with use_cassette(cassette or flow.default_cassette, mode or "once"):
-        yield transport
+    with OpenAITransport(base_url=args.base_url, api_key=key, timeout=args.timeout) as transport:
+        if cassette is None and mode is None:
+            yield transport
+            return
+        with use_cassette(cassette or flow.default_cassette, mode or "once"):
+            yield transport
 
 
 def print_problems(exc: FlowValidationError) -> None:
