@@ -30,13 +30,16 @@ _MAX_PARALLEL_CALLS = 8
 @dataclass(frozen=True)
 class Event:
     """Progress, for whoever wants to show it: `request` before each round, `call` after each function,
-    `retry` after a failed attempt that will be retried (its `attempt` says how long the wait is)."""
+    `retry` after a failed attempt that will be retried (its `attempt` says how long the wait is), and
+    for a streamed step `delta` as each piece arrives (`text`; with `tool`, a piece of that call's arguments)."""
 
     kind: str
     step: str
     round: int
     call: CallRecord | None = None
     attempt: AttemptRecord | None = None
+    text: str | None = None
+    tool: str | None = None
 
 
 EventHandler = Callable[[Event], None]
@@ -129,6 +132,8 @@ class Engine:
             else:
                 request["tools"] = [s.tool() for s in specs]
         request.update(step.extra_body)
+        if request.get("stream") and "stream_options" not in request:
+            request["stream_options"] = {"include_usage": True}  # else a stream reports no usage
         return request
 
     def _converse(self, flow: Flow, step: Step, messages: list[dict[str, Any]], record: StepRecord) -> str:
@@ -164,11 +169,12 @@ class Engine:
         round_record = RoundRecord(response_id=None, model=None, finish_reason=None, content=None)
         record.rounds.append(round_record)
         estimate = estimate_tokens(request)
+        on_chunk = self._chunk_handler(step.id, number) if request.get("stream") and self.on_event else None
 
         def attempt() -> Completion:
             self.limiter.acquire(estimate)
             try:
-                completion = self.transport.complete(request)
+                completion = self.transport.complete(request, on_chunk)
             except APIError as exc:
                 self.limiter.observe(exc.headers, rate_limited=server_delay(exc) if exc.status == 429 else None)
                 raise
@@ -186,6 +192,33 @@ class Engine:
         round_record.usage = completion.usage
         add_usage(record.usage, completion.usage)
         return completion
+
+    def _chunk_handler(self, step_id: str, number: int) -> Callable[[dict[str, Any]], None]:
+        """Turns stream chunks into `delta` events: content pieces, and argument pieces named by their call."""
+        names: dict[Any, str] = {}
+
+        def handle(chunk: dict[str, Any]) -> None:
+            for choice in chunk.get("choices") or []:
+                delta = choice.get("delta") if isinstance(choice, dict) and choice.get("index", 0) == 0 else None
+                if not isinstance(delta, dict):
+                    continue
+                if isinstance(delta.get("content"), str) and delta["content"]:
+                    self._emit(Event("delta", step_id, number, text=delta["content"]))
+                parts = delta.get("tool_calls") or []
+                if isinstance(delta.get("function_call"), dict):
+                    parts = [{"index": "legacy", "function": delta["function_call"]}]
+                for part in parts if isinstance(parts, list) else []:
+                    function = part.get("function") if isinstance(part, dict) else None
+                    if not isinstance(function, dict):
+                        continue
+                    key = part.get("index") if isinstance(part.get("index"), (int, str)) else 0
+                    if isinstance(function.get("name"), str):
+                        names[key] = names.get(key, "") + function["name"]
+                    if isinstance(function.get("arguments"), str) and function["arguments"]:
+                        self._emit(Event("delta", step_id, number, text=function["arguments"],
+                                         tool=names.get(key) or "?"))
+
+        return handle
 
     def _run_calls(self, flow: Flow, step: Step, calls: list[ToolCall], record: RoundRecord,
                    number: int) -> list[str]:

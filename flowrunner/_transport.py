@@ -11,7 +11,7 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from ._exceptions import APIConnectionError, APIError, APITimeoutError, CassetteMissError, ResponseError
 from ._secrets import register
@@ -42,10 +42,14 @@ class Completion:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+ChunkHandler = Callable[[dict[str, Any]], None]
+"""Called with each `chat.completion.chunk` of a streamed answer as it arrives."""
+
+
 class Transport(Protocol):
     """Anything that can answer a chat-completion request body."""
 
-    def complete(self, request: dict[str, Any]) -> Completion: ...
+    def complete(self, request: dict[str, Any], on_chunk: ChunkHandler | None = None) -> Completion: ...
 
 
 def parse_completion(body: Any, headers: dict[str, str] | None = None) -> Completion:
@@ -116,13 +120,17 @@ def _function_call(raw: Any) -> ToolCall:
 class FunctionTransport:
     """A transport that asks a Python function: `handler(request) -> completion dict`. For tests."""
 
-    def __init__(self, handler: Callable[[dict[str, Any]], dict[str, Any]]):
+    def __init__(self, handler: Callable[[dict[str, Any]], dict[str, Any] | list[dict[str, Any]]]):
         self.handler = handler
         self.requests: list[dict[str, Any]] = []
 
-    def complete(self, request: dict[str, Any]) -> Completion:
+    def complete(self, request: dict[str, Any], on_chunk: ChunkHandler | None = None) -> Completion:
+        """The handler's answer; a list of chunk dicts is a stream, passed to `on_chunk` and folded."""
         self.requests.append(json.loads(json.dumps(request)))
-        return parse_completion(self.handler(request))
+        answer: Any = self.handler(request)
+        if isinstance(answer, list):
+            return parse_completion(accumulate(_tap(answer, on_chunk)))
+        return parse_completion(answer)
 
 
 class OpenAITransport:
@@ -165,7 +173,7 @@ class OpenAITransport:
                                              timeout=self.timeout, max_retries=0)
             return self._client
 
-    def complete(self, request: dict[str, Any]) -> Completion:
+    def complete(self, request: dict[str, Any], on_chunk: ChunkHandler | None = None) -> Completion:
         import openai
 
         body = dict(request)
@@ -179,7 +187,7 @@ class OpenAITransport:
             with self._sdk().chat.completions.with_streaming_response.create(**kwargs) as response:
                 headers = {k.lower(): v for k, v in response.headers.items()}
                 if kwargs.get("stream"):
-                    data = accumulate(iter_events(response.iter_lines()))
+                    data = accumulate(_tap(iter_events(response.iter_lines()), on_chunk))
                 else:
                     text = response.text()
                     try:
@@ -203,6 +211,14 @@ class OpenAITransport:
                 raise
             raise miss from None
         return parse_completion(data, headers)
+
+
+def _tap(chunks: Iterable[dict[str, Any]], on_chunk: ChunkHandler | None) -> Iterator[dict[str, Any]]:
+    """The chunks, each shown to `on_chunk` first (a display must never break the stream)."""
+    for chunk in chunks:
+        if on_chunk is not None and isinstance(chunk, dict):
+            on_chunk(chunk)
+        yield chunk
 
 
 def status_error(status: int, body: Any, request_id: str | None, fallback: str,

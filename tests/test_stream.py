@@ -57,3 +57,78 @@ def test_malformed_events_are_errors(lines):
 def test_empty_stream_is_an_error():
     with pytest.raises(StreamFormatError, match="before any chunk"):
         accumulate(iter_events(["data: [DONE]", ""]))
+
+
+# -- streamed steps through the engine and the CLI -------------------------------------------------
+
+STREAMED = """
+    model: m
+    functions:
+      get_current_weather:
+        entry: tools:get_current_weather
+        description: Get the current weather in a given location
+        parameters: {type: object, properties: {location: {type: string}}, required: [location]}
+    steps:
+      - id: answer
+        stream: true
+        functions: [get_current_weather]
+        messages: [{role: user, content: "What's the weather in Boston?"}]
+"""
+STREAM_TOOLS = """
+    def get_current_weather(location):
+        return {"location": location, "temperature": "72"}
+"""
+
+
+def chunk(delta: dict, finish: str | None = None, **extra) -> dict:
+    return {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+
+
+def test_a_streamed_step_emits_deltas_as_they_arrive_and_collects_usage(make_flow):
+    from flowrunner import Engine, FunctionTransport
+
+    call_stream = [
+        chunk({"role": "assistant", "content": None, "tool_calls": [
+            {"index": 0, "id": "call_1", "type": "function", "function": {"name": "get_current_weather", "arguments": ""}}]}),
+        chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"location": '}}]}),
+        chunk({"tool_calls": [{"index": 0, "function": {"arguments": '"Boston"}'}}]}),
+        chunk({}, "tool_calls"),
+    ]
+    text_stream = [chunk({"role": "assistant", "content": ""}), chunk({"content": "It is "}),
+                   chunk({"content": "72."}), chunk({}, "stop"),
+                   {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [],
+                    "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12}}]
+    answers = [call_stream, text_stream]
+    transport = FunctionTransport(lambda request: answers.pop(0))
+    events = []
+    record = Engine(transport, on_event=events.append).run(make_flow(STREAMED, tools=STREAM_TOOLS))
+    assert record.status == "succeeded", record.error
+    assert record.outputs == {"answer": "It is 72."}
+    deltas = [(e.round, e.tool, e.text) for e in events if e.kind == "delta"]
+    assert deltas == [(1, "get_current_weather", '{"location": '), (1, "get_current_weather", '"Boston"}'),
+                      (2, None, "It is "), (2, None, "72.")]
+    assert record.steps[0].rounds[0].calls[0].arguments == {"location": "Boston"}
+    assert record.usage["total_tokens"] == 12
+    assert transport.requests[0]["stream_options"] == {"include_usage": True}
+
+
+def test_flowrun_shows_a_streamed_answer_once_and_json_stays_clean(make_flow, chat_server, tmp_path, capsys,
+                                                                  monkeypatch):
+    from flowrunner._cli import main
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    flow = make_flow(STREAMED, tools=STREAM_TOOLS)
+    cassette = tmp_path / "stream.yaml"
+    assert main([str(flow.path), "--base-url", chat_server.base_url, "--cassette", str(cassette)]) == 0
+    out, err = capsys.readouterr()
+    answer = "get_current_weather: location Boston, temperature 72."
+    assert out == answer + "\n"  # streamed, then not printed a second time
+    assert chat_server.requests[0].body["stream"] is True
+    assert "text/event-stream" in cassette.read_text()
+    # The stream replays from the cassette, and --json keeps stdout for the record alone.
+    assert main([str(flow.path), "--cassette", str(cassette), "--record-mode", "none", "--json"]) == 0
+    out, _ = capsys.readouterr()
+    record = json.loads(out)
+    assert record["outputs"] == {"answer": answer}
+    assert record["usage"]["total_tokens"] > 0

@@ -8,7 +8,8 @@ import sys
 from typing import Any, Iterator
 
 from .._exceptions import RunError
-from ._common import EXIT_OK, add_run_options, connection, flow_and_inputs, redact, show_call
+from ._common import EXIT_OK, add_run_options, connection, flow_and_inputs, redact
+from ._display import Display
 
 
 def register(sub: Any) -> None:
@@ -30,18 +31,19 @@ def cmd_chat(args: argparse.Namespace) -> int:
     flow, inputs = flow_and_inputs(args)
     interactive = sys.stdin.isatty()
     with connection(flow, args) as transport:
-        engine = Engine(transport, model=args.model, on_event=show_call, rate_limit=args.rate_limit)
+        display = Display(stream_to=sys.stdout)
+        engine = Engine(transport, model=args.model, on_event=display, rate_limit=args.rate_limit)
         session = engine.chat(flow, inputs, step_id=args.step)
         if interactive:
             print(f"chatting with {flow.name} (Ctrl-D or /exit to end)", file=sys.stderr)
         if session.awaiting_answer:
-            _chat_turn(session, None)
+            _chat_turn(session, None, display)
         for line in _lines(interactive):
             text = line.strip()
             if text in ("/exit", "/quit"):
                 break
             if text:
-                _chat_turn(session, text)
+                _chat_turn(session, text, display)
     return EXIT_OK
 
 
@@ -60,10 +62,14 @@ def _lines(interactive: bool) -> Iterator[str]:
             return
 
 
-def _chat_turn(session: Any, text: str | None) -> None:
+def _chat_turn(session: Any, text: str | None, display: Display) -> None:
+    shown = len(display.shown)
     try:
         turn = session.send(text)
     except RunError as exc:
+        display.finish()
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return
-    print(redact(turn.content or ""), flush=True)
+    display.finish()
+    if len(display.shown) == shown:  # not streamed: print the answer now
+        print(redact(turn.content or ""), flush=True)

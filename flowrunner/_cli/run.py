@@ -8,7 +8,8 @@ import json
 import sys
 from typing import Any
 
-from ._common import EXIT_FAILED, EXIT_OK, add_run_options, connection, flow_and_inputs, show_call, show_retry
+from ._common import EXIT_FAILED, EXIT_OK, add_run_options, connection, flow_and_inputs
+from ._display import Display
 
 EPILOG = """\
 examples:
@@ -49,14 +50,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     flow, inputs = flow_and_inputs(args)
     # With --json, stdout is for the record alone: what the flow's functions print goes to stderr.
     quiet_stdout = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
+    # A streamed step's text appears as it comes, except with --json (stdout is the record's).
+    display = Display(stream_to=None if args.json else sys.stdout, calls=not args.quiet)
     with connection(flow, args) as transport, quiet_stdout:
-        engine = Engine(transport, model=args.model, on_event=show_retry if args.quiet else show_call,
-                        rate_limit=args.rate_limit)
+        engine = Engine(transport, model=args.model, on_event=display, rate_limit=args.rate_limit)
         record = engine.run(flow, inputs)
+    display.finish()
     if args.json:
         print(json.dumps(record.to_dict(), indent=2, ensure_ascii=False))
     elif record.status == "succeeded":
-        print_outputs(record.outputs)
+        values = list(record.outputs.values())
+        if not (len(values) == 1 and display.shown and values[0] == display.shown[-1]):
+            print_outputs(record.outputs)  # unless the one output is the answer just streamed
     if record.error:
         step = f" in step {record.error['step']!r}" if record.error.get("step") else ""
         print(f"error{step}: {record.error['message']}", file=sys.stderr)

@@ -1,0 +1,63 @@
+"""What a run shows while it runs: function calls and retries on stderr, streamed answers as they come.
+
+Streamed text goes to stdout (it is the answer); a streamed call's arguments are shown on one
+redrawn stderr line when stderr is a terminal, then replaced by the call's usual line once it ran.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from typing import Any, TextIO
+
+from ._common import clip, redact, show_call, show_retry
+
+
+class Display:
+    """An engine event handler for the CLI; `shown` holds the streamed answers already on screen."""
+
+    def __init__(self, *, stream_to: TextIO | None, calls: bool = True, err: TextIO | None = None):
+        self.stream_to = stream_to
+        self.calls = calls
+        self.err = err or sys.stderr
+        self.shown: list[str] = []
+        self._text: list[str] = []
+        self._arguments: dict[str, str] = {}
+        self._live_line = self.err.isatty()
+
+    def __call__(self, event: Any) -> None:
+        if event.kind == "delta":
+            self._delta(event)
+            return
+        self.finish()
+        if event.kind == "call" and self.calls:
+            show_call(event)
+        elif event.kind == "retry":
+            show_retry(event)
+
+    def finish(self) -> None:
+        """End a streamed answer's line (and forget a streamed call's live line)."""
+        if self._text and self.stream_to is not None:
+            self.stream_to.write("\n")
+            self.stream_to.flush()
+            self.shown.append("".join(self._text))
+        self._text = []
+        if self._arguments and self._live_line:
+            self.err.write("\r\x1b[K")
+            self.err.flush()
+        self._arguments = {}
+
+    def _delta(self, event: Any) -> None:
+        if event.tool is None:
+            if self.stream_to is not None:
+                self._text.append(event.text)
+                self.stream_to.write(redact(event.text))
+                self.stream_to.flush()
+            return
+        if not (self.calls and self._live_line):
+            return
+        self._arguments[event.tool] = self._arguments.get(event.tool, "") + event.text
+        width = shutil.get_terminal_size().columns - 1
+        line = f"  [{event.step}] {event.tool}({self._arguments[event.tool]}"
+        self.err.write("\r\x1b[K" + clip(redact(line.replace("\n", " ")), max(width, 20)))
+        self.err.flush()
