@@ -7,16 +7,16 @@ that happened up to the failure) and reports progress through an optional `on_ev
 from __future__ import annotations
 
 import json
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from ._exceptions import APIError, ConfigError, FunctionError, MaxRoundsError, RunError
+from ._exceptions import APIError, ConfigError, FunctionError, MaxRoundsError, OutputError, RunError
 from ._functions import call_function, parse_arguments, to_content, validate_arguments
 from ._inputs import resolve_inputs
 from ._model import Flow, Step
+from ._output import output_problem, repair_message, unfence
 from ._ratelimit import RateLimit, RateLimiter, estimate_tokens, shared_limiter
 from ._record import AttemptRecord, CallRecord, RoundRecord, RunRecord, StepRecord, add_usage
 from ._retry import call_with_retry, server_delay
@@ -137,8 +137,25 @@ class Engine:
         return request
 
     def _converse(self, flow: Flow, step: Step, messages: list[dict[str, Any]], record: StepRecord) -> str:
+        """The step's answer: function-call rounds until the model answers, then, with a
+        `response_format`, the answer checked and sent back for repair as the step allows."""
+        response_format = step.options.get("response_format", flow.defaults.get("response_format"))
+        for repairs in range(step.repair + 1):
+            content = self._answer(flow, step, messages, record)
+            problem = output_problem(content, response_format)
+            if problem is None:
+                return content
+            record.rounds[-1].invalid_output = problem
+            messages.append({"role": "assistant", "content": content})
+            messages.append(repair_message(problem))
+        raise OutputError(f"step {step.id!r}: {problem}, after {step.repair} repair request"
+                          f"{'' if step.repair == 1 else 's'}\n  hint: make the schema or the prompt clearer, "
+                          "or raise the step's repair")
+
+    def _answer(self, flow: Flow, step: Step, messages: list[dict[str, Any]], record: StepRecord) -> str:
         """Rounds of request and function calls until the model answers; `messages` grows in place."""
-        for number in range(1, step.max_rounds + 1):
+        first = len(record.rounds) + 1
+        for number in range(first, first + step.max_rounds):
             completion = self._round(flow, step, messages, record, number)
             calls = list(completion.tool_calls) or ([completion.function_call] if completion.function_call else [])
             if not calls:
@@ -153,7 +170,7 @@ class Engine:
                     messages.append({"role": "tool", "tool_call_id": call.id, "content": text})
         if step.on_max_rounds == "answer":
             # One last request without functions: the model has to answer with what it has.
-            completion = self._round(flow, step, messages, record, step.max_rounds + 1, with_functions=False)
+            completion = self._round(flow, step, messages, record, first + step.max_rounds, with_functions=False)
             if not (completion.tool_calls or completion.function_call):
                 record.content = completion.content or ""
                 return record.content
@@ -322,17 +339,10 @@ def render_message(message: Any, context: Mapping[str, Any]) -> dict[str, Any]:
     return rendered
 
 
-_FENCE = re.compile(r"^\s*```[A-Za-z0-9_-]*\s*\n(.*?)\n\s*```\s*$", re.DOTALL)
-
-
 def step_result(step_id: str, content: str) -> dict[str, Any]:
     """What later templates see as `steps.<id>`: the content, and `.json` when the content is JSON."""
-    text = content
-    fenced = _FENCE.match(content)
-    if fenced:  # models often wrap JSON in a ```json fence
-        text = fenced.group(1)
     try:
-        parsed: Any = json.loads(text)
+        parsed: Any = json.loads(unfence(content))
     except (json.JSONDecodeError, ValueError):
         parsed = missing(f"steps.{step_id}.json: the content of step {step_id!r} is not JSON "
                          f"(it starts {content[:60]!r})")

@@ -14,6 +14,7 @@
         ├── CassetteMissError       replaying, and the request is not in the cassette
         ├── FunctionError           a flow's Python function raised
         ├── MaxRoundsError          the model kept calling functions past max_rounds
+        ├── OutputError             a structured answer that does not match its response_format
         └── TemplateError           a template failed while rendering
 """
 
@@ -137,6 +138,10 @@ class FunctionError(RunError):
 
 class MaxRoundsError(RunError):
     """The model still asked for function calls after the step's max_rounds."""
+
+
+class OutputError(RunError):
+    """A step's answer is not the JSON its `response_format` asks for, even after the repairs allowed."""
 
 
 class TemplateError(RunError):

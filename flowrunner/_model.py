@@ -92,6 +92,8 @@ class Step:
     functions: tuple[str, ...] = ()
     max_rounds: int = 8
     on_max_rounds: OnMaxRounds = "fail"
+    repair: int = 2
+    """With a response_format: how many times an answer that does not match is sent back to be fixed."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     """The effective policy: the flow's `retry` with the step's own keys on top."""
     model: str | None = None

@@ -64,6 +64,8 @@ class RoundRecord:
     usage: dict[str, Any] | None = None
     attempts: list[AttemptRecord] = field(default_factory=list)
     """Every HTTP attempt this round's request took (one, unless it was retried)."""
+    invalid_output: str | None = None
+    """Why this round's answer did not match the step's response_format (it was sent back for repair)."""
 
 
 @dataclass

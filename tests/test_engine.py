@@ -435,3 +435,45 @@ def test_an_env_input_without_its_variable_says_which_to_set(make_flow, monkeypa
                            'question: {type: string, env: NOT_SET_ANYWHERE}')
     with pytest.raises(InputError, match="set the environment variable NOT_SET_ANYWHERE, or pass it with -i"):
         Engine(scripted()).run(make_flow(text, tools=TOOLS))
+
+
+# -- structured output ------------------------------------------------------------------------------
+
+STRUCTURED = """
+    model: m
+    steps:
+      - id: extract
+        response_format:
+          type: json_schema
+          json_schema:
+            name: city
+            schema: {type: object, properties: {city: {type: string}, temperature: {type: integer}},
+                     required: [city, temperature], additionalProperties: false}
+        messages: [{role: user, content: "Boston is 72 degrees"}]
+      - id: use
+        messages: [{role: user, content: "{{ steps.extract.json.city }} at {{ steps.extract.json.temperature }}"}]
+"""
+
+
+def test_an_invalid_structured_answer_is_sent_back_until_it_matches(make_flow):
+    transport = scripted(answer("Sure! Boston, 72."), answer('{"city": "Boston", "temperature": "72"}'),
+                         answer('```json\n{"city": "Boston", "temperature": 72}\n```'), answer("ok"))
+    record = Engine(transport).run(make_flow(STRUCTURED))
+    assert record.status == "succeeded", record.error
+    rounds = record.steps[0].rounds
+    assert rounds[0].invalid_output.startswith("the answer is not valid JSON")
+    assert rounds[1].invalid_output == "the answer does not match the schema: temperature: '72' is not of type 'integer'"
+    assert rounds[2].invalid_output is None
+    repair = transport.requests[2]["messages"][-1]
+    assert repair["role"] == "user" and "temperature: '72' is not of type 'integer'" in repair["content"]
+    assert transport.requests[3]["messages"][0]["content"] == "Boston at 72"
+
+
+def test_a_structured_answer_that_never_matches_fails_the_run(make_flow):
+    flow = make_flow(STRUCTURED.replace("        response_format:", "        repair: 1\n        response_format:"))
+    transport = scripted(answer("nope"), answer('{"city": 1}'))
+    record = Engine(transport).run(flow)
+    assert record.status == "failed" and record.error["type"] == "OutputError"
+    assert record.error["message"].startswith("step 'extract': the answer does not match the schema")
+    assert "after 1 repair request" in record.error["message"]
+    assert len(transport.requests) == 2

