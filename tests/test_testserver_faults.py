@@ -19,6 +19,7 @@ import pytest
 
 from flowrunner.testing import ChatServer, Limits, Reply, faults
 from flowrunner.testing import _spec
+from flowrunner.testing._limits import Limiter
 from flowrunner.testing.server import main as server_main
 
 pytestmark = pytest.mark.server
@@ -287,6 +288,57 @@ def test_limits_are_checked() -> None:
             Limits(**bad)
     with pytest.raises(ValueError, match="latency"):
         ChatServer(latency=-1)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_window_slides_on_a_fake_clock() -> None:
+    clock = FakeClock()
+    limiter = Limiter(Limits(rpm=120, tpm=600, window=1.0), clock)  # 2 requests, 10 tokens a second
+    assert limiter.admit(4, "m") == (None, {
+        "x-ratelimit-limit-requests": "120", "x-ratelimit-remaining-requests": "1",
+        "x-ratelimit-reset-requests": "1s", "x-ratelimit-limit-tokens": "600",
+        "x-ratelimit-remaining-tokens": "6", "x-ratelimit-reset-tokens": "1s"})
+    clock.now += 0.4
+    refusal, headers = limiter.admit(7, "m")  # 4 + 7 > 10: the tokens refuse it until t=1.0
+    assert refusal is not None and refusal.headers["retry-after-ms"] == "600"
+    assert headers["x-ratelimit-remaining-requests"] == "1"  # the refusal took nothing
+    assert limiter.admit(6, "m")[0] is None
+    clock.now += 0.1  # t=0.5: two requests in the window; the first frees at t=1.0
+    refusal, headers = limiter.admit(0, "m")
+    assert refusal is not None and isinstance(refusal.body, dict)
+    assert refusal.body["error"]["type"] == "requests"
+    assert refusal.headers["retry-after-ms"] == "500"
+    assert headers["x-ratelimit-reset-requests"] == "900ms"  # the newest leaves at t=1.4
+    clock.now += 0.5  # t=1.0: the first request has left the window (it is half-open)
+    refusal, headers = limiter.admit(5, "m")  # the second's 6 tokens are still in: 6 + 5 > 10
+    assert refusal is not None and refusal.headers["retry-after-ms"] == "400"
+    assert limiter.admit(4, "m")[0] is None  # t=1.0: 0.4 (6 tokens) and now 1.0 (4 tokens)
+    clock.now += 0.2
+    # t=1.2: requests are full until t=1.4, tokens for 7 more until t=2.0. The 429 names the limit
+    # that frees last, so a client that waits as told is not refused again.
+    refusal, _ = limiter.admit(7, "m")
+    assert refusal is not None and isinstance(refusal.body, dict)
+    assert refusal.body["error"]["type"] == "tokens"
+    assert refusal.headers["retry-after-ms"] == "800"
+    stats = limiter.stats()
+    assert stats.accepted == 3 and stats.rejected_429 == {"rpm": 1, "tpm": 3, "rpd": 0,
+                                                          "too_large": 0}
+    assert stats.accepted_at == (1000.0, 1000.4, 1001.0)
+    assert [stats.most_in(w) for w in (1.0, 0.6, 0.4, 0.1)] == [2, 2, 1, 1]
+
+
+def test_without_limits_everything_is_accepted_and_counted() -> None:
+    clock = FakeClock()
+    limiter = Limiter(None, clock)
+    assert [limiter.admit(10**9, "m") for _ in range(3)] == [(None, {})] * 3
+    assert limiter.stats().accepted == 3 and limiter.stats().rejected == 0
 
 
 def test_requests_over_the_window_get_openais_429_then_pass() -> None:
