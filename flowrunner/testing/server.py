@@ -48,7 +48,6 @@ from typing import Any
 
 from flowrunner.testing import _rules, _spec, faults
 from flowrunner.testing._limits import Limiter, Limits, Stats
-from flowrunner.testing._reply import JSON as JSON
 from flowrunner.testing._reply import Reply as Reply
 from flowrunner.testing._reply import error_reply as error_reply
 
