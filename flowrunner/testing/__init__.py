@@ -1,6 +1,6 @@
 """Testing helpers: an OpenAI-compatible Chat Completions server with deterministic answers.
 
-    from flowrunner.testing import ChatServer, Reply
+    from flowrunner.testing import ChatServer, Limits, Reply, faults
 
 The names are loaded on first use rather than imported here, so that
 `python -m flowrunner.testing.server` does not find its own module already imported (runpy warns
@@ -12,14 +12,24 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from flowrunner.testing.server import ChatServer, Reply
+    from flowrunner.testing import faults
+    from flowrunner.testing._limits import Limits, Stats
+    from flowrunner.testing._reply import Reply, error_reply
+    from flowrunner.testing.server import ChatServer
 
-__all__ = ["ChatServer", "Reply"]
+__all__ = ["ChatServer", "Limits", "Reply", "Stats", "error_reply", "faults"]
+
+_HOMES = {"ChatServer": "server", "Limits": "_limits", "Stats": "_limits", "Reply": "_reply",
+          "error_reply": "_reply"}
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from flowrunner.testing import server
+    if name == "faults":
+        import importlib
 
-        return getattr(server, name)
+        return importlib.import_module("flowrunner.testing.faults")
+    if name in _HOMES:
+        import importlib
+
+        return getattr(importlib.import_module(f"flowrunner.testing.{_HOMES[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

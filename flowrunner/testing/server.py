@@ -9,16 +9,25 @@
    (or has a top-level parameter the spec does not know), gets OpenAI's 400 error shape; this
    happens even when replies are queued, and the queued reply stays queued: a real server would
    reject that request too;
-3. the oldest `Reply` queued with `enqueue`, served exactly as given (not validated);
-4. otherwise the deterministic rules of `flowrunner.testing._rules` (their docstring says what
+3. with `limits` (`Limits(rpm, tpm, rpd, window)`, see `flowrunner.testing._limits`), a request
+   over a limit gets OpenAI's 429 with `retry-after-ms`; it is not counted, and the queued reply
+   stays queued. With limits, every answer from here on (refused or not) carries the
+   `x-ratelimit-*` headers; `server.stats` counts what was accepted and refused;
+4. the oldest `Reply` queued with `enqueue`, served exactly as given (not validated), with its
+   own `delay` and `fault` (`flowrunner.testing.faults` builds OpenAI's errors and the faults);
+5. otherwise the deterministic rules of `flowrunner.testing._rules` (their docstring says what
    they answer). With `validate_responses`, the server checks its own answer against the spec
    and sends a 500 naming the rule if it is invalid, so a broken rule fails the tests loudly.
-Every request is recorded in `server.requests` first, whatever the answer. `GET /v1/models` lists
-the one model; other paths get 404, other methods on the endpoint 405.
+Every request is recorded in `server.requests` first, whatever the answer. Then, with `latency`,
+every answer on the endpoint waits that long (on its own thread: concurrent requests overlap),
+plus the reply's `delay`; then its `fault`, if any, breaks the exchange. `stop()` cuts such waits
+short, closing the connection unanswered. `GET /v1/models` lists the one model; other paths get
+404, other methods on the endpoint 405.
 
 Streams are sent whole, with a Content-Length, so keep-alive works as for any other answer.
 
-Run `python -m flowrunner.testing.server --port 8765` to serve until Ctrl-C.
+Run `python -m flowrunner.testing.server --port 8765 [--latency 0.1] [--rpm N] [--tpm N] [--rpd N]
+[--window S] [--api-key K]` to serve until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -26,48 +35,25 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
+import socket
+import struct
 import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
-from flowrunner.testing import _rules, _spec
+from flowrunner.testing import _rules, _spec, faults
+from flowrunner.testing._limits import Limiter, Limits, Stats
+from flowrunner.testing._reply import Reply as Reply
+from flowrunner.testing._reply import error_reply as error_reply
 
 MODEL_ID = "flowrunner-rules"
-JSON = "application/json"
-ERROR_JSON = "application/json; charset=utf-8"  # what OpenAI sends with its error bodies
 # Written by the server itself (the content type via `Reply.payload`), never copied from a Reply.
 _COMPUTED_HEADERS = {"content-length", "transfer-encoding", "connection", "content-type"}
-
-
-@dataclass(frozen=True)
-class Reply:
-    """A scripted answer: a dict body is sent as JSON, a str or bytes body as it is (SSE, HTML)."""
-
-    status: int = 200
-    body: dict[str, Any] | list[Any] | str | bytes = field(default_factory=dict)
-    headers: dict[str, str] = field(default_factory=dict)
-    content_type: str | None = None
-
-    @classmethod
-    def from_recorded(cls, path: str | Path) -> Reply:
-        """A reply from a recorded real response (`tests/data/real-responses/*.json`)."""
-        recorded = json.loads(Path(path).read_text(encoding="utf-8"))
-        return cls(status=recorded["status"], body=recorded["body"], headers=recorded["headers"])
-
-    def payload(self) -> tuple[bytes, str]:
-        """The body as bytes and its content type (explicit, else from `headers`, else guessed)."""
-        given = self.content_type or {k.lower(): v for k, v in self.headers.items()}.get(
-            "content-type")
-        if isinstance(self.body, (dict, list)):
-            return json.dumps(self.body).encode(), given or JSON
-        if isinstance(self.body, str):
-            return self.body.encode(), given or "text/plain; charset=utf-8"
-        return self.body, given or "application/octet-stream"
 
 
 @dataclass(frozen=True)
@@ -81,29 +67,23 @@ class ReceivedRequest:
     raw: bytes
 
 
-def error_reply(status: int, message: str, kind: str = "invalid_request_error",
-                param: str | None = None, code: str | None = None, **headers: str) -> Reply:
-    """An error in OpenAI's shape, with the content type OpenAI sends it with."""
-    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
-    return Reply(status, body, headers, content_type=ERROR_JSON)
-
-
-def _masked(key: str) -> str:
-    """A key as OpenAI echoes it: `<not-a-real-key>` -> `<not-a-r****key>`."""
-    return key[:8] + "****" + key[-4:] if len(key) > 12 else "****"
-
-
 class ChatServer:
     """The test server; a context manager that starts it on entry and stops it on exit."""
 
     def __init__(self, port: int = 0, host: str = "127.0.0.1", api_key: str | None = None,
-                 validate_responses: bool = True) -> None:
+                 validate_responses: bool = True, limits: Limits | None = None,
+                 latency: float = 0.0) -> None:
+        if not (isinstance(latency, (int, float)) and math.isfinite(latency) and latency >= 0):
+            raise ValueError(f"latency must be a number of seconds >= 0, got {latency!r}")
         self.host, self.port = host, port
         self.api_key = api_key
         self.validate_responses = validate_responses
+        self.limits = limits
+        self.latency = float(latency)
         self._lock = threading.Lock()
         self._requests: list[ReceivedRequest] = []
         self._replies: deque[Reply] = deque()
+        self._limiter = Limiter(limits)
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -117,6 +97,12 @@ class ChatServer:
         """A snapshot of the requests received so far, oldest first."""
         with self._lock:
             return list(self._requests)
+
+    @property
+    def stats(self) -> Stats:
+        """What the limits admitted so far: accepted chat requests, their times, the 429s by kind."""
+        with self._lock:
+            return self._limiter.stats()
 
     def enqueue(self, *replies: Reply) -> None:
         """Queue scripted replies; each valid chat request takes the oldest one before the rules."""
@@ -136,9 +122,11 @@ class ChatServer:
         return self
 
     def stop(self) -> None:
-        """Stop serving and release the port; requests in flight finish on their own threads."""
+        """Stop serving and release the port; answers already being sent finish on their threads,
+        while hanging or delayed ones are cut off (their connections close unanswered)."""
         if self._httpd is None:
             return
+        self._httpd.stopping.set()
         self._httpd.shutdown()
         self._httpd.server_close()
         if self._thread is not None:
@@ -155,10 +143,6 @@ class ChatServer:
         with self._lock:
             self._requests.append(request)
 
-    def _next_reply(self) -> Reply | None:
-        with self._lock:
-            return self._replies.popleft() if self._replies else None
-
     def answer(self, request: ReceivedRequest) -> Reply:
         """The reply to one request (the decision order is in the module docstring)."""
         self._record(request)
@@ -170,8 +154,33 @@ class ChatServer:
         if request.method != "POST":
             return error_reply(405, f"Method {request.method} is not allowed on {request.path}; "
                                "use POST.", allow="POST")
-        return self._authorize(request) or self._check(request) or self._next_reply() \
-            or self._from_rules(request.body)
+        reply = self._authorize(request) or self._check(request) or self._admit(request)
+        return replace(reply, delay=reply.delay + self.latency) if self.latency else reply
+
+    def _admit(self, request: ReceivedRequest) -> Reply:
+        """Limits first (a refused request leaves the queue alone), then a queued reply or the
+        rules; the rate-limit headers go on whichever answer, unless a queued reply sets them."""
+        body: dict[str, Any] = request.body
+        cost = 0
+        if self.limits is not None and self.limits.tpm is not None:
+            cost = self._rules_tokens(body)  # outside the lock; used only if nothing is queued
+        model = body["model"] if isinstance(body.get("model"), str) else faults.MODEL
+        with self._lock:
+            queued = self._replies[0] if self._replies else None
+            refusal, headers = self._limiter.admit(
+                cost if queued is None else queued.total_tokens(), model)
+            if refusal is None and queued is not None:
+                self._replies.popleft()
+        reply = refusal or queued or self._from_rules(body)
+        return replace(reply, headers={**headers, **reply.headers}) if headers else reply
+
+    @staticmethod
+    def _rules_tokens(body: dict[str, Any]) -> int:
+        """`usage.total_tokens` of the rules' answer (0 for a request they refuse)."""
+        try:
+            return int(_rules.complete({**body, "stream": False})["usage"]["total_tokens"])
+        except Exception:  # noqa: BLE001 - the answer itself reports what went wrong
+            return 0
 
     def _authorize(self, request: ReceivedRequest) -> Reply | None:
         """OpenAI's 401 when an api_key is set and the request does not carry it."""
@@ -180,13 +189,7 @@ class ChatServer:
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and key.strip() == self.api_key:
             return None
-        if not key.strip():
-            message = ("You didn't provide an API key. You need to provide your API key in an "
-                       "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
-        else:
-            message = (f"Incorrect API key provided: {_masked(key.strip())}. You can find your API "
-                       "key at https://platform.openai.com/account/api-keys.")
-        return error_reply(401, message, code="invalid_api_key")
+        return faults.invalid_api_key(key.strip())
 
     def _check(self, request: ReceivedRequest) -> Reply | None:
         """OpenAI's 400 for a body that is not JSON or not a valid request."""
@@ -232,6 +235,7 @@ class _HTTPServer(ThreadingHTTPServer):
                  chat: ChatServer) -> None:
         super().__init__(address, handler)
         self.chat = chat
+        self.stopping = threading.Event()  # set by `ChatServer.stop`: delays and hangs end at once
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Clients hanging up mid-answer are normal in tests; anything else is still reported."""
@@ -259,6 +263,11 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         request = ReceivedRequest(self.command, self.path.split("?", 1)[0], headers, body, raw)
         reply = self.server.chat.answer(request)
+        if reply.delay and self.server.stopping.wait(reply.delay):
+            reply = replace(reply, fault="drop")  # the server stops: no answer after all
+        if reply.fault in ("drop", "hang", "reset"):
+            self._break(reply.fault)
+            return
         payload, content_type = reply.payload()
         self.send_response_only(reply.status)  # not send_response: a Reply may bring its own date
         self.send_header("content-type", content_type)
@@ -275,8 +284,23 @@ class _Handler(BaseHTTPRequestHandler):
             if name.lower() not in _COMPUTED_HEADERS:
                 self.send_header(name, value)
         self.end_headers()
-        if self.command != "HEAD":
+        if reply.fault == "truncate":
+            self.wfile.write(payload[:len(payload) // 2])
+            self.close_connection = True  # closing is what tells the client the rest is missing
+        elif self.command != "HEAD":
             self.wfile.write(payload)
+
+    def _break(self, fault: str) -> None:
+        """End the exchange without a response: at once (drop), after the server stops (hang),
+        or with a TCP RST (reset) rather than the orderly FIN the other two end with."""
+        self.close_connection = True
+        if fault == "hang":
+            self.server.stopping.wait()
+        elif fault == "reset":
+            # Linger on with a 0 s timeout: close() discards the connection and sends RST. The
+            # socket must close here: the server would otherwise shut it down (FIN) first.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
 
@@ -288,8 +312,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--api-key", help="require this key as 'Authorization: Bearer KEY'")
+    parser.add_argument("--latency", type=float, default=0.0, metavar="SECONDS",
+                        help="delay every chat answer by this long (e.g. 0.1)")
+    parser.add_argument("--rpm", type=int, help="requests per minute to allow (429 beyond)")
+    parser.add_argument("--tpm", type=int, help="tokens per minute to allow (429 beyond)")
+    parser.add_argument("--rpd", type=int, help="requests per day to allow (429 beyond)")
+    parser.add_argument("--window", type=float, default=60.0, metavar="SECONDS",
+                        help="the sliding window the per-minute limits are enforced over, as a "
+                        "share of them: 60 RPM with --window 1 is 1 request a second (default 60)")
     args = parser.parse_args(argv)
-    server = ChatServer(port=args.port, host=args.host, api_key=args.api_key)
+    try:
+        limits = None
+        if (args.rpm, args.tpm, args.rpd) != (None, None, None):
+            limits = Limits(rpm=args.rpm, tpm=args.tpm, rpd=args.rpd, window=args.window)
+        server = ChatServer(port=args.port, host=args.host, api_key=args.api_key, limits=limits,
+                            latency=args.latency)
+    except ValueError as exc:
+        parser.error(str(exc))
     try:
         with server:
             print(f"flowrunner test server: {server.base_url} (Ctrl-C to stop)", flush=True)

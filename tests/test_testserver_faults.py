@@ -1,0 +1,538 @@
+"""The test server's faults, canned OpenAI errors, enforced rate limits and latency, seen over HTTP."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterator
+
+import httpx2
+import openai
+import pytest
+
+from flowrunner.testing import ChatServer, Limits, Reply, faults
+from flowrunner.testing import _spec
+from flowrunner.testing._limits import Limiter
+from flowrunner.testing.server import main as server_main
+
+pytestmark = pytest.mark.server
+
+RATE_LIMITS = "Visit https://platform.openai.com/account/rate-limits to learn more."
+
+
+def ask(text: str = "Ping the server") -> dict[str, Any]:
+    return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]}
+
+
+def post(server: ChatServer, body: Any = None, timeout: float = 5.0,
+         ) -> tuple[int, dict[str, str], bytes]:
+    """One raw exchange on a fresh connection: status, lower-cased headers, body."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout)
+    try:
+        conn.request("POST", "/v1/chat/completions", body=json.dumps(body or ask()),
+                     headers={"content-type": "application/json"})
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
+def error_of(raw: bytes) -> dict[str, Any]:
+    """The inner error, after checking the body against OpenAI's ErrorResponse schema."""
+    body = json.loads(raw)
+    assert _spec.error_errors(body) == []
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    return body["error"]
+
+
+def seconds(duration: str) -> float:
+    """A Go duration as OpenAI's reset headers write it (`1h2m3.5s`, `20ms`), in seconds."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", duration)
+    assert "".join(n + u for n, u in parts) == duration, duration
+    return sum(float(n) * {"h": 3600, "m": 60, "s": 1, "ms": 0.001}[u] for n, u in parts)
+
+
+@pytest.fixture
+def client(chat_server: ChatServer) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=chat_server.base_url, api_key="test", max_retries=0,
+                       timeout=5) as sdk:
+        yield sdk
+
+
+def sdk_ask(client: openai.OpenAI) -> str | None:
+    return client.chat.completions.create(**ask()).choices[0].message.content
+
+
+# -- Reply's new fields -------------------------------------------------------------------------
+
+def test_reply_rejects_unknown_faults_and_bad_delays() -> None:
+    with pytest.raises(ValueError, match="unknown fault 'explode'; expected one of: drop, reset, "
+                                         "truncate, hang"):
+        Reply(fault="explode")
+    for delay in (-1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="delay must be"):
+            Reply(delay=delay)
+    assert Reply().delay == 0.0 and Reply().fault is None
+
+
+# -- faults, each as a client sees it -----------------------------------------------------------
+
+def test_drop_closes_without_a_response(chat_server: ChatServer, client: openai.OpenAI) -> None:
+    chat_server.enqueue(faults.dropped(), faults.dropped())
+    with pytest.raises(httpx2.RemoteProtocolError, match="without sending a response"):
+        httpx2.post(chat_server.base_url + "/chat/completions", json=ask(), timeout=5)
+    with pytest.raises(openai.APIConnectionError) as caught:
+        sdk_ask(client)
+    assert not isinstance(caught.value, openai.APITimeoutError)
+    assert sdk_ask(client) == "You said: Ping the server"  # the queue is used up, in order
+    assert len(chat_server.requests) == 3  # recorded, fault or not
+
+
+def test_reset_aborts_with_rst(chat_server: ChatServer) -> None:
+    chat_server.enqueue(faults.connection_reset(), faults.connection_reset())
+    with pytest.raises(ConnectionResetError):
+        post(chat_server)
+    with pytest.raises(httpx2.ReadError) as caught:
+        httpx2.post(chat_server.base_url + "/chat/completions", json=ask(), timeout=5)
+    causes = []
+    cause: BaseException | None = caught.value
+    while cause is not None:
+        causes.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    assert any(isinstance(c, ConnectionResetError) for c in causes), causes
+    assert len(chat_server.requests) == 2
+
+
+def test_truncate_sends_half_the_announced_body(chat_server: ChatServer,
+                                                client: openai.OpenAI) -> None:
+    reply = faults.completion("one two three four five six")
+    chat_server.enqueue(faults.truncated(reply), faults.truncated(reply), faults.truncated(reply))
+    full = len(reply.payload()[0])
+    conn = http.client.HTTPConnection("127.0.0.1", chat_server.port, timeout=5)
+    conn.request("POST", "/v1/chat/completions", body=json.dumps(ask()))
+    response = conn.getresponse()
+    assert response.status == 200 and response.getheader("content-length") == str(full)
+    with pytest.raises(http.client.IncompleteRead) as caught:
+        response.read()
+    assert len(caught.value.partial) == full // 2
+    conn.close()
+    with pytest.raises(httpx2.RemoteProtocolError, match="incomplete|complete message body"):
+        httpx2.post(chat_server.base_url + "/chat/completions", json=ask(), timeout=5)
+    with pytest.raises(openai.APIConnectionError):
+        sdk_ask(client)
+
+
+def test_hang_times_the_client_out_and_stop_ends_it_promptly() -> None:
+    server = ChatServer().start()
+    try:
+        server.enqueue(faults.timeout_reply(), faults.timeout_reply())
+        with pytest.raises(httpx2.ReadTimeout):
+            httpx2.post(server.base_url + "/chat/completions", json=ask(), timeout=0.1)
+        # A patient client is still waiting on the second hang when the server stops.
+        outcome: list[BaseException] = []
+
+        def patient() -> None:
+            try:
+                post(server, timeout=10)
+            except BaseException as exc:  # noqa: BLE001 - the test inspects it
+                outcome.append(exc)
+
+        waiter = threading.Thread(target=patient)
+        waiter.start()
+        deadline = time.monotonic() + 2
+        while len(server.requests) < 2 and time.monotonic() < deadline:
+            time.sleep(0.005)
+    finally:
+        started = time.perf_counter()
+        server.stop()
+        stopped = time.perf_counter() - started
+    waiter.join(timeout=2)
+    assert stopped < 0.5
+    assert not waiter.is_alive()  # the handler ended its wait and closed the connection
+    assert len(outcome) == 1 and isinstance(outcome[0], http.client.RemoteDisconnected)
+
+
+def test_delay_holds_the_answer_back(chat_server: ChatServer, client: openai.OpenAI) -> None:
+    chat_server.enqueue(faults.delayed(faults.completion("late"), 0.15),
+                        Reply(status=503, body="busy", delay=0.1))
+    started = time.perf_counter()
+    assert sdk_ask(client) == "late"
+    assert time.perf_counter() - started >= 0.15
+    started = time.perf_counter()
+    status, headers, raw = post(chat_server)
+    assert (status, raw) == (503, b"busy") and time.perf_counter() - started >= 0.1
+    assert int(headers["openai-processing-ms"]) >= 100  # the wait is processing time
+
+
+# -- canned OpenAI errors ------------------------------------------------------------------------
+
+CANNED: list[tuple[Callable[[], Reply], int, str, str | None, type[openai.APIError]]] = [
+    (faults.rate_limited, 429, "requests", "rate_limit_exceeded", openai.RateLimitError),
+    (lambda: faults.rate_limited("tokens"), 429, "tokens", "rate_limit_exceeded",
+     openai.RateLimitError),
+    (faults.request_too_large, 429, "tokens", "rate_limit_exceeded", openai.RateLimitError),
+    (faults.insufficient_quota, 429, "insufficient_quota", "insufficient_quota",
+     openai.RateLimitError),
+    (faults.server_error, 500, "server_error", None, openai.InternalServerError),
+    (faults.overloaded, 503, "server_error", None, openai.InternalServerError),
+    (lambda: faults.overloaded("server_is_overloaded"), 503, "server_error",
+     "server_is_overloaded", openai.InternalServerError),
+    (faults.invalid_api_key, 401, "invalid_request_error", "invalid_api_key",
+     openai.AuthenticationError),
+    (faults.model_not_found, 404, "invalid_request_error", "model_not_found",
+     openai.NotFoundError),
+    (faults.context_length_exceeded, 400, "invalid_request_error", "context_length_exceeded",
+     openai.BadRequestError),
+]
+
+
+@pytest.mark.parametrize(("make", "status", "kind", "code", "raised"), CANNED)
+def test_canned_errors_have_openais_shape(chat_server: ChatServer, client: openai.OpenAI,
+                                          make: Callable[[], Reply], status: int, kind: str,
+                                          code: str | None, raised: type[openai.APIError]) -> None:
+    chat_server.enqueue(make(), make())
+    got, headers, raw = post(chat_server)
+    assert got == status
+    assert headers["content-type"] == "application/json; charset=utf-8"
+    assert headers["x-request-id"].startswith("req_")
+    error = error_of(raw)
+    assert (error["type"], error["code"]) == (kind, code)
+    with pytest.raises(raised) as caught:
+        sdk_ask(client)
+    assert caught.value.code == code
+    assert caught.value.message.endswith(error["message"])
+
+
+def test_canned_error_wording() -> None:
+    def message(reply: Reply) -> str:
+        assert isinstance(reply.body, dict)
+        return str(reply.body["error"]["message"])
+
+    assert message(faults.rate_limited(retry_after_ms=20000)) == (
+        "Rate limit reached for gpt-4o-mini in organization org-flowrunnertest0000000000 on "
+        "requests per min (RPM): Limit 3, Used 3, Requested 1. Please try again in 20s. "
+        + RATE_LIMITS)
+    assert message(faults.rate_limited("tokens", retry_after=4.968, limit=10000, used=9796,
+                                       requested=1032, model="gpt-4")).startswith(
+        "Rate limit reached for gpt-4 in organization org-flowrunnertest0000000000 on tokens per "
+        "min (TPM): Limit 10000, Used 9796, Requested 1032. Please try again in 4.968s.")
+    assert "on requests per day (RPD): Limit 200, Used 200, Requested 1. Please try again in " \
+           "7m12s." in message(faults.rate_limited(limit=200, per="day", reset="7m12s"))
+    assert message(faults.request_too_large()) == (
+        "Request too large for gpt-4o-mini in organization org-flowrunnertest0000000000 on tokens "
+        "per min (TPM): Limit 10000, Requested 12000. The input or output tokens must be reduced "
+        "in order to run successfully. " + RATE_LIMITS)
+    assert message(faults.insufficient_quota()).startswith(
+        "You exceeded your current quota, please check your plan and billing details.")
+    assert message(faults.overloaded()) == \
+        "The engine is currently overloaded, please try again later"
+    with pytest.raises(ValueError, match="kind must be"):
+        faults.rate_limited("seconds")
+    with pytest.raises(ValueError, match="per must be"):
+        faults.rate_limited("tokens", per="day")
+
+
+def test_rate_limited_headers_are_sent_as_given(chat_server: ChatServer,
+                                                client: openai.OpenAI) -> None:
+    date = "Wed, 21 Oct 2015 07:28:00 GMT"
+    chat_server.enqueue(faults.rate_limited("tokens", retry_after_ms=1500, reset=6.5, limit=100,
+                                            used=90, requested=20),
+                        faults.rate_limited(retry_after=date), faults.rate_limited(retry_after=2))
+    status, headers, _ = post(chat_server)
+    assert status == 429
+    assert {k: v for k, v in headers.items() if k.startswith(("x-ratelimit", "retry"))} == {
+        "retry-after-ms": "1500", "x-ratelimit-limit-tokens": "100",
+        "x-ratelimit-remaining-tokens": "10", "x-ratelimit-reset-tokens": "6.5s"}
+    assert post(chat_server)[1]["retry-after"] == date
+    with pytest.raises(openai.RateLimitError) as caught:
+        sdk_ask(client)
+    assert caught.value.response.headers["retry-after"] == "2"
+
+
+def test_bad_gateway_is_an_html_page(chat_server: ChatServer, client: openai.OpenAI) -> None:
+    chat_server.enqueue(faults.bad_gateway_html(), faults.bad_gateway_html())
+    status, headers, raw = post(chat_server)
+    assert (status, headers["content-type"], headers["server"]) == (502, "text/html", "cloudflare")
+    assert b"<title>502 Bad Gateway</title>" in raw
+    with pytest.raises(openai.InternalServerError) as caught:
+        sdk_ask(client)
+    assert caught.value.status_code == 502 and "502 Bad Gateway" in str(caught.value.body)
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    (0, "0s"), (0.0004, "1ms"), (0.006, "6ms"), (0.02, "20ms"), (1, "1s"), (1.5, "1.5s"),
+    (4.968, "4.968s"), (20, "20s"), (60, "1m0s"), (360, "6m0s"), (432, "7m12s"),
+    (3600, "1h0m0s"), (86399.9, "23h59m59.9s")])
+def test_go_durations(value: float, text: str) -> None:
+    assert faults.go_duration(value) == text
+    assert seconds(text) == pytest.approx(value, abs=0.001)
+
+
+# -- enforced rate limits ------------------------------------------------------------------------
+
+def test_limits_are_checked() -> None:
+    assert Limits(rpm=60, window=1).requests_per_window == 1
+    assert Limits(rpm=3).requests_per_window == 3
+    assert Limits(rpm=100, window=0.6).requests_per_window == 1
+    assert Limits(rpm=10, window=1).requests_per_window == 1  # never 0
+    assert Limits(tpm=10000, window=1.5).tokens_per_window == 250
+    for bad in ({"rpm": 0}, {"tpm": 2.5}, {"rpd": True}, {"window": 0}, {"window": float("inf")}):
+        with pytest.raises(ValueError, match="must be"):
+            Limits(**bad)
+    with pytest.raises(ValueError, match="latency"):
+        ChatServer(latency=-1)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_window_slides_on_a_fake_clock() -> None:
+    clock = FakeClock()
+    limiter = Limiter(Limits(rpm=120, tpm=600, window=1.0), clock)  # 2 requests, 10 tokens a second
+    assert limiter.admit(4, "m") == (None, {
+        "x-ratelimit-limit-requests": "120", "x-ratelimit-remaining-requests": "1",
+        "x-ratelimit-reset-requests": "1s", "x-ratelimit-limit-tokens": "600",
+        "x-ratelimit-remaining-tokens": "6", "x-ratelimit-reset-tokens": "1s"})
+    clock.now += 0.4
+    refusal, headers = limiter.admit(7, "m")  # 4 + 7 > 10: the tokens refuse it until t=1.0
+    assert refusal is not None and refusal.headers["retry-after-ms"] == "600"
+    assert headers["x-ratelimit-remaining-requests"] == "1"  # the refusal took nothing
+    assert limiter.admit(6, "m")[0] is None
+    clock.now += 0.1  # t=0.5: two requests in the window; the first frees at t=1.0
+    refusal, headers = limiter.admit(0, "m")
+    assert refusal is not None and isinstance(refusal.body, dict)
+    assert refusal.body["error"]["type"] == "requests"
+    assert refusal.headers["retry-after-ms"] == "500"
+    assert headers["x-ratelimit-reset-requests"] == "900ms"  # the newest leaves at t=1.4
+    clock.now += 0.5  # t=1.0: the first request has left the window (it is half-open)
+    refusal, headers = limiter.admit(5, "m")  # the second's 6 tokens are still in: 6 + 5 > 10
+    assert refusal is not None and refusal.headers["retry-after-ms"] == "400"
+    assert limiter.admit(4, "m")[0] is None  # t=1.0: 0.4 (6 tokens) and now 1.0 (4 tokens)
+    clock.now += 0.2
+    # t=1.2: requests are full until t=1.4, tokens for 7 more until t=2.0. The 429 names the limit
+    # that frees last, so a client that waits as told is not refused again.
+    refusal, _ = limiter.admit(7, "m")
+    assert refusal is not None and isinstance(refusal.body, dict)
+    assert refusal.body["error"]["type"] == "tokens"
+    assert refusal.headers["retry-after-ms"] == "800"
+    stats = limiter.stats()
+    assert stats.accepted == 3 and stats.rejected_429 == {"rpm": 1, "tpm": 3, "rpd": 0,
+                                                          "too_large": 0}
+    assert stats.accepted_at == (1000.0, 1000.4, 1001.0)
+    assert [stats.most_in(w) for w in (1.0, 0.6, 0.4, 0.1)] == [2, 2, 1, 1]
+
+
+def test_without_limits_everything_is_accepted_and_counted() -> None:
+    clock = FakeClock()
+    limiter = Limiter(None, clock)
+    assert [limiter.admit(10**9, "m") for _ in range(3)] == [(None, {})] * 3
+    assert limiter.stats().accepted == 3 and limiter.stats().rejected == 0
+
+
+def test_requests_over_the_window_get_openais_429_then_pass() -> None:
+    limits = Limits(rpm=360, window=0.5)  # 3 requests in any 0.5 s
+    with ChatServer(limits=limits) as server:
+        server.enqueue(faults.completion("queued"))
+        answers = [post(server) for _ in range(4)]
+        assert [a[0] for a in answers] == [200, 200, 200, 429]
+        assert json.loads(answers[0][2])["choices"][0]["message"]["content"] == "queued"
+        remaining = [a[1]["x-ratelimit-remaining-requests"] for a in answers]
+        assert remaining == ["2", "1", "0", "0"]
+        assert all(a[1]["x-ratelimit-limit-requests"] == "360" for a in answers)
+        resets = [seconds(a[1]["x-ratelimit-reset-requests"]) for a in answers]
+        assert resets[:3] == [0.5, 0.5, 0.5]  # the window, from each accepted request
+        assert resets[3] < 0.5  # counts down: the newest request is already older
+        for _, _, raw in answers[:3]:
+            assert _spec.response_errors(json.loads(raw)) == []  # 200s still match the spec
+        status, headers, raw = answers[3]
+        assert "x-ratelimit-limit-tokens" not in headers  # no tpm, no token headers
+        error = error_of(raw)
+        assert (error["type"], error["code"], error["param"]) == (
+            "requests", "rate_limit_exceeded", None)
+        wait_ms = int(headers["retry-after-ms"])
+        assert 0 < wait_ms < 500 and headers["retry-after"] == "1"
+        assert error["message"].startswith(
+            "Rate limit reached for gpt-4o-mini in organization org-flowrunnertest0000000000 on "
+            "requests per min (RPM): Limit 360, Used 3, Requested 1. Please try again in ")
+        assert error["message"].endswith(f"in {faults.go_duration(wait_ms / 1000)}. {RATE_LIMITS}")
+        server.enqueue(faults.completion("after the wait"))  # the 429 did not take it
+        time.sleep(wait_ms / 1000)
+        status, headers, raw = post(server)
+        assert status == 200 and headers["x-ratelimit-remaining-requests"] in ("0", "1", "2")
+        assert json.loads(raw)["choices"][0]["message"]["content"] == "after the wait"
+        stats = server.stats
+        assert stats.accepted == 4 and stats.rejected_429["rpm"] == 1 and stats.rejected == 1
+        assert len(server.requests) == 5
+
+
+def test_a_concurrent_burst_gets_exactly_the_limit() -> None:
+    with ChatServer() as warm:  # compile the spec's validators first, so the burst is quick
+        post(warm)
+    with ChatServer(limits=Limits(rpm=90, window=2.0)) as server:  # 3 in any 2 s
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            burst = list(pool.map(lambda _: post(server)[0], range(12)))
+        stats = server.stats
+    assert sorted(burst) == [200] * 3 + [429] * 9
+    assert stats.accepted == 3 and stats.rejected_429["rpm"] == 9
+
+
+def test_clients_honouring_retry_after_never_exceed_the_limit() -> None:
+    window = 0.2
+    with ChatServer(limits=Limits(rpm=900, window=window)) as server:  # 3 in any 0.2 s
+
+        def persistent(_: int) -> int:
+            refused = 0
+            for _ in range(2):
+                while True:
+                    status, headers, _ = post(server)
+                    if status == 200:
+                        break
+                    refused += 1
+                    time.sleep(int(headers["retry-after-ms"]) / 1000)
+            return refused
+
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            refused = sum(pool.map(persistent, range(6)))
+        stats = server.stats
+    assert stats.accepted == 12 and stats.rejected_429["rpm"] == refused > 0
+    assert stats.most_in(window) <= 3  # never more, however the requests interleave
+    assert stats.most_in(window * 2) <= 6
+
+
+def test_tokens_cost_the_answers_usage_and_count_down() -> None:
+    # Each "Ping the server" costs 8 tokens: 3 words asked, 5 answered ("You said: Ping the server").
+    with ChatServer(limits=Limits(tpm=1200, window=0.5)) as server:  # 10 tokens per 0.5 s
+        status, headers, raw = post(server, ask("Ping"))  # costs 1 + 3 ("You said: Ping") = 4
+        assert status == 200 and json.loads(raw)["usage"]["total_tokens"] == 4
+        assert headers["x-ratelimit-remaining-tokens"] == "6"
+        assert headers["x-ratelimit-limit-tokens"] == "1200"
+        assert "x-ratelimit-limit-requests" not in headers  # no request limit to state
+    with ChatServer(limits=Limits(rpm=3000, tpm=1200, window=1.0)) as server:  # 20 tokens
+        first, second, third = post(server), post(server), post(server)
+        assert [first[0], second[0], third[0]] == [200, 200, 429]
+        assert [first[1]["x-ratelimit-remaining-tokens"], second[1]["x-ratelimit-remaining-tokens"]
+                ] == ["12", "4"]
+        assert third[1]["x-ratelimit-remaining-requests"] == "48"  # requests were not the limit
+        error = error_of(third[2])
+        assert error["type"] == "tokens"
+        assert "on tokens per min (TPM): Limit 1200, Used 16, Requested 8." in error["message"]
+        assert 0 < int(third[1]["retry-after-ms"]) <= 1000
+        assert server.stats.rejected_429 == {"rpm": 0, "tpm": 1, "rpd": 0, "too_large": 0}
+        server.enqueue(faults.completion("two words"))  # a queued reply costs its own usage: 3
+        assert post(server)[1]["x-ratelimit-remaining-tokens"] == "1"
+
+
+def test_a_request_over_the_whole_token_budget_never_passes() -> None:
+    text = " ".join(["word"] * 12)  # 12 + 14 = 26 tokens, over the window's 20
+    with ChatServer(limits=Limits(tpm=12000, window=0.1)) as server:  # 20 tokens
+        for _ in range(2):
+            status, headers, raw = post(server, ask(text))
+            assert status == 429 and "retry-after-ms" not in headers
+            assert error_of(raw)["message"].startswith(
+                "Request too large for gpt-4o-mini in organization org-flowrunnertest0000000000 "
+                "on tokens per min (TPM): Limit 12000, Requested 26. The input or output tokens "
+                "must be reduced in order to run successfully.")
+            assert headers["x-ratelimit-remaining-tokens"] == "20"
+            time.sleep(0.1)
+        assert post(server)[0] == 200
+        assert server.stats.rejected_429["too_large"] == 2 and server.stats.accepted == 1
+
+
+def test_requests_per_day() -> None:
+    with ChatServer(limits=Limits(rpd=2, window=0.05)) as server:
+        statuses = []
+        for _ in range(3):
+            statuses.append(post(server))
+            time.sleep(0.06)  # windows pass; the day does not
+        assert [s[0] for s in statuses] == [200, 200, 429]
+        assert [s[1]["x-ratelimit-remaining-requests"] for s in statuses] == ["1", "0", "0"]
+        status, headers, raw = statuses[2]
+        assert headers["x-ratelimit-limit-requests"] == "2"
+        assert 86300 < seconds(headers["x-ratelimit-reset-requests"]) <= 86400
+        assert 86300_000 < int(headers["retry-after-ms"]) <= 86400_000
+        error = error_of(raw)
+        assert error["type"] == "requests"
+        assert re.search(r"on requests per day \(RPD\): Limit 2, Used 2, Requested 1\. Please try "
+                         r"again in 23h59m\d+(\.\d+)?s\.", error["message"]), error["message"]
+        assert server.stats.rejected_429["rpd"] == 1
+
+
+def test_limits_come_after_authentication_and_validation() -> None:
+    with ChatServer(api_key="sk-right-key-123456", limits=Limits(rpm=1)) as server:
+        assert post(server)[0] == 401  # no key: not counted
+        conn_headers = {"authorization": "Bearer sk-right-key-123456"}
+        with httpx2.Client(headers=conn_headers, timeout=5) as http:
+            url = server.base_url + "/chat/completions"
+            assert http.post(url, json={"model": "m"}).status_code == 400  # not counted
+            assert http.post(url, json=ask()).status_code == 200
+            refused = http.post(url, json=ask())
+        assert refused.status_code == 429
+        assert server.stats.accepted == 1
+
+
+# -- latency --------------------------------------------------------------------------------------
+
+def test_latency_delays_every_answer_and_overlaps() -> None:
+    with ChatServer(latency=0.15) as server:
+        started = time.perf_counter()
+        assert post(server)[0] == 200
+        assert time.perf_counter() - started >= 0.15
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            statuses = list(pool.map(lambda _: post(server)[0], range(8)))
+        elapsed = time.perf_counter() - started
+    assert statuses == [200] * 8
+    assert 0.15 <= elapsed < 0.6  # eight waits side by side (1.2 s one after another)
+    assert server.stats.accepted == 9 and server.stats.rejected == 0
+
+
+# -- the command line ------------------------------------------------------------------------------
+
+def test_command_line_limits_and_latency(capsys: pytest.CaptureFixture[str]) -> None:
+    command = [sys.executable, "-m", "flowrunner.testing.server", "--port", "0", "--rpm", "60",
+               "--tpm", "100000", "--window", "1", "--latency", "0.05"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as process:
+        try:
+            line = process.stdout.readline() if process.stdout else ""
+            match = re.search(r"http://127\.0\.0\.1:(\d+)/v1", line)
+            assert match, line
+            url = match.group() + "/chat/completions"
+            started = time.perf_counter()
+            first = httpx2.post(url, json=ask(), timeout=5)
+            assert time.perf_counter() - started >= 0.05
+            second = httpx2.post(url, json=ask(), timeout=5)
+        finally:
+            process.kill()
+            process.communicate()
+    assert first.status_code == 200 and second.status_code == 429
+    assert first.headers["x-ratelimit-limit-requests"] == "60"
+    assert first.headers["x-ratelimit-limit-tokens"] == "100000"
+    with pytest.raises(SystemExit) as bad:
+        server_main(["--rpm", "0"])
+    assert bad.value.code == 2
+    assert "error: rpm must be a whole number >= 1 or None, got 0" in capsys.readouterr().err
+
+
+def test_connection_reset_is_a_real_rst() -> None:
+    """At the socket level: recv raises ECONNRESET, not an orderly end of stream (b"")."""
+    with ChatServer() as server:
+        server.enqueue(faults.connection_reset())
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            body = json.dumps(ask()).encode()
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            with pytest.raises(ConnectionResetError):
+                sock.recv(1024)
