@@ -62,8 +62,9 @@ class Matcher:
     expected: Any
     location: Location | None = None
 
-    def mismatch(self, actual: Any) -> str | None:
-        """None when `actual` satisfies the matcher, else why not, for a user."""
+    def mismatch(self, actual: Any, text_is_json: bool = True) -> str | None:
+        """None when `actual` satisfies the matcher, else why not, for a user. With `text_is_json`
+        (outputs: always text), a `schema` matcher parses text as JSON; arguments come parsed."""
         if self.kind == "equals":
             return None if _equal(actual, self.expected) else f"expected {show(self.expected)}, got {show(actual)}"
         if self.kind in ("contains", "not_contains"):
@@ -78,7 +79,7 @@ class Matcher:
                 return None
             return f"expected to match the regex {self.expected!r}, got {show(actual)}"
         if self.kind == "schema":
-            value, problem = as_json(actual)
+            value, problem = as_json(actual) if text_is_json else (actual, None)
             if problem:
                 return problem
             error = next(iter(sorted(Draft202012Validator(self.expected).iter_errors(value),
@@ -115,10 +116,10 @@ class Expectation:
 
     matchers: tuple[Matcher, ...]
 
-    def failures(self, actual: Any, subject: str) -> list[Failure]:
+    def failures(self, actual: Any, subject: str, text_is_json: bool = True) -> list[Failure]:
         found = []
         for matcher in self.matchers:
-            why = matcher.mismatch(actual)
+            why = matcher.mismatch(actual, text_is_json)
             if why is not None:
                 found.append(Failure(matcher.location, subject, why))
         return found
@@ -215,7 +216,7 @@ class CallsCheck:
                 elif name not in call.arguments:
                     found.append(Failure(where, arg_subject, f"not given (the call was {show_call(call)})"))
                 else:
-                    found.extend(expectation.failures(call.arguments[name], arg_subject))
+                    found.extend(expectation.failures(call.arguments[name], arg_subject, text_is_json=False))
         return found
 
 
