@@ -9,6 +9,7 @@ noise (user-agent, x-stainless-*) never reaches the file.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from contextlib import ExitStack, contextmanager
@@ -176,8 +177,15 @@ def _check_place(path: Path, record_mode: str) -> None:
         raise ConfigError(f"cannot write cassette {path}: permission denied")
 
 
-def describe_miss(exc: Any) -> str:
-    """A vcrpy CannotOverwriteExistingCassetteException, said for a flow's user."""
+RUN_HINT = ("  hint: the flow or its inputs changed since recording: run live (OPENAI_API_KEY or "
+            "--base-url), or re-record with --record-mode new_episodes (keeps the rest) or all")
+
+_DIFF_LINES = 40
+
+
+def describe_miss(exc: Any, hint: str = RUN_HINT) -> str:
+    """A vcrpy CannotOverwriteExistingCassetteException, said for a flow's user: which request, and how
+    it differs from the closest recording (first difference, then a diff of the two bodies)."""
     cassette = getattr(exc, "cassette", None)
     where = getattr(cassette, "_path", "the cassette")
     mode = getattr(getattr(cassette, "record_mode", None), "value", "none")
@@ -185,13 +193,57 @@ def describe_miss(exc: Any) -> str:
     lines = [f"the request is not in cassette {where} (record mode {mode!r})"]
     if request is not None:
         lines.append(f"  request: {request.method} {request.path}")
-    reason = getattr(exc, "reason", "")
-    if reason == "already_played":
+    if getattr(exc, "reason", "") == "already_played":
         lines.append("  every recording that matches it was already played in this run")
-    for _, _, failed in (getattr(exc, "similar_requests", None) or [])[:1]:
-        for matcher, message in failed:
-            what = "the body" if "json_body" in str(matcher) else str(matcher)
-            lines.append(f"  closest recording differs in {what}: {str(message).splitlines()[0]}")
-    lines.append("  hint: the flow or its inputs changed since recording: run live (OPENAI_API_KEY or "
-                 "--base-url), or re-record with --record-mode new_episodes (keeps the rest) or all")
+    similar = [recorded for recorded, _, failed in (getattr(exc, "similar_requests", None) or []) if failed]
+    closest = _closest(request, similar) if request is not None else None
+    if closest is not None:
+        recorded, live = _loads(canonical_body(closest)), _loads(canonical_body(request))
+        number = _position(cassette, closest)
+        lines.append(f"  closest recording{number} differs in the body: {first_difference(recorded, live)}")
+        diff = body_diff(recorded, live)
+        if diff:
+            lines.append("  diff of the bodies (- recorded, + this run):")
+            lines.extend(f"    {line}" for line in diff)
+    elif getattr(exc, "reason", "") in ("nothing_similar", "no_match"):
+        lines.append("  no recording has the same method and path")
+    lines.append(hint)
     return "\n".join(lines)
+
+
+def _closest(request: Any, candidates: list[Any]) -> Any:
+    """The candidate whose body is most like the request's (difflib's ratio on the pretty JSON)."""
+    if not candidates:
+        return None
+    live = _pretty(_loads(canonical_body(request)))
+    return max(candidates, key=lambda c: difflib.SequenceMatcher(None, _pretty(_loads(canonical_body(c))),
+                                                                  live, autojunk=False).ratio())
+
+
+def _position(cassette: Any, request: Any) -> str:
+    """` (request 2 of 3)`, when the cassette says where the recording is."""
+    try:
+        requests = list(cassette.requests)
+        return f" (request {requests.index(request) + 1} of {len(requests)})"
+    except (AttributeError, ValueError, TypeError):
+        return ""
+
+
+def _pretty(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return value.splitlines()
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
+
+
+def body_diff(recorded: Any, live: Any, limit: int = _DIFF_LINES) -> list[str]:
+    """A unified diff of two JSON bodies, pretty-printed with sorted keys, one line of context."""
+    lines: list[str] = []
+    for line in list(difflib.unified_diff(_pretty(recorded), _pretty(live), lineterm="", n=1))[2:]:
+        if line.startswith("@@"):  # line numbers of pretty-printed JSON mean nothing to a reader
+            if lines:
+                lines.append("  ...")
+            continue
+        lines.append(line[:160] + ("..." if len(line) > 160 else ""))
+    if len(lines) > limit:
+        lines = lines[:limit] + [f"... ({len(lines) - limit} more lines)"]
+    return lines

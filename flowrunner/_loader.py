@@ -16,11 +16,12 @@ from jsonschema import Draft202012Validator
 from ._durations import parse_duration
 from ._exceptions import FlowValidationError, Problem
 from ._functions import EntryPointError, check_signature, resolve_entry
-from ._model import MISSING, Flow, FunctionSpec, InputSpec, Message, Step
+from ._model import MISSING, Flow, FunctionSpec, InputSpec, Message, Step, TestCase
 from ._ratelimit import RateLimit
 from ._retry import Backoff, RetryPolicy
 from ._schema import describe, error_problems, request_option_names, schema_problems, sort_problems
 from ._templating import Template, compile_template, global_names
+from ._testcases import TestCaseBuilder
 from ._yaml import MAX_BYTES, JsonPath, Positions, format_path, parse_yaml
 
 _TEMPLATE_HINT = "templates can read inputs.<name> and steps.<id>.content / steps.<id>.json"
@@ -122,6 +123,7 @@ class _Builder:
         outputs = self._outputs(steps)
         defaults = self._options(data.get("defaults", {}), ("defaults",))
         self._check_defaults(defaults)
+        tests = self._tests(inputs, outputs)
         if self.problems:
             raise FlowValidationError(sort_problems(self.problems))
         return Flow(
@@ -136,7 +138,14 @@ class _Builder:
             outputs=outputs,
             defaults=defaults,
             rate_limit=RateLimit(**data.get("rate_limit", {})),
+            tests=tests,
         )
+
+    def _tests(self, inputs: dict[str, InputSpec], outputs: dict[str, Template]) -> tuple[TestCase, ...]:
+        builder = TestCaseBuilder(self.pos, inputs, self.function_names, list(outputs), list(self.step_index), _close)
+        tests = builder.build(self.data.get("tests", []))
+        self.problems.extend(builder.problems)
+        return tests
 
     # -- inputs and functions -------------------------------------------------------------------
 

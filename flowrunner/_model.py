@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from ._exceptions import Location
 from ._ratelimit import RateLimit
 from ._retry import RetryPolicy
 from ._templating import Template
+
+if TYPE_CHECKING:
+    from ._expect import Check
 
 Api = Literal["tools", "functions"]
 """`tools`: the current tool-calling protocol. `functions`: the legacy `functions`/`function_call` one."""
@@ -105,6 +108,19 @@ class Step:
 
 
 @dataclass(frozen=True)
+class TestCase:
+    """A test declared in the flow: inputs to run it with, and the checks its run record must pass."""
+
+    __test__ = False  # not a pytest test class, whatever imports it
+
+    name: str
+    inputs: dict[str, Any] = field(default_factory=dict)
+    checks: tuple[Check, ...] = ()
+    description: str | None = None
+    location: Location | None = None
+
+
+@dataclass(frozen=True)
 class Flow:
     """A whole flow file, validated: everything the engine needs and nothing it must check again."""
 
@@ -120,6 +136,8 @@ class Flow:
     defaults: dict[str, Any] = field(default_factory=dict)
     """Request options for every step; a step's own options win."""
     rate_limit: RateLimit = field(default_factory=RateLimit)
+    tests: tuple[TestCase, ...] = ()
+    """The flow's own test cases (`tests:`), run by `flowrun test` and the pytest plugin."""
 
     @property
     def default_cassette(self) -> Path:

@@ -7,6 +7,8 @@ from typing import Iterator
 
 import pytest
 
+pytest_plugins = ["pytester"]  # tests/test_pytest_plugin.py runs pytest in temporary projects
+
 ROOT = Path(__file__).resolve().parent.parent
 FLOWS = ROOT / "flows"
 DATA = Path(__file__).resolve().parent / "data"

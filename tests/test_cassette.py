@@ -127,3 +127,13 @@ def test_a_cassette_path_that_cannot_be_written_is_said_before_the_run(tmp_path)
     with pytest.raises(ConfigError, match="cannot create the cassette's folder"):
         with use_cassette(blocker / "sub" / "c.yaml", "all"):
             pass
+
+
+def test_body_diff_shows_changed_lines_with_context():
+    from flowrunner._cassette import body_diff
+
+    recorded = {"model": "m", "messages": [{"role": "user", "content": "Boston"}]}
+    live = {"model": "m", "messages": [{"role": "user", "content": "Paris"}]}
+    assert body_diff(recorded, live) == [
+        '     {', '-      "content": "Boston",', '+      "content": "Paris",', '       "role": "user"']
+    assert body_diff(recorded, recorded) == []

@@ -1,0 +1,169 @@
+"""Running a flow's test cases under their cassettes, and `flowrun test` as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flowrunner import ConfigError, FlowValidationError, load_flow
+from flowrunner._flowtest import cassette_for, find_flows, run_case, selected
+
+from conftest import FLOWS, ROOT
+
+CASES = """\
+tests:
+  - name: boston
+    inputs: {question: "What's the weather in Boston?"}
+    expect:
+      calls: [{name: get_current_weather, arguments: {location: Boston}}]
+      outputs: {answer: {contains: "72"}}
+"""
+
+
+@pytest.fixture
+def weather(tmp_path: Path) -> Path:
+    """A copy of the weather flow, without its tests, in a fresh folder; tests are appended per test."""
+    folder = tmp_path / "project"
+    folder.mkdir()
+    text = (FLOWS / "weather.yaml").read_text().split("\ntests:")[0] + "\n"
+    (folder / "weather.yaml").write_text(text)
+    shutil.copy(FLOWS / "weather_tools.py", folder / "weather_tools.py")
+    return folder / "weather.yaml"
+
+
+def with_tests(path: Path, tests: str) -> Path:
+    path.write_text(path.read_text() + tests)
+    return path
+
+
+@pytest.mark.server
+def test_record_then_replay(weather, chat_server):
+    flow = load_flow(with_tests(weather, CASES))
+    (case,) = flow.tests
+    recorded = run_case(flow, case, record_mode="all", base_url=chat_server.base_url)
+    assert recorded.passed, recorded.report()
+    assert recorded.cassette == weather.parent / "cassettes" / "weather" / "boston.yaml"
+    assert recorded.cassette.is_file()
+    sent = len(chat_server.requests)
+    replayed = run_case(flow, case)  # record mode none, no server address: the cassette or nothing
+    assert replayed.passed, replayed.report()
+    assert len(chat_server.requests) == sent
+    assert replayed.record is not None and recorded.record is not None
+    assert replayed.record.to_dict() == recorded.record.to_dict()
+
+
+def test_missing_cassette_says_how_to_record(weather):
+    flow = load_flow(with_tests(weather, CASES))
+    result = run_case(flow, flow.tests[0])
+    assert not result.passed
+    assert f"no cassette at {cassette_for(flow, flow.tests[0])} to replay" in result.report()
+    assert f"flowrun test {weather} -k boston --record --base-url URL" in result.report()
+
+
+def test_recording_needs_a_server(weather):
+    flow = load_flow(with_tests(weather, CASES))
+    with pytest.raises(ConfigError, match="recording needs a server"):
+        run_case(flow, flow.tests[0], record_mode="all")
+
+
+@pytest.mark.server
+def test_cassette_miss_shows_a_diff_against_the_closest_recording(weather, chat_server):
+    flow = load_flow(with_tests(weather, CASES))
+    assert run_case(flow, flow.tests[0], record_mode="all", base_url=chat_server.base_url).passed
+    weather.write_text(weather.read_text().replace('inputs: {question: "What\'s the weather in Boston?"}',
+                                                   'inputs: {question: "What\'s the weather in Paris?"}'))
+    changed = load_flow(weather)
+    result = run_case(changed, changed.tests[0])
+    report = result.report()
+    assert "the request is not in cassette" in report
+    assert ("closest recording (request 1 of 2) differs in the body: body.messages[1].content: "
+            "recorded \"What's the weather in Boston?\", now \"What's the weather in Paris?\"") in report
+    assert "    -      \"content\": \"What's the weather in Boston?\"," in report
+    assert "    +      \"content\": \"What's the weather in Paris?\"," in report
+    assert "re-record it: flowrun test" in report and "--record-mode new_episodes" not in report
+
+
+def test_shipped_flows_pass_their_tests():
+    results = [run_case(flow, case) for path in find_flows([FLOWS]) for flow in [load_flow(path)]
+               for case in flow.tests]
+    assert len(results) >= 7
+    assert [r.id for r in results if not r.passed] == []
+
+
+def test_find_flows_skips_cassettes_hidden_folders_and_other_yaml(tmp_path):
+    (tmp_path / "cassettes" / "x").mkdir(parents=True)
+    (tmp_path / "cassettes" / "x" / "a.yaml").write_text("steps: []\n")
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / ".hidden" / "b.yaml").write_text("steps: []\n")
+    (tmp_path / "config.yaml").write_text("key: value\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "flow.yml").write_text("steps: [\n")  # broken, but a flow: reported, not skipped
+    (tmp_path / "top.yaml").write_text("model: m\nsteps: []\n")
+    assert find_flows([tmp_path]) == [tmp_path / "sub" / "flow.yml", tmp_path / "top.yaml"]
+    with pytest.raises(FlowValidationError, match="no such file or folder"):
+        find_flows([tmp_path / "nope"])
+
+
+def test_keyword_selects_by_flow_stem_and_case_name():
+    flow = load_flow(FLOWS / "weather.yaml")
+    assert [c.name for c in selected(flow, "BOSTON")] == ["boston"]
+    assert len(selected(flow, "weather::")) == len(flow.tests)
+    assert selected(flow, "hello") == []
+
+
+# -- the command ---------------------------------------------------------------------------------
+
+
+def flowrun(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    return subprocess.run([sys.executable, "-m", "flowrunner._cli", *args], text=True, capture_output=True,
+                          cwd=cwd, env=env, timeout=120)
+
+
+def test_cli_runs_every_shipped_flows_tests():
+    done = flowrun("test", "flows/")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "flows/weather.yaml::boston PASSED" in done.stdout
+    assert "flows/cassettes" not in done.stdout
+    assert done.stdout.strip().splitlines()[-1].startswith("=") and " 7 passed, 0 failed in " in done.stdout
+
+
+def test_cli_keyword_and_json():
+    done = flowrun("test", "flows/", "-k", "two_cities", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["passed"] == 1 and report["failed"] == 0
+    assert report["cases"][0]["id"] == "flows/weather.yaml::two_cities"
+
+
+@pytest.mark.server
+def test_cli_failure_exit_1_with_located_message(weather, chat_server):
+    with_tests(weather, CASES)
+    recorded = flowrun("test", str(weather), "--record", "--base-url", chat_server.base_url)
+    assert recorded.returncode == 0, recorded.stdout + recorded.stderr
+    weather.write_text(weather.read_text().replace('{contains: "72"}', '{contains: "73"}'))
+    done = flowrun("test", str(weather))
+    assert done.returncode == 1
+    assert f"{weather}::boston FAILED" in done.stdout
+    line = next(i for i, text in enumerate(weather.read_text().splitlines(), 1) if '"73"' in text)
+    assert f"{weather}:{line}:36: outputs.answer: expected to contain '73', got 'get_current_weather: " in done.stdout
+    assert " 0 passed, 1 failed in " in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_cli_invalid_flow_exit_2(weather):
+    with_tests(weather, "tests: [{name: a, expect: {outputs: {nope: x}}}]\n")
+    done = flowrun("test", str(weather))
+    assert done.returncode == 2
+    assert "unknown output 'nope'" in done.stderr and "ERROR (invalid flow" in done.stdout
+
+
+def test_cli_no_cases_exit_2(weather):
+    done = flowrun("test", str(weather))
+    assert done.returncode == 2 and "no test cases" in done.stderr
