@@ -188,6 +188,10 @@ class Engine:
         estimate = estimate_tokens(request)
         on_chunk = self._chunk_handler(step.id, number) if request.get("stream") and self.on_event else None
 
+        warm = getattr(self.transport, "warm", None)
+        if warm is not None:
+            warm()
+
         def attempt() -> Completion:
             self.limiter.acquire(estimate)
             try:

@@ -149,6 +149,11 @@ class OpenAITransport:
         """Which server's rate limits apply: requests to the same base URL share one limiter."""
         return (self.base_url or "https://api.openai.com/v1").rstrip("/")
 
+    def warm(self) -> None:
+        """Make the SDK client now (importing the SDK takes most of a second), so that the first request
+        leaves when the rate limiter lets it, not a second later with the next ones close behind."""
+        self._sdk()
+
     def close(self) -> None:
         """Close the SDK client's pooled connections (a new client is made if used again)."""
         with self._lock:
@@ -205,12 +210,26 @@ class OpenAITransport:
         except StreamFormatError as exc:
             raise ResponseError(str(exc)) from None
         except Exception as exc:
-            # vcrpy's "not in cassette" may reach us unwrapped, depending on the SDK's HTTP layer.
+            # vcrpy's "not in cassette" may reach us unwrapped, depending on the SDK's HTTP layer, and so
+            # may the HTTP library's own errors while a body is read (a connection cut mid-answer).
             miss = cassette_miss(exc)
-            if miss is None:
+            if miss is not None:
+                raise miss from None
+            broken = _http_failure(exc, self.timeout)
+            if broken is None:
                 raise
-            raise miss from None
+            raise broken from None
         return parse_completion(data, headers)
+
+
+def _http_failure(exc: BaseException, timeout: float) -> APIConnectionError | None:
+    """An httpx (or httpx2, the SDK's fork) transport error as ours; the class tree tells, without importing it."""
+    classes = [(c.__module__.partition(".")[0], c.__name__) for c in type(exc).__mro__]
+    if not any(module.startswith("httpx") and name == "TransportError" for module, name in classes):
+        return None
+    if any(name == "TimeoutException" for _, name in classes):
+        return APITimeoutError(f"the request timed out after {timeout:g} s (--timeout)")
+    return APIConnectionError(f"the connection broke while the answer was read ({exc})")
 
 
 def _tap(chunks: Iterable[dict[str, Any]], on_chunk: ChunkHandler | None) -> Iterator[dict[str, Any]]:

@@ -11,7 +11,8 @@ import pytest
 
 from flowrunner import Engine, OpenAITransport
 from flowrunner._cli import main
-from flowrunner.testing import ChatServer, Reply
+from flowrunner._ratelimit import RateLimiter
+from flowrunner.testing import ChatServer, Limits, Reply, faults
 
 FLOW = """
     name: faults
@@ -195,3 +196,91 @@ def test_an_html_error_page_from_a_proxy_reads_well(chat_server, flow):
     record = run(chat_server, flow, *[Reply(502, page, content_type="text/html")] * 4)
     assert record.status == "failed"
     assert record.error["message"].startswith("HTTP 502: 502 Bad Gateway (an HTML page, not an API answer")
+
+
+# -- faults in the connection -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fault, error", [
+    (faults.dropped(), "APIConnectionError"),
+    (faults.connection_reset(), "APIConnectionError"),
+    (faults.truncated(), "APIConnectionError"),
+    (faults.timeout_reply(), "APITimeoutError"),
+])
+def test_connection_faults_are_retried_then_succeed(chat_server, flow, fault, error):
+    record = run(chat_server, flow, fault, completion("Sunny."), timeout=0.3)
+    assert record.status == "succeeded", record.error
+    assert [(a.status, a.error) for a in record.steps[0].rounds[0].attempts] == [(None, error), (200, None)]
+    assert len(chat_server.requests) == 2
+
+
+def test_a_timeout_that_persists_gives_up_and_says_so(chat_server, flow):
+    record = run(chat_server, flow, *[faults.timeout_reply()] * 4, timeout=0.1)
+    assert record.status == "failed" and record.error["type"] == "APITimeoutError"
+    assert record.error["message"].startswith("the request timed out after 0.1 s (--timeout)")
+    assert "gave up after 4 attempts" in record.error["message"]
+
+
+def test_a_slow_answer_within_the_timeout_is_just_slow(chat_server, flow):
+    record = run(chat_server, flow, faults.delayed(completion("Sunny."), 0.05), timeout=2)
+    assert record.status == "succeeded" and len(record.steps[0].rounds[0].attempts) == 1
+
+
+# -- rate limits the server enforces -------------------------------------------------------------------
+
+LIMITED = """
+    name: limited
+    model: gpt-4o-mini
+    rate_limit: {rpm: 600}
+    retry: {max_attempts: 1}
+    steps:
+      - id: a
+        messages: [{role: user, content: "Hello there"}]
+"""
+
+
+def run_many(flow: Any, server: ChatServer, runs: int, threads: int = 1) -> list[Any]:
+    """`runs` runs of the flow through one engine (one limiter), from `threads` threads at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with OpenAITransport(base_url=server.base_url, timeout=5) as transport:
+        engine = Engine(transport, limiter=RateLimiter())
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(lambda _: engine.run(flow), range(runs)))
+
+
+def test_a_flow_at_the_servers_rpm_gets_no_429(make_flow):
+    # The server allows 600 RPM as 10 requests in any 1-second window, as OpenAI enforces short windows.
+    with ChatServer(limits=Limits(rpm=600, window=1.0)) as server:
+        records = run_many(make_flow(LIMITED), server, runs=25, threads=4)
+        stats = server.stats
+    assert [r.status for r in records] == ["succeeded"] * 25
+    assert stats.rejected == 0 and stats.accepted == 25
+    assert stats.most_in(1.0) <= 10
+
+
+def test_without_the_declared_limit_the_same_runs_trip_429s(make_flow):
+    # The control for the test above: the same burst with no rate_limit is refused by the server.
+    with ChatServer(limits=Limits(rpm=600, window=1.0)) as server:
+        records = run_many(make_flow(LIMITED.replace("rate_limit: {rpm: 600}", "")), server, runs=25, threads=4)
+        stats = server.stats
+    assert stats.rejected > 0
+    assert any(r.status == "failed" and "HTTP 429 rate_limit_exceeded" in r.error["message"] for r in records)
+
+
+def test_without_a_declared_limit_429s_are_waited_out(make_flow):
+    # Retries on (the default), no declared limit: the server's retry-after and headers pace the runs.
+    flow = make_flow(LIMITED.replace("    rate_limit: {rpm: 600}\n", "").replace("retry: {max_attempts: 1}",
+                                                                          "retry: {max_attempts: 10}"))
+    with ChatServer(limits=Limits(rpm=600, window=1.0)) as server:
+        records = run_many(flow, server, runs=25, threads=4)
+    assert [r.status for r in records] == ["succeeded"] * 25
+
+
+def test_a_flow_at_the_servers_tpm_gets_no_429(make_flow):
+    # 100 tokens in any 1-second window; a run here costs about 9 (the server charges the answer's usage).
+    with ChatServer(limits=Limits(tpm=6000, window=1.0)) as server:
+        records = run_many(make_flow(LIMITED.replace("rpm: 600", "tpm: 6000")), server, runs=14, threads=3)
+        stats = server.stats
+    assert [r.status for r in records] == ["succeeded"] * 14, [r.error for r in records]
+    assert stats.rejected == 0
+    assert 5 <= records[0].usage["total_tokens"] <= 12
