@@ -8,6 +8,7 @@ its exceptions into flowrunner's in this one place. `FunctionTransport` serves u
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
@@ -119,9 +120,14 @@ class OpenAITransport:
         self._api_key = api_key
         self.timeout = timeout
         self._client: Any = None
+        self._client_lock = threading.Lock()  # batch workers share one transport: build one client
 
     def _sdk(self) -> Any:
-        if self._client is None:
+        if self._client is not None:
+            return self._client
+        with self._client_lock:
+            if self._client is not None:
+                return self._client
             import openai
 
             # max_retries=0: retrying is the engine's business; two layers would multiply attempts.
