@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ._batchio import InputLine, ResultWriter, count_inputs, read_inputs, read_results
-from ._engine import Engine
+from ._engine import Engine, Event, EventHandler
 from ._exceptions import ConfigError, InputError, UsageError
 from ._model import Flow
 from ._record import add_usage
@@ -130,10 +130,16 @@ class BatchRunner:
         feeder = threading.Thread(target=self._feed, args=(work, done), name="batch-feeder", daemon=True)
         workers = [threading.Thread(target=self._work, args=(work, writer), name=f"batch-{n}", daemon=True)
                    for n in range(self.concurrency)]
-        for thread in (feeder, *workers):
-            thread.start()
-        interrupted, abandoned = self._wait(writer)
-        writer.close()
+        # Requests are counted as the engine makes them (a request that failed made no round).
+        chained = self.engine.on_event
+        self.engine.on_event = lambda event: self._count(event, chained)
+        try:
+            for thread in (feeder, *workers):
+                thread.start()
+            interrupted, abandoned = self._wait(writer)
+        finally:
+            writer.close()
+            self.engine.on_event = chained
         if self._fatal is not None:
             raise self._fatal
         return BatchSummary(self._progress(), dict(self._tally.usage), interrupted, abandoned, cut_torn_line)
@@ -157,7 +163,7 @@ class BatchRunner:
             with self._lock:
                 return True, self._tally.in_flight
         self._report()
-        return interrupted, 0
+        return interrupted or self._stop.is_set(), 0
 
     def _feed(self, work: queue.Queue[Any], done: set[str]) -> None:
         try:
@@ -199,7 +205,7 @@ class BatchRunner:
             with self._lock:
                 self._tally.in_flight += 1
             try:
-                result, requests, usage = self._run_one(item)
+                result, usage = self._run_one(item)
             except BaseException as exc:  # noqa: BLE001 - e.g. no model: every run would fail alike
                 with self._lock:
                     self._tally.in_flight -= 1
@@ -213,16 +219,15 @@ class BatchRunner:
                         self._tally.succeeded += 1
                     else:
                         self._tally.failed += 1
-                    self._tally.requests += requests
                     add_usage(self._tally.usage, usage)
 
-    def _run_one(self, item: InputLine) -> tuple[dict[str, Any], int, dict[str, Any] | None]:
-        """One input's result line, the requests it made and its token usage."""
+    def _run_one(self, item: InputLine) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """One input's result line and its token usage."""
         result: dict[str, Any] = {"key": item.key, "line": item.line, "input": item.value, "status": "failed",
                                   "outputs": None, "usage": None, "error": None}
         if item.problem is not None:
             result["error"] = {"type": "InputError", "message": item.problem, "step": None}
-            return result, 0, None
+            return result, None
         values = item.value
         if "id" in values and "id" not in self.flow.inputs:
             values = {k: v for k, v in values.items() if k != "id"}
@@ -230,17 +235,24 @@ class BatchRunner:
             record = self.engine.run(self.flow, values)
         except InputError as exc:
             result["error"] = {"type": "InputError", "message": f"line {item.line}: {exc}", "step": None}
-            return result, 0, None
+            return result, None
         except UsageError:
             raise  # a problem of the flow or the setup, not of this input
         except Exception as exc:  # noqa: BLE001 - one input's surprise must not cost the others
             result["error"] = {"type": type(exc).__name__, "message": str(exc), "step": None}
-            return result, 0, None
+            return result, None
         result.update(status=record.status, outputs=record.outputs if record.status == "succeeded" else None,
                       usage=record.usage, error=record.error)
         if self.full_record:
             result["record"] = record.to_dict()
-        return result, sum(len(step.rounds) for step in record.steps), record.usage
+        return result, record.usage
+
+    def _count(self, event: Event, chained: EventHandler | None) -> None:
+        if event.kind == "request":
+            with self._lock:
+                self._tally.requests += 1
+        if chained is not None:
+            chained(event)
 
     def _fail(self, exc: BaseException) -> None:
         with self._lock:
