@@ -63,7 +63,10 @@ def _parse(number: int, text: str) -> tuple[str, Any, str | None]:
 
 def read_inputs(path: str | Path) -> Iterator[InputLine]:
     """The inputs, one at a time (a 100,000-line file is never held in memory, only its keys)."""
-    seen: dict[str, int] = {}
+    # Repeats are found by a set of 64-bit hashes of the keys (about 60 bytes a line, not the keys
+    # themselves); only keys that do repeat are kept whole, with their count.
+    seen: set[int] = set()
+    repeats: dict[str, int] = {}
     try:
         handle = open(path, "rb")
     except OSError as exc:
@@ -74,8 +77,12 @@ def read_inputs(path: str | Path) -> Iterator[InputLine]:
             if not text:
                 continue
             key, value, problem = _parse(number, text)
-            repeat = seen.get(key, 0) + 1
-            seen[key] = repeat
+            fingerprint = int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "big")
+            if fingerprint in seen:
+                repeat = repeats[key] = repeats.get(key, 1) + 1
+            else:
+                seen.add(fingerprint)
+                repeat = 1
             yield InputLine(number, key if repeat == 1 else f"{key}#{repeat}", value, problem)
 
 

@@ -309,3 +309,15 @@ def test_batch_usage_errors_exit_2(tmp_path):
                       "--concurrency", "0")
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == 2 and "expected a whole number of at least 1" in stderr
+
+
+def test_the_shipped_batch_example_replays_its_cassette_with_no_key(tmp_path):
+    out = tmp_path / "results.jsonl"
+    process = flowrun("batch", "flows/weather.yaml", "--inputs", "flows/data/weather.jsonl", "--out", str(out),
+                      "--cassette", "flows/cassettes/weather.batch.yaml", "--concurrency", "4")
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert stdout.startswith("batch finished: 8 succeeded, 0 failed")
+    answers = {r["key"]: r["outputs"]["answer"] for r in results(out)}
+    assert "location Paris, temperature 72, unit celsius" in answers["paris"]
+    assert "Osaka" in answers["tokyo-osaka"] and answers["hello"].startswith("Hello")

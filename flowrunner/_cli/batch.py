@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 EPILOG = """\
 examples:
-  flowrun batch flows/weather.yaml --inputs flows/data/questions.jsonl --out results.jsonl \\
+  flowrun batch flows/weather.yaml --inputs flows/data/weather.jsonl --out results.jsonl \\
       --cassette flows/cassettes/weather.batch.yaml
   flowrun batch flows/weather.yaml --inputs big.jsonl --out results.jsonl --base-url URL --concurrency 16
   flowrun batch ... --resume          # after Ctrl-C, a kill or a crash: run only what is missing
