@@ -321,3 +321,23 @@ def test_the_shipped_batch_example_replays_its_cassette_with_no_key(tmp_path):
     answers = {r["key"]: r["outputs"]["answer"] for r in results(out)}
     assert "location Paris, temperature 72, unit celsius" in answers["paris"]
     assert "Osaka" in answers["tokyo-osaka"] and answers["hello"].startswith("Hello")
+
+
+def test_a_terminal_gets_one_redrawn_line():
+    import io
+
+    from flowrunner._batch import BatchProgress
+    from flowrunner._cli.batch import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    screen = Terminal()
+    display = Progress(screen, None)
+    display.update(BatchProgress(total=100, skipped=20, succeeded=30, failed=10, in_flight=4, requests=45,
+                                 tokens=12345, elapsed=8.0))
+    display.update(BatchProgress(100, 20, 31, 10, 4, 46, 12400, 8.1))  # within 0.2 s: not redrawn
+    display.finish()
+    assert screen.getvalue() == ("\r[############............] 40/80 done (10 failed), 20 skipped, 4 running, "
+                                 "5.0/s, ETA 8s, 12,345 tokens\x1b[K\n")
