@@ -3,15 +3,20 @@
 Requests match on method, path and the canonical JSON body (sorted keys), so key order and host
 do not matter: a cassette recorded against a local server replays for api.openai.com. vcrpy's own
 `body` matcher builds a diff for every candidate it rejects, which is slow; ours compares strings
-computed once per request. What could identify the user (keys, organisation, cookies) and version
-noise (user-agent, x-stainless-*) never reaches the file.
+computed once per request. vcrpy's `Cassette` also tries every recording for every request; ours
+(`IndexedCassette`) looks the request up in an index of unplayed recordings, so replaying a
+cassette of n interactions costs O(n), not O(n^2). What could identify the user (keys,
+organisation, cookies) and version noise (user-agent, x-stainless-*) never reaches the file.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import os
+import threading
+from collections import deque
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -28,6 +33,8 @@ _SECRET_REQUEST_HEADERS = {"authorization", "api-key", "openai-organization", "o
 _SECRET_RESPONSE_HEADERS = {"set-cookie", "openai-organization", "openai-project"}
 _NOISE_PREFIX = "x-stainless-"
 _CANON_ATTR = "_flowrunner_canonical_body"
+_MATCH_ON = ("method", "path", "json_body")
+"""What a request must share with a recording to replay it; `IndexedCassette`'s key is exactly this."""
 
 
 def canonical_body(request: Any) -> str | None:
@@ -144,20 +151,95 @@ def use_cassette(path: str | Path, record_mode: str = "once") -> Iterator[Any]:
 
     recorder = vcr.VCR(
         record_mode=record_mode,
-        match_on=["method", "path", "json_body"],
+        match_on=list(_MATCH_ON),
         before_record_request=_scrub_request,
         before_record_response=_scrub_response,
         decode_compressed_response=True,
     )
     recorder.register_matcher("json_body", json_body_matcher)
+    # vcrpy's own use_cassette always builds its Cassette; Cassette.use takes the class to build.
+    config = recorder.get_merged_config(path=str(path))
     with ExitStack() as stack:
         try:
-            cassette = stack.enter_context(recorder.use_cassette(str(path)))
+            cassette = stack.enter_context(indexed_cassette_class().use(**config))
         except (yaml.YAMLError, KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
             why = f"no {exc.args[0]!r} in it" if isinstance(exc, KeyError) else str(exc).strip().splitlines()[0]
             raise ConfigError(f"{path} is not a readable cassette: {why}\n"
                               "  hint: re-record it with --record-mode all, or point --cassette elsewhere") from None
         yield cassette
+
+
+def match_key(request: Any) -> tuple[str, str, str]:
+    """A request's identity under the `_MATCH_ON` matchers: equal keys if and only if they match."""
+    return (request.method, request.path, canonical_body(request) or "")
+
+
+@functools.cache
+def indexed_cassette_class() -> type[Any]:
+    """`IndexedCassette`, defined on first use so that importing this module does not import vcrpy."""
+    from vcr.cassette import Cassette
+    from vcr.errors import UnhandledHTTPRequestError
+
+    class IndexedCassette(Cassette):  # type: ignore[misc]  # vcrpy is untyped
+        """vcrpy's Cassette with O(1) matching: an index from `match_key` to unplayed recordings.
+
+        It overrides the three places vcrpy scans every recording for a request (`__contains__`,
+        `play_response`, and saving in record mode `all`), and keeps vcrpy's semantics: the oldest
+        unplayed matching recording plays, once. A miss still goes through vcrpy's own error, which
+        scans the cassette to name the closest recording (only on a miss). A lock makes play and
+        append safe from the threads of a batch.
+        """
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self._unplayed: dict[tuple[str, str, str], deque[int]] = {}
+            self._index_lock = threading.RLock()
+            super().__init__(*args, **kwargs)
+
+        def append(self, request: Any, response: Any) -> None:
+            with self._index_lock:
+                before = len(self.data)
+                super().append(request, response)
+                if len(self.data) > before:
+                    self._unplayed.setdefault(match_key(self.data[-1][0]), deque()).append(before)
+
+        def __contains__(self, request: Any) -> bool:
+            if self.allow_playback_repeats:
+                return bool(super().__contains__(request))
+            request = self._before_record_request(request)
+            with self._index_lock:
+                return bool(request) and bool(self._unplayed.get(match_key(request)))
+
+        def play_response(self, request: Any) -> Any:
+            if self.allow_playback_repeats:
+                return super().play_response(request)
+            request = self._before_record_request(request)
+            with self._index_lock:
+                waiting = self._unplayed.get(match_key(request))
+                if not waiting:
+                    raise UnhandledHTTPRequestError(
+                        f"The cassette ({self._path!r}) doesn't contain the request ({request!r}) asked for")
+                index = waiting.popleft()
+                if index < self._loaded_count:  # as vcrpy does, for drop_unused_requests
+                    self._played_interactions.append(self.data[index])
+                self.play_counts[index] += 1
+                return self.data[index][1]
+
+        def rewind(self) -> None:
+            with self._index_lock:
+                super().rewind()
+                self._unplayed = {}
+                for index, (request, _) in enumerate(self.data):
+                    self._unplayed.setdefault(match_key(request), deque()).append(index)
+
+        def _rerecorded_interactions(self) -> list[tuple[Any, Any]]:
+            """Record mode `all`: recordings made now replace the loaded ones they match (by key)."""
+            loaded, recorded = self.data[: self._loaded_count], self.data[self._loaded_count:]
+            if self.drop_unused_requests:
+                return list(recorded)
+            fresh = {match_key(request) for request, _ in recorded}
+            return [pair for pair in loaded if match_key(pair[0]) not in fresh] + list(recorded)
+
+    return IndexedCassette
 
 
 def _check_place(path: Path, record_mode: str) -> None:

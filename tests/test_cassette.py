@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import yaml
 from vcr.request import Request
@@ -137,3 +139,64 @@ def test_body_diff_shows_changed_lines_with_context():
     assert body_diff(recorded, live) == [
         '     {', '-      "content": "Boston",', '+      "content": "Paris",', '       "role": "user"']
     assert body_diff(recorded, recorded) == []
+
+
+def plain(text):
+    return Reply(body={"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "m",
+                       "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+                                    "message": {"role": "assistant", "content": text, "refusal": None}}]})
+
+
+@pytest.mark.server
+def test_replay_finds_recordings_through_the_index_not_by_trying_each(chat_server, tmp_path, monkeypatch):
+    import flowrunner._cassette as cassette_module
+
+    cassette = tmp_path / "c.yaml"
+    questions = [f"What's the weather in city{n}?" for n in range(20)]
+    for question in questions:
+        run(FLOWS / "weather.yaml", cassette, "new_episodes", base_url=chat_server.base_url, question=question)
+    assert len(yaml.safe_load(cassette.read_text())["interactions"]) == 40
+    calls = []
+    real = cassette_module.json_body_matcher
+    @functools.wraps(real)
+    def counting(*args):
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(cassette_module, "json_body_matcher", counting)
+    for question in reversed(questions):
+        record = run(FLOWS / "weather.yaml", cassette, "none", question=question)
+        assert f"location city{questions.index(question)}," in record.outputs["answer"]
+    assert calls == []  # a scan would have called the matcher hundreds of times
+    # A miss still goes through vcrpy's scan, to name the closest recording.
+    record = run(FLOWS / "weather.yaml", cassette, "none", question="What's the weather in Lima?")
+    assert "closest recording" in record.error["message"] and "differs in the body" in record.error["message"]
+    assert calls
+
+
+@pytest.mark.server
+def test_identical_requests_replay_their_recordings_oldest_first_each_once(chat_server, tmp_path):
+    cassette = tmp_path / "c.yaml"
+    chat_server.enqueue(plain("first"), plain("second"))
+    with use_cassette(cassette, "all"):
+        transport = OpenAITransport(base_url=chat_server.base_url)
+        live = [Engine(transport).run(load_flow(FLOWS / "hello.yaml")) for _ in range(2)]
+    assert [r.outputs["reply"] for r in live] == ["first", "second"]
+    with use_cassette(cassette, "none"):
+        engine = Engine(OpenAITransport())
+        replayed = [engine.run(load_flow(FLOWS / "hello.yaml")) for _ in range(3)]
+    assert [r.outputs.get("reply") for r in replayed[:2]] == ["first", "second"]
+    assert "was already played" in replayed[2].error["message"]
+
+
+@pytest.mark.server
+def test_re_recording_replaces_the_recordings_it_matches_and_keeps_the_rest(chat_server, tmp_path):
+    cassette = tmp_path / "c.yaml"
+    run(FLOWS / "hello.yaml", cassette, "all", base_url=chat_server.base_url)
+    run(FLOWS / "weather.yaml", cassette, "new_episodes", base_url=chat_server.base_url)
+    chat_server.enqueue(plain("re-recorded"))
+    run(FLOWS / "hello.yaml", cassette, "all", base_url=chat_server.base_url)
+    interactions = yaml.safe_load(cassette.read_text())["interactions"]
+    assert len(interactions) == 3  # two weather rounds kept, hello replaced
+    assert "re-recorded" in interactions[-1]["response"]["body"]["string"]
+    assert run(FLOWS / "hello.yaml", cassette, "none").outputs["reply"] == "re-recorded"

@@ -6,7 +6,8 @@
 
 Each `FLOW.yaml` is recorded with `flowrun FLOW --record-mode all` into `cassettes/FLOW.yaml`; a flow
 with a `FLOW.session.txt` beside it is a chat, recorded with `flowrun chat FLOW` reading those lines.
-Nothing is written by hand: a cassette is what the server answered.
+A flow with a `data/FLOW.jsonl` also has its batch recorded, with `flowrun batch`, into
+`cassettes/FLOW.batch.yaml`. Nothing is written by hand: a cassette is what the server answered.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import contextlib
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -39,15 +41,26 @@ def record(folder: Path, base_url: str | None) -> int:
             session = flow.with_suffix(".session.txt")
             command = [sys.executable, "-m", "flowrunner._cli"]
             command += ["chat", str(flow)] if session.is_file() else [str(flow)]
-            command += ["--base-url", url, "--record-mode", "all"]
             stdin = session.read_text(encoding="utf-8") if session.is_file() else None
-            done = subprocess.run(command, input=stdin, text=True, capture_output=True)
-            status = "ok" if done.returncode == 0 else f"FAILED (exit {done.returncode})"
-            print(f"{flow}: {status}", file=sys.stderr)
-            if done.returncode != 0:
-                failures += 1
-                print(done.stderr, file=sys.stderr)
+            failures += _run(str(flow), command + ["--base-url", url, "--record-mode", "all"], stdin)
+            inputs = folder / "data" / f"{flow.stem}.jsonl"
+            if inputs.is_file():
+                with tempfile.TemporaryDirectory() as scratch:
+                    failures += _run(f"{flow} (batch of {inputs})", [
+                        sys.executable, "-m", "flowrunner._cli", "batch", str(flow), "--inputs", str(inputs),
+                        "--out", str(Path(scratch) / "results.jsonl"), "--base-url", url, "--record-mode", "all",
+                        "--cassette", str(folder / "cassettes" / f"{flow.stem}.batch.yaml")], None)
     return failures
+
+
+def _run(label: str, command: list[str], stdin: str | None) -> int:
+    """Run one recording command; 1 if it failed (and say why), else 0."""
+    done = subprocess.run(command, input=stdin, text=True, capture_output=True)
+    print(f"{label}: {'ok' if done.returncode == 0 else f'FAILED (exit {done.returncode})'}", file=sys.stderr)
+    if done.returncode != 0:
+        print(done.stderr, file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

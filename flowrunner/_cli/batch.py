@@ -1,0 +1,182 @@
+"""`flowrun batch FLOW --inputs IN.jsonl --out OUT.jsonl`: one run per input line; progress; resume."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_run_options, connection, count, seconds
+
+if TYPE_CHECKING:
+    from .._batch import BatchProgress, BatchSummary
+
+EPILOG = """\
+examples:
+  flowrun batch flows/weather.yaml --inputs flows/data/weather.jsonl --out results.jsonl \\
+      --cassette flows/cassettes/weather.batch.yaml
+  flowrun batch flows/weather.yaml --inputs big.jsonl --out results.jsonl --base-url URL --concurrency 16
+  flowrun batch ... --resume          # after Ctrl-C, a kill or a crash: run only what is missing
+  flowrun batch ... --retry-failed    # also rerun the inputs whose latest result failed
+
+Each input line is a JSON object of the flow's inputs; an "id" field (string or integer) is the
+line's key (and is not passed to the flow unless it declares an input "id"); without one the key
+is a hash of the line. Each result line is
+  {"key", "line", "input", "status", "outputs", "usage", "error"}
+appended as soon as its run ends (in the order runs end); the latest line per key wins.
+
+exit status: 0 every run succeeded, 1 some failed, 2 invalid flow or usage, 130 interrupted.
+"""
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("batch", help="run a flow once per line of a JSONL file, resumably",
+                            description="Run a flow once per input line, appending one result line per "
+                                        "run; --resume finishes an interrupted batch.",
+                            epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("flow", metavar="FLOW", help="the flow's YAML file")
+    parser.add_argument("--inputs", dest="inputs_file", required=True, type=Path, metavar="IN.jsonl",
+                        help="one JSON object of input values per line")
+    parser.add_argument("--out", required=True, type=Path, metavar="OUT.jsonl",
+                        help="results file, appended to (must be new or empty unless --resume)")
+    parser.add_argument("-c", "--concurrency", type=positive, default=8, metavar="N",
+                        help="runs at the same time (default: 8)")
+    parser.add_argument("--resume", action="store_true", help="skip inputs whose result is already in --out")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="like --resume, and rerun the inputs whose latest result failed")
+    parser.add_argument("--full-record", action="store_true",
+                        help="add each run's whole record (every round) to its result line under 'record'")
+    parser.add_argument("--progress-interval", type=seconds, default=None, metavar="SECONDS",
+                        help="seconds between progress lines when stderr is not a terminal (default: 10)")
+    add_run_options(parser)
+    parser.set_defaults(handler=cmd_batch)
+
+
+def positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from .._batch import BatchRunner
+    from .._engine import Engine
+    from .._exceptions import UsageError
+    from .._loader import load_flow
+
+    if args.inputs:  # -i NAME=VALUE, from the shared run options
+        raise UsageError("flowrun batch takes its inputs from --inputs, one JSON object per line; "
+                         "-i is for `flowrun run`")
+    flow = load_flow(args.flow)
+    display = Progress(sys.stderr, args.progress_interval)
+    with connection(flow, args) as transport:
+        runner = BatchRunner(Engine(transport, model=args.model), flow, args.inputs_file, args.out,
+                             concurrency=args.concurrency, resume=args.resume, retry_failed=args.retry_failed,
+                             full_record=args.full_record, on_progress=display.update)
+        summary = runner.run()
+    display.finish()
+    if summary.cut_torn_line:
+        print(f"{args.out}: its last line was torn (a kill during a write) and was cut; that input was rerun",
+              file=sys.stderr)
+    print_summary(summary, args)
+    if summary.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if summary.progress.failed else EXIT_OK
+
+
+class Progress:
+    """Draws progress on stderr: one redrawn line on a terminal, a plain line now and then otherwise."""
+
+    def __init__(self, stream: TextIO, interval: float | None):
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.interval = interval if interval is not None else (0.2 if self.tty else 10.0)
+        self._last: float | None = None
+        self._drawn = False
+
+    def update(self, progress: BatchProgress) -> None:
+        if self._last is not None and progress.elapsed - self._last < self.interval:
+            return
+        self._last = progress.elapsed
+        if self.tty:
+            self.stream.write("\r" + bar(progress) + "\x1b[K")
+            self._drawn = True
+        else:
+            self.stream.write("batch: " + line(progress) + "\n")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def line(p: BatchProgress) -> str:
+    """`120/300 done (2 failed), 40 skipped, 3 running, 15.2/s, ETA 12s, 34,567 tokens`."""
+    parts = [f"{p.done}/{p.total - p.skipped} done ({p.failed} failed)"]
+    if p.skipped:
+        parts.append(f"{p.skipped} skipped")
+    parts.append(f"{p.in_flight} running")
+    parts.append(f"{p.rate:.1f}/s")
+    parts.append(f"ETA {duration(p.eta)}" if p.eta is not None else "ETA ?")
+    parts.append(f"{p.tokens:,} tokens")
+    if p.stopping:
+        parts.append("stopping: waiting for the runs in flight (Ctrl-C again to abandon them)")
+    return ", ".join(parts)
+
+
+def bar(p: BatchProgress, width: int = 24) -> str:
+    todo = max(p.total - p.skipped, 1)
+    filled = min(width, int(width * p.done / todo))
+    return f"[{'#' * filled}{'.' * (width - filled)}] " + line(p)
+
+
+def duration(value: float | None) -> str:
+    if value is None:
+        return "?"
+    value = int(round(value))
+    if value < 60:
+        return f"{value}s"
+    if value < 3600:
+        return f"{value // 60}m{value % 60:02d}s"
+    return f"{value // 3600}h{value % 3600 // 60:02d}m"
+
+
+def print_summary(summary: BatchSummary, args: argparse.Namespace) -> None:
+    p = summary.progress
+    usage = summary.usage
+    head = "batch interrupted" if summary.interrupted else "batch finished"
+    skipped = f", {p.skipped} skipped (already in {args.out})" if p.skipped else ""
+    print(f"{head}: {p.succeeded} succeeded, {p.failed} failed{skipped}")
+    print(f"  {count(p.requests, 'request')}, {usage.get('total_tokens', 0):,} tokens "
+          f"({usage.get('prompt_tokens', 0):,} prompt, {usage.get('completion_tokens', 0):,} completion), "
+          f"{p.elapsed:.1f} s, {p.rate:.1f} runs/s")
+    print(f"  results: {args.out}")
+    if summary.interrupted:
+        abandoned = f"; {count(summary.abandoned, 'run')} in flight abandoned" if summary.abandoned else ""
+        print(f"interrupted{abandoned}; finish the batch with:\n  {resume_command(args)}", file=sys.stderr)
+    elif p.failed:
+        print(f"rerun the failures with:\n  {resume_command(args, retry_failed=True)}", file=sys.stderr)
+
+
+def resume_command(args: argparse.Namespace, *, retry_failed: bool = False) -> str:
+    """The command line that finishes this batch: the same options, plus --resume (or --retry-failed)."""
+    words = ["flowrun", "batch", str(args.flow), "--inputs", str(args.inputs_file), "--out", str(args.out)]
+    words.append("--retry-failed" if retry_failed or args.retry_failed else "--resume")
+    if args.concurrency != 8:
+        words += ["--concurrency", str(args.concurrency)]
+    for flag, value in (("--model", args.model), ("--base-url", args.base_url), ("--cassette", args.cassette),
+                        ("--record-mode", args.record_mode)):
+        if value is not None:
+            words += [flag, str(value)]
+    if args.timeout != 600.0:
+        words += ["--timeout", f"{args.timeout:g}"]
+    if args.full_record:
+        words.append("--full-record")
+    return shlex.join(words)

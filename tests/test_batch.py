@@ -1,0 +1,343 @@
+"""Batch runs: results per input, resume, retries, bad lines, concurrency, cassettes, kill -9 and Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from flowrunner import ConfigError, Engine, FunctionTransport, OpenAITransport, use_cassette
+from flowrunner._batch import BatchRunner
+from flowrunner.testing import ChatServer
+
+from conftest import FLOWS, ROOT
+
+FLOW = """\
+name: echo
+model: m
+inputs:
+  question: {type: string}
+steps:
+  - id: reply
+    messages:
+      - {role: user, content: "{{ inputs.question }}"}
+"""
+
+
+def echo(request):
+    """A model that echoes the question, and fails (HTTP-style) on questions containing 'fail'."""
+    text = request["messages"][-1]["content"]
+    if "fail" in text:
+        return {"error": {"message": f"refused {text}", "type": "server_error"}}
+    return {"id": "r", "model": "m", "choices": [{"message": {"role": "assistant", "content": f"echo {text}"},
+                                                  "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
+
+
+def inputs_file(path, questions):
+    path.write_text("".join(json.dumps({"id": q, "question": q}) + "\n" for q in questions))
+    return path
+
+
+def results(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def run_batch(flow, inputs, out, transport=None, **options):
+    transport = transport or FunctionTransport(echo)
+    summary = BatchRunner(Engine(transport), flow, inputs, out, **options).run()
+    return summary, transport
+
+
+def test_one_result_line_per_input_with_outputs_usage_and_errors(make_flow, tmp_path):
+    flow = make_flow(FLOW)
+    inputs = inputs_file(tmp_path / "in.jsonl", ["a", "b", "fail c", "d"])
+    out = tmp_path / "out.jsonl"
+    summary, transport = run_batch(flow, inputs, out, concurrency=3)
+    by_key = {r["key"]: r for r in results(out)}
+    assert set(by_key) == {"a", "b", "fail c", "d"} and len(results(out)) == 4
+    assert by_key["a"] == {"key": "a", "line": 1, "input": {"id": "a", "question": "a"}, "status": "succeeded",
+                           "outputs": {"reply": "echo a"},
+                           "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+                           "error": None}
+    failed = by_key["fail c"]
+    assert failed["status"] == "failed" and failed["outputs"] is None
+    assert failed["error"]["type"] == "APIError" and "refused fail c" in failed["error"]["message"]
+    assert failed["error"]["step"] == "reply"
+    p = summary.progress
+    assert (p.total, p.succeeded, p.failed, p.skipped, p.requests, p.tokens) == (4, 3, 1, 0, 4, 15)
+    assert summary.usage == {"prompt_tokens": 9, "completion_tokens": 6, "total_tokens": 15}
+    assert not summary.interrupted
+    # The id field is the key, not an input of this flow (which has none called id).
+    assert all(set(r["messages"][0]) == {"role", "content"} for r in transport.requests)
+
+
+def test_full_record_adds_every_round(make_flow, tmp_path):
+    inputs = inputs_file(tmp_path / "in.jsonl", ["a"])
+    run_batch(make_flow(FLOW), inputs, tmp_path / "out.jsonl", full_record=True)
+    (line,) = results(tmp_path / "out.jsonl")
+    assert line["record"]["steps"][0]["rounds"][0]["content"] == "echo a"
+
+
+def test_resume_skips_done_keys_and_retry_failed_reruns_only_failures(make_flow, tmp_path):
+    flow = make_flow(FLOW)
+    inputs = inputs_file(tmp_path / "in.jsonl", ["a", "fail b", "c"])
+    out = tmp_path / "out.jsonl"
+    run_batch(flow, inputs, out)
+    with pytest.raises(ConfigError, match="already holds 3 results"):
+        run_batch(flow, inputs, out)  # not without --resume: that would duplicate every line
+    summary, transport = run_batch(flow, inputs, out, resume=True)
+    assert transport.requests == [] and summary.progress.skipped == 3
+    # The failure is fixed on the server's side; --retry-failed reruns it alone.
+    summary, transport = run_batch(flow, inputs, out, retry_failed=True,
+                                   transport=FunctionTransport(lambda r: echo({"messages": [{"content": "ok"}]})))
+    assert len(transport.requests) == 1 and transport.requests[0]["messages"][0]["content"] == "fail b"
+    lines = results(out)
+    assert len(lines) == 4 and [r["status"] for r in lines if r["key"] == "fail b"] == ["failed", "succeeded"]
+    assert summary.progress.skipped == 2
+
+
+def test_a_torn_last_line_is_rewritten_not_kept(make_flow, tmp_path):
+    flow = make_flow(FLOW)
+    inputs = inputs_file(tmp_path / "in.jsonl", ["a", "b"])
+    out = tmp_path / "out.jsonl"
+    run_batch(flow, inputs_file(tmp_path / "first.jsonl", ["a"]), out)
+    with out.open("a") as handle:
+        handle.write('{"key": "b", "line": 2, "input": {"id": "b", "qu')  # what a kill mid-write leaves
+    summary, transport = run_batch(flow, inputs, out, resume=True)
+    assert summary.cut_torn_line and len(transport.requests) == 1
+    assert [(r["key"], r["status"]) for r in results(out)] == [("a", "succeeded"), ("b", "succeeded")]
+
+
+def test_bad_input_lines_are_failed_results_not_a_crash(make_flow, tmp_path):
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text('{"question": "ok"}\nnot json\n{"question": 3}\n{"colour": "red"}\n[]\n')
+    summary, transport = run_batch(make_flow(FLOW), inputs, tmp_path / "out.jsonl")
+    errors = {r["line"]: r["error"]["message"] for r in results(tmp_path / "out.jsonl") if r["error"]}
+    assert errors[2].startswith("line 2 is not JSON")
+    assert errors[3] == "line 3: input 'question': 3 is not of type 'string'"
+    assert errors[4].startswith("line 4: flow 'echo' has no input 'colour'")
+    assert errors[5] == "line 5 is a JSON list, not an object of input values"
+    assert len(transport.requests) == 1 and summary.progress.failed == 4
+
+
+def test_a_flow_that_cannot_run_at_all_stops_the_batch(make_flow, tmp_path):
+    flow = make_flow(FLOW.replace("model: m\n", ""))
+    with pytest.raises(ConfigError, match="has no model"):
+        run_batch(flow, inputs_file(tmp_path / "in.jsonl", ["a", "b", "c"]), tmp_path / "out.jsonl")
+
+
+def test_stop_takes_no_new_inputs_and_finishes_the_runs_in_flight(make_flow, tmp_path):
+    flow = make_flow(FLOW)
+    gate = threading.Event()
+
+    def slow(request):
+        gate.wait(5)
+        return echo(request)
+
+    inputs = inputs_file(tmp_path / "in.jsonl", [f"q{n}" for n in range(50)])
+    runner = BatchRunner(Engine(FunctionTransport(slow)), flow, inputs, tmp_path / "out.jsonl", concurrency=2,
+                         tick=0.01)
+
+    def stop_when_busy(progress):
+        if progress.in_flight == 2 and not progress.stopping:
+            runner.stop()
+            gate.set()
+
+    runner.on_progress = stop_when_busy
+    summary = runner.run()
+    assert summary.interrupted and summary.progress.succeeded == 2 == len(results(tmp_path / "out.jsonl"))
+
+
+class SlowServer(ChatServer):
+    """The test server with latency, counting how many requests it serves at once."""
+
+    def __init__(self, latency: float, **kwargs):
+        super().__init__(**kwargs)
+        self.latency = latency
+        self.busy = self.most_busy = 0
+        self._count_lock = threading.Lock()
+
+    def answer(self, request):
+        with self._count_lock:
+            self.busy += 1
+            self.most_busy = max(self.most_busy, self.busy)
+        try:
+            time.sleep(self.latency)
+            return super().answer(request)
+        finally:
+            with self._count_lock:
+                self.busy -= 1
+
+
+QUESTIONS = [f"What's the weather in {city}?" for city in
+             ("Boston", "Paris", "Tokyo", "Lima", "Oslo", "Cairo", "Delhi", "Quito", "Rome", "Seoul", "Accra", "Perth")]
+
+
+@pytest.mark.server
+def test_concurrent_runs_share_one_engine_against_the_test_server(tmp_path):
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text("".join(json.dumps({"question": q}) + "\n" for q in QUESTIONS))
+    from flowrunner import load_flow
+
+    with SlowServer(0.05) as server:
+        summary, _ = run_batch(load_flow(FLOWS / "weather.yaml"), inputs, tmp_path / "out.jsonl",
+                               transport=OpenAITransport(base_url=server.base_url), concurrency=4)
+        assert 2 <= server.most_busy <= 4
+    assert summary.progress.succeeded == 12 and summary.progress.requests == 24  # a call round and an answer
+    for line in results(tmp_path / "out.jsonl"):
+        city = line["input"]["question"].split(" in ")[1].rstrip("?")
+        assert f"location {city}, temperature 72" in line["outputs"]["answer"]
+
+
+@pytest.mark.server
+def test_a_batch_recorded_concurrently_replays_in_any_order(chat_server, tmp_path):
+    from flowrunner import load_flow
+
+    flow = load_flow(FLOWS / "weather.yaml")
+    lines = [json.dumps({"question": q}) + "\n" for q in QUESTIONS]
+    (tmp_path / "in.jsonl").write_text("".join(lines))
+    cassette = tmp_path / "batch.yaml"
+    with use_cassette(cassette, "all"):
+        run_batch(flow, tmp_path / "in.jsonl", tmp_path / "live.jsonl",
+                  transport=OpenAITransport(base_url=chat_server.base_url), concurrency=4)
+    sent = len(chat_server.requests)
+    random.Random(7).shuffle(lines)
+    (tmp_path / "shuffled.jsonl").write_text("".join(lines))
+    with use_cassette(cassette, "none"):  # no base URL: only the cassette can answer
+        summary, _ = run_batch(flow, tmp_path / "shuffled.jsonl", tmp_path / "replayed.jsonl",
+                               transport=OpenAITransport(), concurrency=4)
+    assert summary.progress.succeeded == 12 and len(chat_server.requests) == sent
+
+    def outcome(path):
+        return {r["key"]: (r["input"], r["outputs"], r["usage"]) for r in results(path)}
+
+    assert outcome(tmp_path / "replayed.jsonl") == outcome(tmp_path / "live.jsonl")
+
+
+# --- the command, as a user runs it -------------------------------------------------------------
+
+def flowrun(*args):
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    return subprocess.Popen([sys.executable, "-m", "flowrunner._cli", *args], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_for_lines(path, count, process, limit=20.0):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_bytes().count(b"\n") >= count:
+            return
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.01)
+    raise AssertionError(f"{path} never reached {count} lines")
+
+
+def many_inputs(tmp_path, n):
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps({"question": f"What's the weather in city{i}?"}) + "\n" for i in range(n)))
+    return path
+
+
+@pytest.mark.server
+def test_kill_9_mid_batch_then_resume_gives_every_result_once(tmp_path):
+    inputs, out = many_inputs(tmp_path, 60), tmp_path / "out.jsonl"
+    with SlowServer(0.03) as server:
+        args = ["batch", "flows/weather.yaml", "--inputs", str(inputs), "--out", str(out),
+                "--base-url", server.base_url, "--concurrency", "4"]
+        process = flowrun(*args)
+        wait_for_lines(out, 10, process)
+        os.kill(process.pid, signal.SIGKILL)
+        process.communicate()
+        text = out.read_text()
+        assert text.endswith("\n")  # whole lines only: each is one write
+        killed = [json.loads(line) for line in text.splitlines()]
+        assert 10 <= len(killed) < 60
+        process = flowrun(*args, "--resume")
+        stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert f"{len(killed)} skipped" in stdout
+    final = results(out)
+    keys = [r["key"] for r in final]
+    assert len(keys) == 60 == len(set(keys))  # complete and duplicate-free
+    assert final[: len(killed)] == killed and all(r["status"] == "succeeded" for r in final)
+    assert sorted(r["line"] for r in final) == list(range(1, 61))
+
+
+@pytest.mark.server
+def test_ctrl_c_stops_cleanly_and_prints_the_command_that_resumes(tmp_path):
+    inputs, out = many_inputs(tmp_path, 40), tmp_path / "out.jsonl"
+    with SlowServer(0.05) as server:
+        process = flowrun("batch", "flows/weather.yaml", "--inputs", str(inputs), "--out", str(out),
+                          "--base-url", server.base_url, "--concurrency", "2", "--progress-interval", "0.1")
+        wait_for_lines(out, 4, process)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=30)
+        assert process.returncode == 130, stderr
+        assert "batch interrupted" in stdout
+        # Not a terminal: plain progress lines on stderr, with counts, rate, ETA and tokens.
+        progress = [line for line in stderr.splitlines() if line.startswith("batch: ")]
+        assert progress and all("/40 done (0 failed)" in line and "ETA" in line and "tokens" in line
+                                for line in progress)
+        assert "stopping: waiting for the runs in flight" in stderr
+        command = stderr.split("finish the batch with:\n", 1)[1].strip()
+        assert command.startswith("flowrun batch flows/weather.yaml") and "--resume" in command
+        done = results(out)  # whole lines only
+        assert 4 <= len(done) < 40
+        resumed = subprocess.run([sys.executable, "-m", "flowrunner._cli", *shlex.split(command)[1:]], cwd=ROOT,
+                                 capture_output=True, text=True, timeout=60)
+    assert resumed.returncode == 0, resumed.stderr
+    keys = [r["key"] for r in results(out)]
+    assert len(keys) == 40 == len(set(keys))
+
+
+def test_batch_usage_errors_exit_2(tmp_path):
+    inputs = many_inputs(tmp_path, 1)
+    process = flowrun("batch", "flows/weather.yaml", "--inputs", str(inputs), "--out", str(tmp_path / "o.jsonl"),
+                      "-i", "question=hi")
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 2 and "takes its inputs from --inputs" in stderr
+    process = flowrun("batch", "flows/weather.yaml", "--inputs", str(inputs), "--out", str(tmp_path / "o.jsonl"),
+                      "--concurrency", "0")
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 2 and "expected a whole number of at least 1" in stderr
+
+
+def test_the_shipped_batch_example_replays_its_cassette_with_no_key(tmp_path):
+    out = tmp_path / "results.jsonl"
+    process = flowrun("batch", "flows/weather.yaml", "--inputs", "flows/data/weather.jsonl", "--out", str(out),
+                      "--cassette", "flows/cassettes/weather.batch.yaml", "--concurrency", "4")
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert stdout.startswith("batch finished: 8 succeeded, 0 failed")
+    answers = {r["key"]: r["outputs"]["answer"] for r in results(out)}
+    assert "location Paris, temperature 72, unit celsius" in answers["paris"]
+    assert "Osaka" in answers["tokyo-osaka"] and answers["hello"].startswith("Hello")
+
+
+def test_a_terminal_gets_one_redrawn_line():
+    import io
+
+    from flowrunner._batch import BatchProgress
+    from flowrunner._cli.batch import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    screen = Terminal()
+    display = Progress(screen, None)
+    display.update(BatchProgress(total=100, skipped=20, succeeded=30, failed=10, in_flight=4, requests=45,
+                                 tokens=12345, elapsed=8.0))
+    display.update(BatchProgress(100, 20, 31, 10, 4, 46, 12400, 8.1))  # within 0.2 s: not redrawn
+    display.finish()
+    assert screen.getvalue() == ("\r[############............] 40/80 done (10 failed), 20 skipped, 4 running, "
+                                 "5.0/s, ETA 8s, 12,345 tokens\x1b[K\n")

@@ -1,0 +1,92 @@
+"""Batch files: keys of input lines, the append-only results file, reading it back for --resume."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from flowrunner import ConfigError
+from flowrunner._batchio import ResultWriter, count_inputs, read_inputs, read_results
+
+
+def write_lines(path, *lines):
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+def test_keys_are_ids_or_hashes_of_canonical_json_and_repeats_are_numbered(tmp_path):
+    path = write_lines(tmp_path / "in.jsonl",
+                       '{"id": "a", "q": 1}', '{"q": 1, "r": 2}', "", '{"r":2,"q":1}', '{"id": 7}',
+                       '{"id": "a", "q": 9}', '{"id": true}')
+    items = list(read_inputs(path))
+    assert [i.line for i in items] == [1, 2, 4, 5, 6, 7]  # the blank line is not an input
+    keys = [i.key for i in items]
+    assert keys[0] == "a" and keys[3] == "7" and keys[4] == "a#2"
+    assert len(keys[1]) == 16 and keys[2] == keys[1] + "#2"  # same JSON, other key order and spacing
+    assert keys[5] not in ("True", "true")  # a boolean is not an id: hashed like any other line
+    assert all(i.problem is None for i in items)
+    assert count_inputs(path) == 6
+
+
+def test_lines_that_are_not_objects_say_why_with_their_line_number(tmp_path):
+    items = list(read_inputs(write_lines(tmp_path / "in.jsonl", "{oops", "[1, 2]", '"text"')))
+    assert items[0].problem.startswith("line 1 is not JSON") and items[0].value == "{oops"
+    assert items[1].problem == "line 2 is a JSON list, not an object of input values"
+    assert items[2].problem == "line 3 is a JSON str, not an object of input values"
+    assert len({i.key for i in items}) == 3
+
+
+def test_a_missing_inputs_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read the inputs"):
+        list(read_inputs(tmp_path / "nope.jsonl"))
+
+
+def test_latest_result_per_key_wins(tmp_path):
+    out = write_lines(tmp_path / "out.jsonl", '{"key": "a", "status": "failed"}', '{"key": "b", "status": "succeeded"}',
+                      '{"key": "a", "status": "succeeded"}')
+    previous = read_results(out, repair=True)
+    assert previous.status == {"a": "succeeded", "b": "succeeded"} and previous.lines == 3
+    assert not previous.cut_torn_line
+
+
+def test_a_torn_last_line_is_cut_only_when_repairing(tmp_path):
+    out = tmp_path / "out.jsonl"
+    whole = '{"key": "a", "status": "succeeded"}\n'
+    out.write_text(whole + '{"key": "b", "sta')
+    looked = read_results(out, repair=False)
+    assert looked.cut_torn_line and looked.status == {"a": "succeeded"}
+    assert out.read_text().endswith('"sta')  # untouched
+    repaired = read_results(out, repair=True)
+    assert repaired.cut_torn_line and out.read_text() == whole
+
+
+def test_a_results_file_of_something_else_is_refused(tmp_path):
+    out = write_lines(tmp_path / "out.jsonl", '{"key": "a", "status": "succeeded"}', "hello")
+    with pytest.raises(ConfigError, match=r"out.jsonl:2 is not a flowrunner result line"):
+        read_results(out, repair=True)
+
+
+def test_writer_appends_whole_lines_from_many_threads_and_drops_writes_after_close(tmp_path):
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"key": "old", "status": "succeeded"}\n')
+    writer = ResultWriter(out, sync_every=7)
+    big = "x" * 10_000
+
+    def write(n):
+        for i in range(50):
+            assert writer.write({"key": f"{n}-{i}", "status": "succeeded", "text": big})
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    writer.close()
+    assert writer.write({"key": "late", "status": "succeeded"}) is False
+    lines = out.read_text().splitlines()
+    assert len(lines) == 201 and lines[0] == '{"key": "old", "status": "succeeded"}'
+    records = [json.loads(line) for line in lines]
+    assert {r["key"] for r in records[1:]} == {f"{n}-{i}" for n in range(4) for i in range(50)}
+    assert all(r.get("text", big) == big for r in records)
