@@ -76,7 +76,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
     flow = load_flow(args.flow)
     display = Progress(sys.stderr, args.progress_interval)
     with connection(flow, args) as transport:
-        runner = BatchRunner(Engine(transport, model=args.model), flow, args.inputs_file, args.out,
+        engine = Engine(transport, model=args.model, rate_limit=args.rate_limit)
+        runner = BatchRunner(engine, flow, args.inputs_file, args.out,
                              concurrency=args.concurrency, resume=args.resume, retry_failed=args.retry_failed,
                              full_record=args.full_record, on_progress=display.update)
         summary = runner.run()
