@@ -16,14 +16,16 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "RECORD_MODES": "_cassette", "use_cassette": "_cassette",
     "ChatSession": "_engine", "Engine": "_engine", "Event": "_engine",
-    "APIConnectionError": "_exceptions", "APIError": "_exceptions", "CassetteMissError": "_exceptions",
+    "APIConnectionError": "_exceptions", "APIError": "_exceptions", "APITimeoutError": "_exceptions",
+    "CassetteMissError": "_exceptions", "OutputError": "_exceptions", "RateLimitError": "_exceptions",
     "ConfigError": "_exceptions", "FlowrunnerError": "_exceptions", "FlowValidationError": "_exceptions",
     "FunctionError": "_exceptions", "InputError": "_exceptions", "Location": "_exceptions",
     "MaxRoundsError": "_exceptions", "Problem": "_exceptions", "ResponseError": "_exceptions",
     "RunError": "_exceptions", "TemplateError": "_exceptions", "UsageError": "_exceptions",
     "load_flow": "_loader",
     "Flow": "_model", "FunctionSpec": "_model", "InputSpec": "_model", "Message": "_model", "Step": "_model",
-    "CallRecord": "_record", "RoundRecord": "_record", "RunRecord": "_record", "StepRecord": "_record",
+    "RateLimit": "_ratelimit", "RateLimiter": "_ratelimit", "Backoff": "_retry", "RetryPolicy": "_retry",
+    "AttemptRecord": "_record", "CallRecord": "_record", "RoundRecord": "_record", "RunRecord": "_record", "StepRecord": "_record",
     "Completion": "_transport", "FunctionTransport": "_transport", "OpenAITransport": "_transport",
     "ToolCall": "_transport", "Transport": "_transport",
 }
@@ -45,17 +47,23 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from ._cassette import RECORD_MODES, use_cassette
     from ._engine import ChatSession, Engine, Event
-    from ._exceptions import (APIConnectionError, APIError, CassetteMissError, ConfigError, FlowrunnerError,
-                              FlowValidationError, FunctionError, InputError, Location, MaxRoundsError,
-                              Problem, ResponseError, RunError, TemplateError, UsageError)
+    from ._exceptions import (APIConnectionError, APIError, APITimeoutError, CassetteMissError, ConfigError,
+                              FlowrunnerError, FlowValidationError, FunctionError, InputError, Location,
+                              MaxRoundsError, OutputError, Problem, RateLimitError, ResponseError, RunError,
+                              TemplateError, UsageError)
     from ._loader import load_flow
     from ._model import Flow, FunctionSpec, InputSpec, Message, Step
-    from ._record import CallRecord, RoundRecord, RunRecord, StepRecord
+    from ._ratelimit import RateLimit, RateLimiter
+    from ._record import AttemptRecord, CallRecord, RoundRecord, RunRecord, StepRecord
+    from ._retry import Backoff, RetryPolicy
     from ._transport import Completion, FunctionTransport, OpenAITransport, ToolCall, Transport
 
 __all__ = [
     "APIConnectionError",
     "APIError",
+    "APITimeoutError",
+    "AttemptRecord",
+    "Backoff",
     "CallRecord",
     "CassetteMissError",
     "ChatSession",
@@ -75,9 +83,14 @@ __all__ = [
     "MaxRoundsError",
     "Message",
     "OpenAITransport",
+    "OutputError",
     "Problem",
     "RECORD_MODES",
+    "RateLimit",
+    "RateLimitError",
+    "RateLimiter",
     "ResponseError",
+    "RetryPolicy",
     "RoundRecord",
     "RunError",
     "RunRecord",

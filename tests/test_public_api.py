@@ -8,7 +8,8 @@ import sys
 import flowrunner
 
 PUBLIC = {
-    "APIConnectionError", "APIError", "CallRecord", "CassetteMissError", "ChatSession", "Completion",
+    "APIConnectionError", "APIError", "APITimeoutError", "AttemptRecord", "Backoff", "OutputError",
+    "RateLimit", "RateLimitError", "RateLimiter", "RetryPolicy", "CallRecord", "CassetteMissError", "ChatSession", "Completion",
     "ConfigError", "Engine", "Event", "Flow", "FlowValidationError", "FlowrunnerError", "FunctionError",
     "FunctionSpec", "FunctionTransport", "InputError", "InputSpec", "Location", "MaxRoundsError", "Message",
     "OpenAITransport", "Problem", "RECORD_MODES", "ResponseError", "RoundRecord", "RunError", "RunRecord",
@@ -28,8 +29,8 @@ def test_every_public_name_resolves():
 
 def test_errors_share_one_root_with_exit_codes():
     assert issubclass(flowrunner.FlowValidationError, flowrunner.UsageError)
-    for name in ("APIError", "APIConnectionError", "CassetteMissError", "FunctionError", "MaxRoundsError",
-                 "ResponseError", "TemplateError"):
+    for name in ("APIError", "APIConnectionError", "APITimeoutError", "CassetteMissError", "FunctionError",
+                 "MaxRoundsError", "OutputError", "RateLimitError", "ResponseError", "TemplateError"):
         error = getattr(flowrunner, name)
         assert issubclass(error, flowrunner.RunError) and error.exit_code == 1
     for name in ("FlowValidationError", "InputError", "ConfigError"):
