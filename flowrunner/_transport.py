@@ -300,4 +300,4 @@ def connection_error(exc: BaseException, base_url: str | None) -> APIConnectionE
         return miss
     where = base_url or "https://api.openai.com/v1"
     reason = f" ({exc.__cause__})" if exc.__cause__ else ""
-    return APIConnectionError(f"could not connect to {where}{reason}")
+    return APIConnectionError(f"no answer from {where}{reason}")

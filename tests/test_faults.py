@@ -151,7 +151,7 @@ def test_connection_refused_is_retried_then_reported(flow):
     with OpenAITransport(base_url=f"http://127.0.0.1:{port}/v1", timeout=2) as transport:
         record = Engine(transport).run(flow)
     assert record.status == "failed" and record.error["type"] == "APIConnectionError"
-    assert f"could not connect to http://127.0.0.1:{port}/v1" in record.error["message"]
+    assert f"no answer from http://127.0.0.1:{port}/v1" in record.error["message"]
     assert "gave up after 4 attempts" in record.error["message"]
     assert [a.error for a in record.steps[0].rounds[0].attempts] == ["APIConnectionError"] * 4
 
@@ -284,3 +284,13 @@ def test_a_flow_at_the_servers_tpm_gets_no_429(make_flow):
     assert [r.status for r in records] == ["succeeded"] * 14, [r.error for r in records]
     assert stats.rejected == 0
     assert 5 <= records[0].usage["total_tokens"] <= 12
+
+
+def test_the_cli_says_each_retry_on_stderr(chat_server, make_flow, capsys, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    flow = make_flow(FLOW, tools=TOOLS)
+    chat_server.enqueue(faults.rate_limited(retry_after_ms=10), completion("Sunny."))
+    assert main(["run", str(flow.path), "--base-url", chat_server.base_url, "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "Sunny.\n"
+    assert err.startswith("  [answer] retrying in 10ms after HTTP 429 rate_limit_exceeded: Rate limit reached")

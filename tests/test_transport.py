@@ -79,7 +79,7 @@ def test_connection_refused():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with pytest.raises(APIConnectionError, match=f"could not connect to http://127.0.0.1:{port}/v1"):
+    with pytest.raises(APIConnectionError, match=f"no answer from http://127.0.0.1:{port}/v1"):
         OpenAITransport(base_url=f"http://127.0.0.1:{port}/v1", timeout=5).complete(REQUEST)
 
 

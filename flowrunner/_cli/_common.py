@@ -118,7 +118,7 @@ def show_retry(event: Any) -> None:
     from .._durations import format_duration
 
     attempt = event.attempt
-    print(redact(f"  [{event.step}] {attempt.message}: retrying in {format_duration(attempt.slept)}"),
+    print(redact(f"  [{event.step}] retrying in {format_duration(attempt.slept)} after {clip(attempt.message or '')}"),
           file=sys.stderr)
 
 
