@@ -341,3 +341,19 @@ def test_a_terminal_gets_one_redrawn_line():
     display.finish()
     assert screen.getvalue() == ("\r[############............] 40/80 done (10 failed), 20 skipped, 4 running, "
                                  "5.0/s, ETA 8s, 12,345 tokens\x1b[K\n")
+
+
+def test_a_batch_at_the_servers_rpm_gets_no_429(make_flow, tmp_path):
+    from flowrunner._ratelimit import RateLimit, RateLimiter
+    from flowrunner.testing import Limits
+
+    flow = make_flow(FLOW.replace("model: m\n", "model: m\nretry: {max_attempts: 1}\n"))
+    inputs = inputs_file(tmp_path / "in.jsonl", [f"question {i}" for i in range(24)])
+    # 600 RPM enforced as 10 requests in any 1-second window; the server is slow, so runs overlap.
+    with ChatServer(limits=Limits(rpm=600, window=1.0), latency=0.05) as server, \
+            OpenAITransport(base_url=server.base_url, timeout=5) as transport:
+        engine = Engine(transport, limiter=RateLimiter(), rate_limit=RateLimit(rpm=600))  # as --rate-limit rpm=600
+        summary = BatchRunner(engine, flow, inputs, tmp_path / "out.jsonl", concurrency=6).run()
+        stats = server.stats
+    assert (summary.progress.succeeded, summary.progress.failed) == (24, 0)
+    assert stats.rejected == 0 and stats.most_in(1.0) <= 10

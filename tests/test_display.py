@@ -1,0 +1,53 @@
+"""What `flowrun` shows while a flow runs: streamed text once, a streamed call's live line, retries."""
+
+from __future__ import annotations
+
+import io
+
+from flowrunner._cli._display import Display
+from flowrunner._engine import Event
+from flowrunner._record import AttemptRecord, CallRecord
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_streamed_text_is_written_as_it_comes_and_remembered():
+    out, err = io.StringIO(), io.StringIO()
+    display = Display(stream_to=out, err=err)
+    for piece in ("It is ", "72", "."):
+        display(Event("delta", "answer", 1, text=piece))
+    assert out.getvalue() == "It is 72."
+    display.finish()
+    assert out.getvalue() == "It is 72.\n" and display.shown == ["It is 72."]
+    assert err.getvalue() == ""
+
+
+def test_a_streamed_calls_arguments_show_on_one_redrawn_line_then_the_call(capsys):
+    err = Terminal()
+    display = Display(stream_to=io.StringIO(), err=err)
+    display(Event("delta", "answer", 1, text='{"location": ', tool="get_current_weather"))
+    display(Event("delta", "answer", 1, text='"Boston"}', tool="get_current_weather"))
+    assert err.getvalue().split("\r\x1b[K")[-1] == '  [answer] get_current_weather({"location": "Boston"}'
+    call = CallRecord(id="call_1", name="get_current_weather", arguments={"location": "Boston"}, result="72")
+    display(Event("call", "answer", 1, call=call))
+    assert err.getvalue().endswith("\r\x1b[K")  # the live line is cleared before the call's own line
+    assert '[answer] get_current_weather({"location": "Boston"}) -> 72' in capsys.readouterr().err
+
+
+def test_no_live_line_when_stderr_is_not_a_terminal():
+    err = io.StringIO()
+    display = Display(stream_to=None, err=err)
+    display(Event("delta", "answer", 1, text="{}", tool="f"))
+    display(Event("delta", "answer", 1, text="text nobody shows (--json)"))
+    display.finish()
+    assert err.getvalue() == "" and display.shown == []
+
+
+def test_retries_are_shown_even_when_calls_are_not(capsys):
+    display = Display(stream_to=io.StringIO(), calls=False)
+    display(Event("call", "a", 1, call=CallRecord(id=None, name="f", arguments={})))
+    display(Event("retry", "a", 1, attempt=AttemptRecord(status=503, message="HTTP 503: busy", slept=1.5)))
+    assert capsys.readouterr().err == "  [a] retrying in 1.5s after HTTP 503: busy\n"
