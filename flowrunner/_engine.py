@@ -193,12 +193,14 @@ class Engine:
             warm()
 
         def attempt() -> Completion:
-            self.limiter.acquire(estimate)
+            ticket = self.limiter.acquire(estimate)
             try:
-                completion = self.transport.complete(request, on_chunk)
+                completion = self.transport.complete(request, on_chunk, ticket.departed)
             except APIError as exc:
                 self.limiter.observe(exc.headers, rate_limited=server_delay(exc) if exc.status == 429 else None)
                 raise
+            finally:
+                ticket.departed()  # in case the transport could not say when it sent the request
             self.limiter.observe(completion.headers)
             self.limiter.settle(estimate, completion.usage)
             return completion

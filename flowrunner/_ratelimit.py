@@ -8,6 +8,12 @@ corrected by the response's `usage`. The server's `x-ratelimit-remaining-*`/`res
 its 429s pause everyone until the reset, declared limits or not. A used-up daily limit (`rpd`) ends
 the run with RateLimitError instead of a day-long sleep.
 
+Pacing counts from when a request really leaves, not from when it was allowed to: `acquire` returns
+a Ticket, and the next request's turn waits for that ticket's `departed()` (the transport calls it
+as the request goes on the wire). Otherwise a request that leaves late (the SDK's first-call set-up,
+a new connection) would arrive squeezed against the next one, and a server counting requests in a
+short window would refuse that one.
+
 One limiter is shared by every request to the same server in the process (`shared_limiter`), so
 concurrent runs (batches) share one budget.
 """
@@ -27,6 +33,9 @@ from ._exceptions import RateLimitError
 
 MARGIN = 0.02
 """Pace 2% under the declared limit: client and server clocks and network delays never line up exactly."""
+
+DEPARTURE_WAIT = 2.0
+"""The longest the next request waits for the previous one to report its departure before going anyway."""
 
 _DAY = 86400.0
 
@@ -78,6 +87,17 @@ def estimate_tokens(request: dict[str, Any]) -> int:
     return prompt + (cap if isinstance(cap, int) else 0)
 
 
+class Ticket:
+    """A request's turn: `waited` seconds were spent waiting for it; `departed()` says it has left."""
+
+    def __init__(self, limiter: RateLimiter, start: float, waited: float):
+        self._limiter, self.start, self.waited = limiter, start, waited
+
+    def departed(self) -> None:
+        """The request is on its way (idempotent: only the first call counts)."""
+        self._limiter._departure(self)
+
+
 class RateLimiter:
     """Paces requests under a RateLimit and the server's rate-limit headers; safe to share between threads."""
 
@@ -86,6 +106,8 @@ class RateLimiter:
         self.limit = limit or RateLimit()
         self._clock, self._sleep = clock, sleep
         self._lock = threading.Lock()
+        self._departed = threading.Condition(self._lock)
+        self._departing: Ticket | None = None  # the request whose departure the next turn waits for
         self._next_request = 0.0  # earliest start of the next request under rpm
         self._tokens_paid_until = 0.0  # when the tokens of the requests so far are paid for under tpm
         self._paused_until = 0.0  # the server said: nothing before then
@@ -93,9 +115,15 @@ class RateLimiter:
         self.waited = 0.0
         """Seconds spent waiting for the limits, over all requests."""
 
-    def acquire(self, tokens: int = 0) -> float:
-        """Wait until a request of about `tokens` tokens may start; returns the seconds waited."""
+    def acquire(self, tokens: int = 0) -> Ticket:
+        """Wait until a request of about `tokens` tokens may start; call `departed()` on the ticket as it is sent."""
         with self._lock:
+            paced = bool(self.limit.rpm or self.limit.tpm)
+            if paced:
+                # The previous request's departure anchors this one's turn (see the module docstring).
+                deadline = time.monotonic() + DEPARTURE_WAIT
+                while self._departing is not None and time.monotonic() < deadline:
+                    self._departed.wait(deadline - time.monotonic())
             now = self._clock()
             self._check_day(now)
             start = max(now, self._paused_until)
@@ -109,9 +137,22 @@ class RateLimiter:
                 self._today.append(start)
             wait = start - now
             self.waited += wait
+            ticket = Ticket(self, start, wait)
+            self._departing = ticket if paced else None
         if wait > 0:
             self._sleep(wait)
-        return wait
+        return ticket
+
+    def _departure(self, ticket: Ticket) -> None:
+        with self._lock:
+            if self._departing is not ticket:
+                return
+            # Leaving later than planned moves the next turn later by as much.
+            late = max(0.0, self._clock() - ticket.start)
+            self._next_request += late
+            self._tokens_paid_until += late
+            self._departing = None
+            self._departed.notify_all()
 
     def settle(self, estimated: int, usage: dict[str, Any] | None) -> None:
         """Correct the token budget once the response says how many tokens the request really used."""
@@ -122,9 +163,14 @@ class RateLimiter:
             self._tokens_paid_until += self._token_seconds(actual - estimated)
 
     def observe(self, headers: dict[str, str], *, rate_limited: float | None = None) -> None:
-        """Follow the server's view: pause everyone while a budget it reports is spent, or after a 429."""
+        """Follow the server's view: pause everyone after a 429, and, for a budget with no declared
+        limit, while the server reports it spent. (A declared limit is already paced: at its steady
+        state the server's window is full by design, and its reset, the time until the whole budget
+        is back, would idle the run for nothing.)"""
         pause = rate_limited or 0.0
-        for kind in ("requests", "tokens"):
+        for kind, declared in (("requests", self.limit.rpm), ("tokens", self.limit.tpm)):
+            if declared:
+                continue
             remaining = headers.get(f"x-ratelimit-remaining-{kind}", "").strip()
             reset = parse_go_duration(headers.get(f"x-ratelimit-reset-{kind}", ""))
             if remaining == "0" and reset is not None:

@@ -49,7 +49,10 @@ ChunkHandler = Callable[[dict[str, Any]], None]
 class Transport(Protocol):
     """Anything that can answer a chat-completion request body."""
 
-    def complete(self, request: dict[str, Any], on_chunk: ChunkHandler | None = None) -> Completion: ...
+    def complete(self, request: dict[str, Any], on_chunk: ChunkHandler | None = None,
+                 on_sent: Callable[[], None] | None = None) -> Completion:
+        """The answer to `request`; `on_chunk` sees a stream's chunks, `on_sent` is called as the request leaves."""
+        ...
 
 
 def parse_completion(body: Any, headers: dict[str, str] | None = None) -> Completion:
@@ -124,9 +127,12 @@ class FunctionTransport:
         self.handler = handler
         self.requests: list[dict[str, Any]] = []
 
-    def complete(self, request: dict[str, Any], on_chunk: ChunkHandler | None = None) -> Completion:
+    def complete(self, request: dict[str, Any], on_chunk: ChunkHandler | None = None,
+                 on_sent: Callable[[], None] | None = None) -> Completion:
         """The handler's answer; a list of chunk dicts is a stream, passed to `on_chunk` and folded."""
         self.requests.append(json.loads(json.dumps(request)))
+        if on_sent is not None:
+            on_sent()
         answer: Any = self.handler(request)
         if isinstance(answer, list):
             return parse_completion(accumulate(_tap(answer, on_chunk)))
@@ -143,11 +149,18 @@ class OpenAITransport:
         self.timeout = timeout
         self._client: Any = None
         self._lock = threading.Lock()
+        self._local = threading.local()  # the request in progress on this thread: its on_sent
 
     @property
     def scope(self) -> str:
         """Which server's rate limits apply: requests to the same base URL share one limiter."""
         return (self.base_url or "https://api.openai.com/v1").rstrip("/")
+
+    def _sent(self, _request: Any) -> None:
+        callback = getattr(self._local, "on_sent", None)
+        if callback is not None:
+            self._local.on_sent = None
+            callback()
 
     def warm(self) -> None:
         """Make the SDK client now (importing the SDK takes most of a second), so that the first request
@@ -174,13 +187,18 @@ class OpenAITransport:
 
                 # max_retries=0: retrying is the engine's business; two layers would multiply attempts.
                 # A local server or a cassette replay needs no key, but the SDK insists on one.
+                # The request hook tells the rate limiter when a request really leaves (after the SDK's
+                # own preparation), which is what its pacing counts from.
+                http = _http_client(openai.DefaultHttpxClient, self._sent)
                 self._client = openai.OpenAI(api_key=self._api_key or "no-key", base_url=self.base_url,
-                                             timeout=self.timeout, max_retries=0)
+                                             timeout=self.timeout, max_retries=0, http_client=http)
             return self._client
 
-    def complete(self, request: dict[str, Any], on_chunk: ChunkHandler | None = None) -> Completion:
+    def complete(self, request: dict[str, Any], on_chunk: ChunkHandler | None = None,
+                 on_sent: Callable[[], None] | None = None) -> Completion:
         import openai
 
+        self._local.on_sent = on_sent
         body = dict(request)
         kwargs: dict[str, Any] = {"model": body.pop("model"), "messages": body.pop("messages")}
         if "stream" in body:
@@ -220,6 +238,21 @@ class OpenAITransport:
                 raise
             raise broken from None
         return parse_completion(data, headers)
+
+
+def _http_client(base: type, on_request: Callable[[Any], None]) -> Any:
+    """The SDK's default HTTP client with a request hook, closing itself when dropped (as the SDK's own does:
+    a transport nobody closed must not leave sockets open)."""
+
+    class _Client(base):  # type: ignore[misc]
+        def __del__(self) -> None:
+            if not self.is_closed:
+                try:
+                    self.close()
+                except Exception:  # noqa: BLE001 - interpreter shutdown
+                    pass
+
+    return _Client(event_hooks={"request": [on_request]})
 
 
 def _http_failure(exc: BaseException, timeout: float) -> APIConnectionError | None:

@@ -30,7 +30,7 @@ def limiter(**limits: int) -> tuple[RateLimiter, Clock]:
 def starts(lim: RateLimiter, clock: Clock, n: int, tokens: int = 0) -> list[float]:
     times = []
     for _ in range(n):
-        lim.acquire(tokens)
+        lim.acquire(tokens).departed()
         times.append(clock.now - 1000.0)
     return times
 
@@ -44,7 +44,7 @@ def test_rpm_spaces_requests_evenly_never_in_a_burst():
 
 def test_a_slow_request_does_not_earn_a_burst_later():
     lim, clock = limiter(rpm=60)
-    lim.acquire()
+    lim.acquire().departed()
     clock.now += 10  # a long pause: the next requests are still spaced, not sent together
     assert starts(lim, clock, 3) == pytest.approx([10, 10 + 1.02, 10 + 2.04])
 
@@ -62,9 +62,9 @@ def test_tpm_pays_for_each_requests_tokens_before_the_next():
 
 def test_usage_corrects_the_estimate():
     lim, clock = limiter(tpm=6000)
-    lim.acquire(100)
+    lim.acquire(100).departed()
     lim.settle(100, {"total_tokens": 400})  # the answer was longer than estimated: 300 more to pay for
-    lim.acquire(100)
+    lim.acquire(100).departed()
     assert clock.now - 1000 == pytest.approx(4 * (1 + MARGIN))
 
 
@@ -74,13 +74,13 @@ def test_server_headers_pause_everyone_until_the_reset():
     lim.acquire()
     assert clock.now - 1000 == pytest.approx(1.5)
     lim.observe({"x-ratelimit-remaining-requests": "5", "x-ratelimit-reset-requests": "30s"})
-    assert lim.acquire() == 0
+    assert lim.acquire().waited == 0
 
 
 def test_a_429_pauses_everyone_for_the_servers_delay():
     lim, clock = limiter()
     lim.observe({}, rate_limited=2.0)
-    assert lim.acquire() == pytest.approx(2.0)
+    assert lim.acquire().waited == pytest.approx(2.0)
 
 
 def test_a_used_up_daily_limit_is_an_error_not_a_day_long_sleep():
@@ -89,7 +89,7 @@ def test_a_used_up_daily_limit_is_an_error_not_a_day_long_sleep():
     with pytest.raises(RateLimitError, match=r"daily request limit \(rpd=3\) is used up.*frees up in 24h"):
         lim.acquire()
     clock.now += 86400
-    assert lim.acquire() == 0
+    assert lim.acquire().waited == 0
 
 
 def test_threads_share_one_budget():
@@ -98,7 +98,7 @@ def test_threads_share_one_budget():
     lock = threading.Lock()
 
     def worker() -> None:
-        lim.acquire()
+        lim.acquire().departed()
         with lock:
             times.append(time.monotonic())
 
@@ -126,3 +126,26 @@ def test_parse_rate_limit_and_merge():
     for bad in ("rpm", "rpx=3", "rpm=0", "rpm=fast", ""):
         with pytest.raises(ValueError, match="rpm"):
             parse_rate_limit(bad)
+
+
+def test_a_request_that_leaves_late_moves_the_next_turn_as_late():
+    lim, clock = limiter(rpm=60)
+    first = lim.acquire()
+    clock.now += 0.5  # the request takes half a second to get on the wire (SDK start-up, a new connection)
+    first.departed()
+    lim.acquire().departed()
+    # Counted from the real departure: a server sees the two a full interval apart, not squeezed.
+    assert clock.now - 1000 == pytest.approx(0.5 + 1.0 * (1 + MARGIN))
+
+
+def test_the_next_turn_waits_for_the_previous_departure():
+    lim = RateLimiter(RateLimit(rpm=6000))  # real clock: 10 ms apart
+    first = lim.acquire()
+    started: list[float] = []
+    thread = threading.Thread(target=lambda: started.append(lim.acquire().waited))
+    thread.start()
+    time.sleep(0.2)
+    assert started == []  # still waiting: the first request has not left
+    first.departed()
+    thread.join(2)
+    assert started and started[0] <= 0.02
