@@ -528,3 +528,21 @@ def test_command_line_server_answers_and_stops_on_ctrl_c() -> None:
             process.kill()
     assert process.returncode == 0
     assert err == ""  # no traceback, no warning
+
+
+@pytest.mark.server
+def test_hundreds_of_connections_at_once_are_all_answered() -> None:
+    # socketserver's listen backlog of 5 closed about a quarter of these connections unanswered.
+    import asyncio
+
+    async def ask_all(base_url: str) -> list[Any]:
+        async with openai.AsyncOpenAI(base_url=base_url, api_key="test", max_retries=0) as client:
+            return await asyncio.gather(*(client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": f"Question {n}"}])
+                for n in range(300)), return_exceptions=True)
+
+    with ChatServer(latency=0.1, validate_responses=False) as server:
+        results = asyncio.run(ask_all(server.base_url))
+        received = len(server.requests)
+    assert [r for r in results if isinstance(r, BaseException)] == []
+    assert received == 300

@@ -230,6 +230,9 @@ class ChatServer:
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True  # an idle keep-alive connection must not keep the process alive
+    # The listen backlog. socketserver's 5 drops connections when hundreds arrive at once (an
+    # asyncio.gather over the SDK): the clients see a closed connection, a fault no real API shows.
+    request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
                  chat: ChatServer) -> None:
