@@ -95,3 +95,30 @@ def test_a_streamed_answer_folds_into_the_same_completion(chat_server):
         assert streamed.message == plain.message
         assert (streamed.id, streamed.finish_reason, streamed.usage) == (plain.id, plain.finish_reason, plain.usage)
     assert len(plain.tool_calls) == 2
+
+
+WARM_THEN_ASK = """
+import sys
+from flowrunner import OpenAITransport
+from flowrunner.testing import ChatServer
+
+with ChatServer() as server:
+    transport = OpenAITransport(base_url=server.base_url)
+    transport.warm()
+    before = set(sys.modules)
+    transport.complete({"model": "m", "messages": [{"role": "user", "content": "Hello world"}]})
+    print(sorted(name for name in set(sys.modules) - before if name.startswith("openai")))
+"""
+
+
+@pytest.mark.server
+def test_warm_leaves_the_first_request_no_sdk_module_to_import():
+    # A fresh interpreter, since this one has imported the SDK's chat resources already. Left to the
+    # first request, that import (~30 ms) delays it behind the limiter's schedule, and the requests
+    # a window later, on time, land less than a window after it: a 429 at 1,200 RPM over 1 s.
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", WARM_THEN_ASK], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
