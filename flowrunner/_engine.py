@@ -197,10 +197,11 @@ class Engine:
             try:
                 completion = self.transport.complete(request, on_chunk, ticket.departed)
             except APIError as exc:
+                ticket.finished()
                 self.limiter.observe(exc.headers, rate_limited=server_delay(exc) if exc.status == 429 else None)
                 raise
             finally:
-                ticket.departed()  # in case the transport could not say when it sent the request
+                ticket.finished()  # also says it departed, if the transport could not say when
             self.limiter.observe(completion.headers)
             self.limiter.settle(estimate, completion.usage)
             return completion

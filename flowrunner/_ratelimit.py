@@ -4,9 +4,15 @@ Servers enforce limits over short windows (OpenAI may enforce 60 RPM as one requ
 the limiter never spends a minute's budget in a burst: requests start evenly spaced, `60/rpm`
 seconds apart, and with `tpm` each request also waits until the tokens of the ones before it have
 been paid for at `tpm/60` tokens a second. A request's tokens are estimated before it is sent and
-corrected by the response's `usage`. The server's `x-ratelimit-remaining-*`/`reset-*` headers and
-its 429s pause everyone until the reset, declared limits or not. A used-up daily limit (`rpd`) ends
-the run with RateLimitError instead of a day-long sleep.
+corrected by the response's `usage`. A 429 pauses everyone for the server's delay. A used-up daily
+limit (`rpd`) ends the run with RateLimitError instead of a day-long sleep.
+
+With no declared limit of a kind (requests or tokens), the server's `x-ratelimit-remaining-*` and
+`reset-*` headers set the budget: the remaining count, less what is still in flight (the server
+may not have counted those yet), is spent by the requests that follow, and when it runs out
+everyone waits for the reset. A declared limit ignores that budget: paced at it, the server's
+window is full after nearly every request by design, and its reset (the time until the whole
+budget is back) would idle the run for nothing.
 
 Pacing counts from when a request really leaves, not from when it was allowed to: `acquire` returns
 a Ticket, and the next request's turn waits for that ticket's `departed()` (the transport calls it
@@ -88,14 +94,29 @@ def estimate_tokens(request: dict[str, Any]) -> int:
 
 
 class Ticket:
-    """A request's turn: `waited` seconds were spent waiting for it; `departed()` says it has left."""
+    """A request's turn: `waited` seconds were spent waiting for it; `departed()` says it has left,
+    `finished()` that its answer (or error) is in."""
 
-    def __init__(self, limiter: RateLimiter, start: float, waited: float):
-        self._limiter, self.start, self.waited = limiter, start, waited
+    def __init__(self, limiter: RateLimiter, start: float, waited: float, tokens: int):
+        self._limiter, self.start, self.waited, self.tokens = limiter, start, waited, tokens
+        self.in_flight = True
 
     def departed(self) -> None:
         """The request is on its way (idempotent: only the first call counts)."""
         self._limiter._departure(self)
+
+    def finished(self) -> None:
+        """The request is over: it no longer counts as in flight (idempotent; implies `departed()`)."""
+        self._limiter._departure(self)
+        self._limiter._finish(self)
+
+
+@dataclass
+class _Budget:
+    """What the server says is left of one kind (requests or tokens) until `until`."""
+
+    left: int
+    until: float
 
 
 class RateLimiter:
@@ -111,6 +132,8 @@ class RateLimiter:
         self._next_request = 0.0  # earliest start of the next request under rpm
         self._tokens_paid_until = 0.0  # when the tokens of the requests so far are paid for under tpm
         self._paused_until = 0.0  # the server said: nothing before then
+        self._budgets: dict[str, _Budget] = {}  # "requests"/"tokens" -> the server's budget, undeclared kinds only
+        self._in_flight = {"requests": 0, "tokens": 0}  # acquired and not finished
         self._today: deque[float] = deque()  # start times within the last 24 hours, for rpd
         self.waited = 0.0
         """Seconds spent waiting for the limits, over all requests."""
@@ -127,6 +150,7 @@ class RateLimiter:
             now = self._clock()
             self._check_day(now)
             start = max(now, self._paused_until)
+            start = self._spend_budgets(start, {"requests": 1, "tokens": tokens})
             if self.limit.rpm:
                 start = max(start, self._next_request)
                 self._next_request = start + 60.0 / self.limit.rpm * (1 + MARGIN)
@@ -137,8 +161,10 @@ class RateLimiter:
                 self._today.append(start)
             wait = start - now
             self.waited += wait
-            ticket = Ticket(self, start, wait)
+            ticket = Ticket(self, start, wait, tokens)
             self._departing = ticket if paced else None
+            self._in_flight["requests"] += 1
+            self._in_flight["tokens"] += tokens
         if wait > 0:
             self._sleep(wait)
         return ticket
@@ -154,6 +180,28 @@ class RateLimiter:
             self._departing = None
             self._departed.notify_all()
 
+    def _finish(self, ticket: Ticket) -> None:
+        with self._lock:
+            if ticket.in_flight:
+                ticket.in_flight = False
+                self._in_flight["requests"] -= 1
+                self._in_flight["tokens"] -= ticket.tokens
+
+    def _spend_budgets(self, start: float, costs: dict[str, int]) -> float:
+        """The start a request gets under the server's budgets (waiting for a reset where one is spent)."""
+        for kind, cost in costs.items():
+            budget = self._budgets.get(kind)
+            if budget is None:
+                continue
+            if start >= budget.until:  # reset: the budget is unknown until the next answer says
+                del self._budgets[kind]
+            elif budget.left >= cost:
+                budget.left -= cost
+            else:
+                start = budget.until
+                del self._budgets[kind]
+        return start
+
     def settle(self, estimated: int, usage: dict[str, Any] | None) -> None:
         """Correct the token budget once the response says how many tokens the request really used."""
         actual = (usage or {}).get("total_tokens")
@@ -163,21 +211,23 @@ class RateLimiter:
             self._tokens_paid_until += self._token_seconds(actual - estimated)
 
     def observe(self, headers: dict[str, str], *, rate_limited: float | None = None) -> None:
-        """Follow the server's view: pause everyone after a 429, and, for a budget with no declared
-        limit, while the server reports it spent. (A declared limit is already paced: at its steady
-        state the server's window is full by design, and its reset, the time until the whole budget
-        is back, would idle the run for nothing.)"""
-        pause = rate_limited or 0.0
-        for kind, declared in (("requests", self.limit.rpm), ("tokens", self.limit.tpm)):
-            if declared:
-                continue
-            remaining = headers.get(f"x-ratelimit-remaining-{kind}", "").strip()
-            reset = parse_go_duration(headers.get(f"x-ratelimit-reset-{kind}", ""))
-            if remaining == "0" and reset is not None:
-                pause = max(pause, reset)
-        if pause > 0:
-            with self._lock:
-                self._paused_until = max(self._paused_until, self._clock() + pause)
+        """Follow the server's view: pause everyone after a 429 (`rate_limited`: the server's delay),
+        and take the budget it reports for each kind with no declared limit (see the module docstring).
+
+        Call it after the request's ticket is `finished()`, so that the request is no longer counted
+        as in flight: the server has counted it in what it says is remaining.
+        """
+        with self._lock:
+            now = self._clock()
+            if rate_limited:
+                self._paused_until = max(self._paused_until, now + rate_limited)
+            for kind, declared in (("requests", self.limit.rpm), ("tokens", self.limit.tpm)):
+                remaining = headers.get(f"x-ratelimit-remaining-{kind}", "").strip()
+                reset = parse_go_duration(headers.get(f"x-ratelimit-reset-{kind}", ""))
+                if declared or not remaining.isdigit() or reset is None:
+                    continue
+                # Requests still in flight may not be in the server's count yet: assume they are not.
+                self._budgets[kind] = _Budget(int(remaining) - self._in_flight[kind], now + reset)
 
     def _token_seconds(self, tokens: int) -> float:
         assert self.limit.tpm

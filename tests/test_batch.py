@@ -357,3 +357,21 @@ def test_a_batch_at_the_servers_rpm_gets_no_429(make_flow, tmp_path):
         stats = server.stats
     assert (summary.progress.succeeded, summary.progress.failed) == (24, 0)
     assert stats.rejected == 0 and stats.most_in(1.0) <= 10
+
+
+def test_a_batch_with_no_declared_limit_adapts_to_the_servers_headers_and_429s(make_flow, tmp_path):
+    from flowrunner._ratelimit import RateLimiter
+    from flowrunner.testing import Limits
+
+    flow = make_flow(FLOW)  # no rate_limit: the engine has only the server's headers and 429s to go by
+    inputs = inputs_file(tmp_path / "in.jsonl", [f"question {i}" for i in range(30)])
+    with ChatServer(limits=Limits(rpm=600, window=1.0), latency=0.02) as server, \
+            OpenAITransport(base_url=server.base_url, timeout=5) as transport:
+        engine = Engine(transport, limiter=RateLimiter())
+        summary = BatchRunner(engine, flow, inputs, tmp_path / "out.jsonl", concurrency=8).run()
+        stats = server.stats
+    assert (summary.progress.succeeded, summary.progress.failed) == (30, 0)
+    assert stats.accepted == 30
+    # It follows the server: a spent budget (remaining 0) or a 429 pauses every worker until the reset,
+    # rather than each worker retrying on its own and most of the 30 requests being refused.
+    assert stats.rejected < 8, stats

@@ -258,10 +258,11 @@ def test_a_flow_at_the_servers_rpm_gets_no_429(make_flow):
     assert stats.most_in(1.0) <= 10
 
 
-def test_without_the_declared_limit_the_same_runs_trip_429s(make_flow):
-    # The control for the test above: the same burst with no rate_limit is refused by the server.
+def test_paced_at_a_limit_above_the_servers_the_same_runs_trip_429s(make_flow):
+    # The control for the test above: the same runs declaring ten times the server's limit are refused.
+    # (A declared limit is paced and not paused by the server's spent budget: see the limiter.)
     with ChatServer(limits=Limits(rpm=600, window=1.0)) as server:
-        records = run_many(make_flow(LIMITED.replace("rate_limit: {rpm: 600}", "")), server, runs=25, threads=4)
+        records = run_many(make_flow(LIMITED.replace("rpm: 600", "rpm: 6000")), server, runs=25, threads=4)
         stats = server.stats
     assert stats.rejected > 0
     assert any(r.status == "failed" and "HTTP 429 rate_limit_exceeded" in r.error["message"] for r in records)

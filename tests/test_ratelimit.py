@@ -149,3 +149,35 @@ def test_the_next_turn_waits_for_the_previous_departure():
     first.departed()
     thread.join(2)
     assert started and started[0] <= 0.02
+
+
+def test_with_no_declared_limit_the_servers_remaining_count_is_spent_then_waited_out():
+    lim, clock = limiter()
+    lim.observe({"x-ratelimit-remaining-requests": "2", "x-ratelimit-reset-requests": "1.5s"})
+    assert [lim.acquire().waited for _ in range(3)] == [0, 0, pytest.approx(1.5)]
+    assert lim.acquire().waited == 0  # after the reset the budget is unknown until the next answer
+
+
+def test_requests_in_flight_are_taken_off_the_servers_remaining_count():
+    lim, clock = limiter()
+    in_flight = [lim.acquire() for _ in range(3)]
+    done = in_flight.pop()
+    done.finished()
+    # Two requests are still out: the server may not have counted them in its "3 remaining".
+    lim.observe({"x-ratelimit-remaining-requests": "3", "x-ratelimit-reset-requests": "2s"})
+    assert [lim.acquire().waited for _ in range(2)] == [0, pytest.approx(2.0)]
+
+
+def test_the_servers_token_budget_counts_each_requests_estimate():
+    lim, clock = limiter()
+    lim.observe({"x-ratelimit-remaining-tokens": "500", "x-ratelimit-reset-tokens": "6s"})
+    assert lim.acquire(300).waited == 0
+    assert lim.acquire(300).waited == pytest.approx(6.0)  # 200 left: not enough for 300
+
+
+def test_a_declared_limit_is_paced_not_paused_by_the_servers_spent_budget():
+    lim, clock = limiter(rpm=60)
+    lim.acquire().finished()
+    lim.observe({"x-ratelimit-limit-requests": "60", "x-ratelimit-remaining-requests": "0",
+                 "x-ratelimit-reset-requests": "59s"})
+    assert lim.acquire().waited == pytest.approx(1.0 * (1 + MARGIN))  # its turn under rpm, not the reset
