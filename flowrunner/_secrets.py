@@ -52,6 +52,38 @@ def redact(text: str) -> str:
     return text
 
 
+def split_unsure(text: str) -> tuple[str, str]:
+    """(`text` redacted, less its tail; that tail): the tail is what could be the start of a secret
+    cut off at the end of `text`, to be held back until more text shows whether it is one."""
+    text = redact(text)
+    if not _secrets:
+        return text, ""
+    with _lock:
+        values = list(_secrets)
+    hold = max((n for value in values for n in range(min(len(value) - 1, len(text)), 0, -1)
+                if text.endswith(value[:n])), default=0)
+    return text[:len(text) - hold], text[len(text) - hold:]
+
+
+class StreamRedactor:
+    """Redacts text that arrives in pieces (a streamed answer shown live): a secret may be split
+    between two pieces, so the tail that could be the start of one is held back until the next piece
+    shows whether it is (`feed`), or the stream ends (`flush`)."""
+
+    def __init__(self) -> None:
+        self._pending = ""
+
+    def feed(self, text: str) -> str:
+        """What of the text so far can be shown now, redacted."""
+        shown, self._pending = split_unsure(self._pending + text)
+        return shown
+
+    def flush(self) -> str:
+        """The held-back rest, once the stream has ended (it was not a secret after all)."""
+        rest, self._pending = self._pending, ""
+        return redact(rest)
+
+
 def redact_data(data: Any) -> Any:
     """A copy of JSON-like data (dicts, lists, strings) with secrets redacted in every string, keys included."""
     if not _secrets:

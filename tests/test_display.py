@@ -51,3 +51,19 @@ def test_retries_are_shown_even_when_calls_are_not(capsys):
     display(Event("call", "a", 1, call=CallRecord(id=None, name="f", arguments={})))
     display(Event("retry", "a", 1, attempt=AttemptRecord(status=503, message="HTTP 503: busy", slept=1.5)))
     assert capsys.readouterr().err == "  [a] retrying in 1.5s after HTTP 503: busy\n"
+
+
+def test_a_secret_streamed_in_pieces_never_reaches_the_screen():
+    from flowrunner._secrets import register
+
+    register("sk-live-0123456789", "OPENAI_API_KEY")
+    out, err = io.StringIO(), Terminal()
+    display = Display(stream_to=out, err=err)
+    for piece in ("Your key: sk-li", "ve-01234", "56789. Bye"):
+        display(Event("delta", "answer", 1, text=piece))
+    for piece in ('{"key": "sk-live-0', '123456789"}'):
+        display(Event("delta", "answer", 1, text=piece, tool="lookup"))
+    display.finish()
+    assert out.getvalue() == "Your key: [redacted:OPENAI_API_KEY]. Bye\n"
+    assert display.shown == ["Your key: [redacted:OPENAI_API_KEY]. Bye"]  # as the record has it: not printed twice
+    assert "sk-live-0" not in err.getvalue() and "[redacted:OPENAI_API_KEY]" in err.getvalue()

@@ -9,7 +9,7 @@ import pytest
 
 from flowrunner import Engine, FunctionTransport, TemplateError
 from flowrunner._cli import main
-from flowrunner._secrets import forget_all, redact, redact_data, register
+from flowrunner._secrets import StreamRedactor, forget_all, redact, redact_data, register, split_unsure
 
 TOKEN = "tok-4242-very-secret"
 KEY = "sk-test-0123456789abcdef"
@@ -122,3 +122,23 @@ def test_templates_cannot_reach_the_environment_or_files(make_flow, monkeypatch,
     record = Engine(FunctionTransport(lambda r: pytest.fail(f"sent: {r}"))).run(flow)
     assert record.status == "failed"
     assert TOKEN not in json.dumps(record.to_dict()) and "root:" not in json.dumps(record.to_dict())
+
+
+def test_a_secret_split_between_streamed_pieces_is_still_redacted():
+    register("sk-live-0123456789", "OPENAI_API_KEY")
+    text = "the key is sk-live-0123456789, and sk-live is its prefix; sk-"
+    for cut in range(1, len(text)):
+        for second in range(cut + 1, len(text) + 1):
+            stream = StreamRedactor()
+            shown = [stream.feed(text[:cut]), stream.feed(text[cut:second]), stream.feed(text[second:]), stream.flush()]
+            assert "".join(shown) == redact(text), (cut, second)
+            assert "sk-live-0123456789" not in "".join(shown)
+
+
+def test_only_a_possible_start_of_a_secret_is_held_back():
+    register("sk-live-0123456789", "OPENAI_API_KEY")
+    stream = StreamRedactor()
+    assert stream.feed("Hello, wor") == "Hello, wor"  # nothing here could begin the key
+    assert stream.feed("ld: sk-li") == "ld: "
+    assert stream.feed("on") == "sk-lion"
+    assert split_unsure("a secret: sk-live-01") == ("a secret: ", "sk-live-01")

@@ -10,11 +10,12 @@ import shutil
 import sys
 from typing import Any, TextIO
 
-from ._common import clip, redact, show_call, show_retry
+from .._secrets import StreamRedactor, split_unsure
+from ._common import clip, show_call, show_retry
 
 
 class Display:
-    """An engine event handler for the CLI; `shown` holds the streamed answers already on screen."""
+    """An engine event handler for the CLI; `shown` holds the streamed answers already on screen (redacted)."""
 
     def __init__(self, *, stream_to: TextIO | None, calls: bool = True, err: TextIO | None = None):
         self.stream_to = stream_to
@@ -22,6 +23,7 @@ class Display:
         self.err = err or sys.stderr
         self.shown: list[str] = []
         self._text: list[str] = []
+        self._redactor = StreamRedactor()  # a secret may arrive split across two pieces
         self._arguments: dict[str, str] = {}
         self._live_line = self.err.isatty()
 
@@ -38,7 +40,9 @@ class Display:
     def finish(self) -> None:
         """End a streamed answer's line (and forget a streamed call's live line)."""
         if self._text and self.stream_to is not None:
-            self.stream_to.write("\n")
+            rest = self._redactor.flush()
+            self._text.append(rest)
+            self.stream_to.write(rest + "\n")
             self.stream_to.flush()
             self.shown.append("".join(self._text))
         self._text = []
@@ -50,8 +54,9 @@ class Display:
     def _delta(self, event: Any) -> None:
         if event.tool is None:
             if self.stream_to is not None:
-                self._text.append(event.text)
-                self.stream_to.write(redact(event.text))
+                shown = self._redactor.feed(event.text)
+                self._text.append(shown)
+                self.stream_to.write(shown)
                 self.stream_to.flush()
             return
         if not (self.calls and self._live_line):
@@ -59,5 +64,6 @@ class Display:
         self._arguments[event.tool] = self._arguments.get(event.tool, "") + event.text
         width = shutil.get_terminal_size().columns - 1
         line = f"  [{event.step}] {event.tool}({self._arguments[event.tool]}"
-        self.err.write("\r\x1b[K" + clip(redact(line.replace("\n", " ")), max(width, 20)))
+        shown, _ = split_unsure(line.replace("\n", " "))  # not the start of a secret yet to come
+        self.err.write("\r\x1b[K" + clip(shown, max(width, 20)))
         self.err.flush()
