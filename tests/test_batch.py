@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shlex
 import signal
 import subprocess
@@ -297,6 +298,33 @@ def test_ctrl_c_stops_cleanly_and_prints_the_command_that_resumes(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     keys = [r["key"] for r in results(out)]
     assert len(keys) == 40 == len(set(keys))
+
+
+@pytest.mark.server
+def test_a_second_ctrl_c_abandons_the_runs_in_flight_and_resume_redoes_them(tmp_path):
+    inputs, out = many_inputs(tmp_path, 12), tmp_path / "out.jsonl"
+    with SlowServer(0.4) as server:  # a run is two requests: 0.8 s
+        args = ["batch", "flows/weather.yaml", "--inputs", str(inputs), "--out", str(out),
+                "--base-url", server.base_url, "--concurrency", "3"]
+        process = flowrun(*args)
+        wait_for_lines(out, 3, process)
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.1)  # the runs in flight need up to 0.8 s more
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=30)
+        assert process.returncode == 130, stderr
+        abandoned = re.search(r"interrupted; (\d+) runs? in flight abandoned; finish the batch with:", stderr)
+        assert abandoned and 1 <= int(abandoned.group(1)) <= 3, stderr
+        assert "Traceback" not in stderr
+        done = results(out)  # whole lines only: the abandoned runs wrote nothing, not half a line
+        assert 3 <= len(done) < 12
+        server.latency = 0.0
+        process = flowrun(*args, "--resume")
+        stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert f"{len(done)} skipped" in stdout
+    keys = [r["key"] for r in results(out)]
+    assert len(keys) == 12 == len(set(keys))
 
 
 def test_batch_usage_errors_exit_2(tmp_path):
