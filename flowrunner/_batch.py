@@ -6,6 +6,10 @@ the inputs lazily into a small queue, `concurrency` daemon workers run them, and
 thread waits, reports progress through `on_progress` and handles Ctrl-C: the first stops taking
 inputs and lets the runs in flight finish, a second abandons them (their results are dropped,
 never half-written). Results are written in the order runs end, not the order of the inputs.
+
+A failure of the account rather than of an input (a bad key, a used-up quota or daily limit) stops
+the batch the same way, without writing that input down as failed: `--resume` runs it once the
+account is fixed, instead of every remaining input failing alike.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from ._engine import Engine, Event, EventHandler
 from ._exceptions import ConfigError, InputError, UsageError
 from ._model import Flow
 from ._record import add_usage
+from ._retry import halts_everything
+from ._secrets import redact
 
 _DONE = object()  # tells a worker there is nothing more
 
@@ -67,6 +73,8 @@ class BatchSummary:
     abandoned: int
     """Runs in flight that were given up on a second Ctrl-C; `--resume` redoes them."""
     cut_torn_line: bool
+    halted: BaseException | None = None
+    """The account-level failure that stopped the batch (see the module docstring), if one did."""
 
 
 ProgressHandler = Callable[[BatchProgress], None]
@@ -106,6 +114,7 @@ class BatchRunner:
         self._lock = threading.Lock()
         self._tally = _Tally()
         self._fatal: BaseException | None = None
+        self._halted: BaseException | None = None
         self._started = 0.0
         self._total = 0
 
@@ -142,7 +151,8 @@ class BatchRunner:
             self.engine.on_event = chained
         if self._fatal is not None:
             raise self._fatal
-        return BatchSummary(self._progress(), dict(self._tally.usage), interrupted, abandoned, cut_torn_line)
+        return BatchSummary(self._progress(), dict(self._tally.usage), interrupted and self._halted is None,
+                            abandoned, cut_torn_line, self._halted)
 
     def _wait(self, writer: ResultWriter) -> tuple[bool, int]:
         """Report progress until the workers are done; Ctrl-C once stops, twice abandons."""
@@ -205,12 +215,17 @@ class BatchRunner:
             with self._lock:
                 self._tally.in_flight += 1
             try:
-                result, usage = self._run_one(item)
+                outcome = self._run_one(item)
             except BaseException as exc:  # noqa: BLE001 - e.g. no model: every run would fail alike
                 with self._lock:
                     self._tally.in_flight -= 1
                 self._fail(exc)
                 continue
+            if outcome is None:  # the account failed, not the input: not written, --resume runs it
+                with self._lock:
+                    self._tally.in_flight -= 1
+                continue
+            result, usage = outcome
             written = writer.write(result)
             with self._lock:
                 self._tally.in_flight -= 1
@@ -221,12 +236,12 @@ class BatchRunner:
                         self._tally.failed += 1
                     add_usage(self._tally.usage, usage)
 
-    def _run_one(self, item: InputLine) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        """One input's result line and its token usage."""
+    def _run_one(self, item: InputLine) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+        """One input's result line and its token usage; None if the batch halts on this run's failure."""
         result: dict[str, Any] = {"key": item.key, "line": item.line, "input": item.value, "status": "failed",
                                   "outputs": None, "usage": None, "error": None}
         if item.problem is not None:
-            result["error"] = {"type": "InputError", "message": item.problem, "step": None}
+            result["error"] = {"type": "InputError", "message": redact(item.problem), "step": None}
             return result, None
         values = item.value
         if "id" in values and "id" not in self.flow.inputs:
@@ -234,13 +249,18 @@ class BatchRunner:
         try:
             record = self.engine.run(self.flow, values)
         except InputError as exc:
-            result["error"] = {"type": "InputError", "message": f"line {item.line}: {exc}", "step": None}
+            result["error"] = {"type": "InputError", "message": redact(f"line {item.line}: {exc}"), "step": None}
             return result, None
         except UsageError:
             raise  # a problem of the flow or the setup, not of this input
         except Exception as exc:  # noqa: BLE001 - one input's surprise must not cost the others
-            result["error"] = {"type": type(exc).__name__, "message": str(exc), "step": None}
+            result["error"] = {"type": type(exc).__name__, "message": redact(str(exc)), "step": None}
             return result, None
+        if halts_everything(record.exception):
+            with self._lock:
+                self._halted = self._halted or record.exception
+            self.stop()
+            return None
         result.update(status=record.status, outputs=record.outputs if record.status == "succeeded" else None,
                       usage=record.usage, error=record.error)
         if self.full_record:

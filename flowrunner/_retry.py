@@ -92,6 +92,18 @@ def hopeless(error: RunError) -> str | None:
     return None
 
 
+def halts_everything(error: BaseException | None) -> bool:
+    """Whether a failure is the account's or the key's, not the request's: a bad key (401), a used-up
+    quota or daily limit. Every other request would fail alike now, so a batch stops rather than
+    writing each of its inputs down as failed."""
+    if isinstance(error, RateLimitError):
+        return True  # the client-side daily limit
+    if not isinstance(error, APIError):
+        return False
+    return error.status == 401 or (error.status == 429 and bool(hopeless(error))
+                                   and "request too large" not in str(error).lower())
+
+
 def server_delay(error: APIError, now: float | None = None) -> float | None:
     """The wait the server asked for, in seconds: `retry-after-ms`, `retry-after`, or a 429's reset headers."""
     headers = error.headers

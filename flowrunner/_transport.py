@@ -8,6 +8,7 @@ its exceptions into flowrunner's in this one place. `FunctionTransport` serves u
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 from dataclasses import dataclass, field
@@ -143,8 +144,9 @@ class OpenAITransport:
     """Requests through the official `openai` SDK, to OpenAI or any compatible server."""
 
     def __init__(self, *, base_url: str | None = None, api_key: str | None = None, timeout: float = 600.0):
+        """`api_key` defaults to $OPENAI_API_KEY, as the SDK's does; `base_url` to OpenAI's."""
         self.base_url = base_url
-        self._api_key = api_key
+        self._api_key = api_key = api_key or os.environ.get("OPENAI_API_KEY") or None
         register(api_key, "OPENAI_API_KEY")  # never in a record, an error or a cassette
         self.timeout = timeout
         self._client: Any = None

@@ -403,3 +403,55 @@ def test_a_batch_with_no_declared_limit_adapts_to_the_servers_headers_and_429s(m
     # It follows the server: a spent budget (remaining 0) or a 429 pauses every worker until the reset,
     # rather than each worker retrying on its own and most of the 30 requests being refused.
     assert stats.rejected < 8, stats
+
+
+def test_a_used_up_daily_limit_stops_the_batch_and_resume_finishes_it(make_flow, tmp_path):
+    from flowrunner._exceptions import RateLimitError
+    from flowrunner._ratelimit import RateLimiter
+
+    flow = make_flow(FLOW.replace("model: m\n", "model: m\nrate_limit: {rpd: 3}\n"))
+    inputs, out = inputs_file(tmp_path / "in.jsonl", [f"q{i}" for i in range(7)]), tmp_path / "out.jsonl"
+    summary = BatchRunner(Engine(FunctionTransport(echo), limiter=RateLimiter()), flow, inputs, out,
+                          concurrency=1).run()
+    assert isinstance(summary.halted, RateLimitError) and "daily request limit (rpd=3)" in str(summary.halted)
+    assert not summary.interrupted
+    # The input that met the limit is not written down as failed, nor are the ones after it.
+    assert [r["key"] for r in results(out)] == ["q0", "q1", "q2"]
+    # A new day (here: a new limiter): --resume goes on where the batch stopped.
+    summary = BatchRunner(Engine(FunctionTransport(echo), limiter=RateLimiter()), flow, inputs, out,
+                          concurrency=1, resume=True).run()
+    assert summary.halted is not None and summary.progress.skipped == 3
+    summary = BatchRunner(Engine(FunctionTransport(echo), limiter=RateLimiter()), flow, inputs, out,
+                          concurrency=1, resume=True).run()
+    assert summary.halted is None and summary.progress.succeeded == 1
+    assert sorted(r["key"] for r in results(out)) == [f"q{i}" for i in range(7)]
+    assert all(r["status"] == "succeeded" for r in results(out))
+
+
+@pytest.mark.server
+def test_a_bad_key_stops_the_batch_with_nothing_written_and_says_how_to_finish(tmp_path):
+    inputs, out = many_inputs(tmp_path, 20), tmp_path / "out.jsonl"
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_BASE_URL"}
+    with ChatServer(api_key="sk-the-right-key") as server:
+        args = ["batch", "flows/weather.yaml", "--inputs", str(inputs), "--out", str(out),
+                "--base-url", server.base_url, "--concurrency", "2", "--rate-limit", "rpm=600"]
+        process = subprocess.run([sys.executable, "-m", "flowrunner._cli", *args], cwd=ROOT, capture_output=True,
+                                 text=True, timeout=60, env={**env, "OPENAI_API_KEY": "sk-a-wrong-key-0000"})
+        asked = len(server.requests)
+    assert process.returncode == 1, process.stderr
+    assert process.stdout.startswith("batch stopped: 0 succeeded, 0 failed")
+    assert "HTTP 401" in process.stderr and "OPENAI_API_KEY" in process.stderr and "Traceback" not in process.stderr
+    assert "sk-a-wrong-key-0000" not in process.stderr + process.stdout
+    command = process.stderr.split("finish it with:\n", 1)[1].strip()
+    assert "--resume" in command and "--rate-limit rpm=600" in command
+    assert out.read_text() == "" and asked <= 2  # the runs in flight at most, not one request per input
+
+
+def test_a_secret_in_an_inputs_error_stays_out_of_the_results(make_flow, tmp_path, monkeypatch):
+    monkeypatch.setenv("MY_SECRET_TOKEN", "tok-very-secret-99")
+    flow = make_flow(FLOW.replace("  question: {type: string}\n",
+                                  "  question: {type: string}\n  token: {type: integer, env: MY_SECRET_TOKEN}\n"))
+    inputs, out = inputs_file(tmp_path / "in.jsonl", ["q"]), tmp_path / "out.jsonl"
+    run_batch(flow, inputs, out)
+    text = out.read_text()
+    assert "tok-very-secret-99" not in text and "[redacted:MY_SECRET_TOKEN]" in text

@@ -132,3 +132,22 @@ def test_one_attempt_means_no_retry_and_no_note():
     error = api_error(500, message="oops")
     result, attempts, _ = run([error], RetryPolicy(max_attempts=1))
     assert result is error and str(error) == "HTTP 500: oops" and len(attempts) == 1
+
+
+@pytest.mark.parametrize("error, halts", [
+    (api_error(401, "invalid_api_key"), True),
+    (api_error(429, "insufficient_quota", "You exceeded your current quota"), True),
+    (api_error(429, "rate_limit_exceeded", "Rate limit reached for requests per day (RPD): Limit 200"), True),
+    (api_error(429, "rate_limit_exceeded", "Request too large for gpt-4 on tokens per min (TPM)"), False),
+    (api_error(429, "rate_limit_exceeded", "Rate limit reached for requests per min (RPM)"), False),
+    (api_error(400, "invalid_value"), False),
+    (api_error(500), False),
+    (APIConnectionError("refused"), False),
+])
+def test_what_halts_a_whole_batch(error, halts):
+    from flowrunner._exceptions import RateLimitError
+    from flowrunner._retry import halts_everything
+
+    assert halts_everything(error) is halts
+    assert halts_everything(RateLimitError("the daily request limit (rpd=3) is used up")) is True
+    assert halts_everything(None) is False

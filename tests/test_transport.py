@@ -122,3 +122,14 @@ def test_warm_leaves_the_first_request_no_sdk_module_to_import():
     done = subprocess.run([sys.executable, "-c", WARM_THEN_ASK], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_the_key_comes_from_openai_api_key_and_is_a_secret(monkeypatch):
+    from flowrunner._secrets import redact
+    from flowrunner.testing import ChatServer
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-from-the-environment")
+    with ChatServer(api_key="sk-test-from-the-environment") as server, \
+            OpenAITransport(base_url=server.base_url) as transport:  # as the SDK does: no key argument needed
+        assert transport.complete(REQUEST).content
+    assert redact("key sk-test-from-the-environment") == "key [redacted:OPENAI_API_KEY]"

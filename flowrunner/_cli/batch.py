@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_run_options, connection, count, seconds
+from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_run_options, connection, count, redact, seconds
 
 if TYPE_CHECKING:
     from .._batch import BatchProgress, BatchSummary
@@ -86,6 +86,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
         print(f"{args.out}: its last line was torn (a kill during a write) and was cut; that input was rerun",
               file=sys.stderr)
     print_summary(summary, args)
+    if summary.halted is not None:
+        return EXIT_FAILED
     if summary.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if summary.progress.failed else EXIT_OK
@@ -152,14 +154,17 @@ def duration(value: float | None) -> str:
 def print_summary(summary: BatchSummary, args: argparse.Namespace) -> None:
     p = summary.progress
     usage = summary.usage
-    head = "batch interrupted" if summary.interrupted else "batch finished"
+    head = "batch stopped" if summary.halted else "batch interrupted" if summary.interrupted else "batch finished"
     skipped = f", {p.skipped} skipped (already in {args.out})" if p.skipped else ""
     print(f"{head}: {p.succeeded} succeeded, {p.failed} failed{skipped}")
     print(f"  {count(p.requests, 'request')}, {usage.get('total_tokens', 0):,} tokens "
           f"({usage.get('prompt_tokens', 0):,} prompt, {usage.get('completion_tokens', 0):,} completion), "
           f"{p.elapsed:.1f} s, {p.rate:.1f} runs/s")
     print(f"  results: {args.out}")
-    if summary.interrupted:
+    if summary.halted is not None:
+        print(f"error: {redact(str(summary.halted))}\nthe batch stopped: the other inputs would fail alike. "
+              f"Once that is fixed, finish it with:\n  {resume_command(args)}", file=sys.stderr)
+    elif summary.interrupted:
         abandoned = f"; {count(summary.abandoned, 'run')} in flight abandoned" if summary.abandoned else ""
         print(f"interrupted{abandoned}; finish the batch with:\n  {resume_command(args)}", file=sys.stderr)
     elif p.failed:
@@ -173,7 +178,8 @@ def resume_command(args: argparse.Namespace, *, retry_failed: bool = False) -> s
     if args.concurrency != 8:
         words += ["--concurrency", str(args.concurrency)]
     for flag, value in (("--model", args.model), ("--base-url", args.base_url), ("--cassette", args.cassette),
-                        ("--record-mode", args.record_mode)):
+                        ("--record-mode", args.record_mode),
+                        ("--rate-limit", args.rate_limit and str(args.rate_limit).replace(" ", ""))):
         if value is not None:
             words += [flag, str(value)]
     if args.timeout != 600.0:
