@@ -7,12 +7,13 @@ been paid for at `tpm/60` tokens a second. A request's tokens are estimated befo
 corrected by the response's `usage`. A 429 pauses everyone for the server's delay. A used-up daily
 limit (`rpd`) ends the run with RateLimitError instead of a day-long sleep.
 
-With no declared limit of a kind (requests or tokens), the server's `x-ratelimit-remaining-*` and
-`reset-*` headers set the budget: the remaining count, less what is still in flight (the server
-may not have counted those yet), is spent by the requests that follow, and when it runs out
-everyone waits for the reset. A declared limit ignores that budget: paced at it, the server's
-window is full after nearly every request by design, and its reset (the time until the whole
-budget is back) would idle the run for nothing.
+With no declared limit of a kind (requests or tokens), or one above what the server states in
+`x-ratelimit-limit-*`, the server's `x-ratelimit-remaining-*` and `reset-*` headers set the budget:
+the remaining count, less what is still in flight (the server may not have counted those yet), is
+spent by the requests that follow, and when it runs out everyone waits for the reset. A declared
+limit within the server's ignores that budget: paced at it, the server's window is full after
+nearly every request by design, and its reset (the time until the whole budget is back) would idle
+the run for nothing.
 
 Pacing counts from when a request really leaves, not from when it was allowed to: `acquire` returns
 a Ticket, and the next request's turn waits for that ticket's `departed()` (the transport calls it
@@ -212,7 +213,8 @@ class RateLimiter:
 
     def observe(self, headers: dict[str, str], *, rate_limited: float | None = None) -> None:
         """Follow the server's view: pause everyone after a 429 (`rate_limited`: the server's delay),
-        and take the budget it reports for each kind with no declared limit (see the module docstring).
+        and take the budget it reports for each kind with no declared limit, or a declared one above
+        the limit it states (see the module docstring).
 
         Call it after the request's ticket is `finished()`, so that the request is no longer counted
         as in flight: the server has counted it in what it says is remaining.
@@ -224,7 +226,10 @@ class RateLimiter:
             for kind, declared in (("requests", self.limit.rpm), ("tokens", self.limit.tpm)):
                 remaining = headers.get(f"x-ratelimit-remaining-{kind}", "").strip()
                 reset = parse_go_duration(headers.get(f"x-ratelimit-reset-{kind}", ""))
-                if declared or not remaining.isdigit() or reset is None:
+                stated = headers.get(f"x-ratelimit-limit-{kind}", "").strip()
+                if declared and not (stated.isdigit() and int(stated) < declared):
+                    continue  # our pacing keeps within the server's limit
+                if not remaining.isdigit() or reset is None:
                     continue
                 # Requests still in flight may not be in the server's count yet: assume they are not.
                 self._budgets[kind] = _Budget(int(remaining) - self._in_flight[kind], now + reset)

@@ -258,14 +258,34 @@ def test_a_flow_at_the_servers_rpm_gets_no_429(make_flow):
     assert stats.most_in(1.0) <= 10
 
 
-def test_paced_at_a_limit_above_the_servers_the_same_runs_trip_429s(make_flow):
-    # The control for the test above: the same runs declaring ten times the server's limit are refused.
-    # (A declared limit is paced and not paused by the server's spent budget: see the limiter.)
-    with ChatServer(limits=Limits(rpm=600, window=1.0)) as server:
-        records = run_many(make_flow(LIMITED.replace("rpm: 600", "rpm: 6000")), server, runs=25, threads=4)
+def test_the_same_requests_unpaced_trip_429s():
+    # The control for the test above: the server does refuse 25 requests sent as fast as 4 threads can.
+    import openai
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ChatServer(limits=Limits(rpm=600, window=1.0)) as server, \
+            openai.OpenAI(base_url=server.base_url, api_key="test", max_retries=0) as client:
+        def ask(_: int) -> Any:
+            try:
+                return client.chat.completions.create(model="gpt-4o-mini",
+                                                      messages=[{"role": "user", "content": "Hello there"}])
+            except openai.RateLimitError as exc:
+                return exc
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(ask, range(25)))
         stats = server.stats
-    assert stats.rejected > 0
-    assert any(r.status == "failed" and "HTTP 429 rate_limit_exceeded" in r.error["message"] for r in records)
+    assert stats.rejected > 0 and sum(isinstance(a, openai.RateLimitError) for a in answers) == stats.rejected
+
+
+def test_a_declared_limit_above_the_servers_follows_the_servers_budget(make_flow):
+    # Declared 10x too high: paced at 100/s the runs would trip 429s; the server's stated limit and
+    # remaining count hold them back instead.
+    with ChatServer(limits=Limits(rpm=600, window=1.0)) as server:
+        records = run_many(make_flow(LIMITED.replace("rpm: 600", "rpm: 6000").replace(
+            "max_attempts: 1", "max_attempts: 4")), server, runs=25, threads=4)
+        stats = server.stats
+    assert [r.status for r in records] == ["succeeded"] * 25
+    assert stats.rejected <= 4, stats.rejected_429  # only requests already on their way as the budget ran out
 
 
 def test_without_a_declared_limit_429s_are_waited_out(make_flow):

@@ -181,3 +181,13 @@ def test_a_declared_limit_is_paced_not_paused_by_the_servers_spent_budget():
     lim.observe({"x-ratelimit-limit-requests": "60", "x-ratelimit-remaining-requests": "0",
                  "x-ratelimit-reset-requests": "59s"})
     assert lim.acquire().waited == pytest.approx(1.0 * (1 + MARGIN))  # its turn under rpm, not the reset
+
+
+def test_a_declared_limit_above_the_servers_stated_one_follows_the_servers_budget():
+    lim, clock = limiter(rpm=6000)  # the account really has 600
+    lim.acquire().finished()
+    lim.observe({"x-ratelimit-limit-requests": "600", "x-ratelimit-remaining-requests": "1",
+                 "x-ratelimit-reset-requests": "3s"})
+    first, second = lim.acquire(), lim.acquire()
+    assert first.waited == pytest.approx(0.01 * (1 + MARGIN))  # paced as declared while the budget lasts
+    assert clock.now - 1000 == pytest.approx(3.0)  # then the server's reset
