@@ -135,6 +135,9 @@ def test_invalid_flow_exits_2_with_location_and_no_traceback(tmp_path):
     (["flows/weather.yaml", "--record-mode", "none", "--cassette", "nowhere.yaml"], "does not exist"),
     (["flows/hello.yaml", "--timeout", "-1"], "expected a positive number of seconds"),
     (["flows/hello.yaml", "--timeout", "soon"], "expected a positive number of seconds"),
+    (["flows/hello.yaml", "--rate-limit", "rpm=0"], "argument --rate-limit: 'rpm=0': rpm must be at least 1"),
+    (["flows/hello.yaml", "--rate-limit", "rpx=3"],
+     "argument --rate-limit: 'rpx=3': expected rpm=N, rpd=N or tpm=N (comma-separated)"),
 ])
 def test_usage_errors_exit_2(args, message):
     done = flowrun(*args)

@@ -295,3 +295,37 @@ def test_the_cli_says_each_retry_on_stderr(chat_server, make_flow, capsys, monke
     out, err = capsys.readouterr()
     assert out == "Sunny.\n"
     assert err.startswith("  [answer] retrying in 10ms after HTTP 429 rate_limit_exceeded: Rate limit reached")
+
+
+# -- --rate-limit on the command line -------------------------------------------------------------------
+
+TWELVE_STEPS = "    name: twelve\n    model: gpt-4o-mini\n    retry: {max_attempts: 1}\n    steps:\n" + "".join(
+    f"      - id: s{i}\n        messages: [{{role: user, content: \"Hello number {i}\"}}]\n" for i in range(12))
+
+
+def test_the_cli_rate_limit_paces_a_flow_that_declares_none(make_flow, capsys, monkeypatch):
+    # 12 sequential requests against 600 RPM enforced as 10 in any second: paced at --rate-limit rpm=600.
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    flow = make_flow(TWELVE_STEPS)
+    with ChatServer(limits=Limits(rpm=600, window=1.0)) as server:
+        code = main(["run", str(flow.path), "--base-url", server.base_url, "--rate-limit", "rpm=600", "--quiet"])
+        stats = server.stats
+    assert code == 0, capsys.readouterr().err
+    assert stats.accepted == 12 and stats.rejected == 0
+    assert stats.most_in(1.0) <= 10
+    gaps = [b - a for a, b in zip(stats.accepted_at, stats.accepted_at[1:])]
+    assert min(gaps) >= 0.09  # 60/600 s apart (less a little for clocks): the override is what paced them
+
+
+def test_the_cli_rate_limit_above_the_servers_trips_a_429(make_flow, capsys, monkeypatch):
+    # The control for the test above: the same flow at --rate-limit rpm=6000 goes ten times too fast.
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    flow = make_flow(TWELVE_STEPS)
+    with ChatServer(limits=Limits(rpm=600, window=1.0)) as server:
+        code = main(["run", str(flow.path), "--base-url", server.base_url, "--rate-limit", "rpm=6000", "--quiet"])
+        stats = server.stats
+    err = capsys.readouterr().err
+    assert stats.rejected >= 1
+    assert code == 1 and "HTTP 429 rate_limit_exceeded" in err
+    gaps = [b - a for a, b in zip(stats.accepted_at, stats.accepted_at[1:])]
+    assert min(gaps) < 0.1
