@@ -188,3 +188,23 @@ def test_json_stdout_holds_only_the_record_even_when_a_function_prints(tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["status"] == "succeeded"
     assert "debugging Boston" in done.stderr
+
+
+def test_the_shipped_batch_example_prints_the_whole_summary(tmp_path):
+    import re
+
+    out = tmp_path / "weather.results.jsonl"
+    done = flowrun("batch", "flows/weather.yaml", "--inputs", "flows/data/weather.jsonl", "--out", str(out),
+                   "--cassette", "flows/cassettes/weather.batch.yaml")
+    assert done.returncode == 0, done.stderr
+    first, figures, results = done.stdout.splitlines()
+    assert first == "batch finished: 8 succeeded, 0 failed"
+    assert re.fullmatch(r"  15 requests, 1,230 tokens \(1,115 prompt, 115 completion\), \d+\.\d s, \d+\.\d runs/s",
+                        figures), figures
+    assert results == f"  results: {out}"
+    # The summary's figures are the sums of what the results file says of each run.
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["status"] for r in lines] == ["succeeded"] * 8
+    assert [sum(r["usage"][k] for r in lines) for k in ("total_tokens", "prompt_tokens", "completion_tokens")] == \
+        [1230, 1115, 115]
+    assert "rerun the failures" not in done.stderr and "Traceback" not in done.stderr
