@@ -90,3 +90,73 @@ def test_writer_appends_whole_lines_from_many_threads_and_drops_writes_after_clo
     records = [json.loads(line) for line in lines]
     assert {r["key"] for r in records[1:]} == {f"{n}-{i}" for n in range(4) for i in range(50)}
     assert all(r.get("text", big) == big for r in records)
+
+
+@pytest.fixture
+def fsyncs(monkeypatch):
+    """os.fsync counted (and still done): each call notes how many lines the writer had written by then."""
+    import os
+
+    calls: list[int] = []
+    real = os.fsync
+    writers: list[ResultWriter] = []
+
+    def fsync(fd):
+        calls.append(writers[0].written if writers else -1)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return calls, writers
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """A fake clock for ResultWriter: `clock[0]` is what time.monotonic() says in flowrunner._batchio."""
+    import types
+
+    import flowrunner._batchio as batchio
+
+    now = [1000.0]
+    monkeypatch.setattr(batchio, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+    return now
+
+
+def test_writer_fsyncs_every_sync_every_lines_and_at_close(tmp_path, fsyncs, clock):
+    calls, writers = fsyncs
+    writer = ResultWriter(tmp_path / "out.jsonl", sync_every=7, sync_seconds=60)
+    writers.append(writer)
+    for i in range(20):
+        writer.write({"key": str(i), "status": "succeeded"})
+        clock[0] += 0.1  # 2 s in all: far from sync_seconds
+    assert calls == [7, 14]
+    writer.close()
+    assert calls == [7, 14, 20]
+    writer.close()  # closing twice syncs nothing more
+    assert calls == [7, 14, 20]
+
+
+def test_writer_fsyncs_a_slow_trickle_after_sync_seconds(tmp_path, fsyncs, clock):
+    calls, writers = fsyncs
+    writer = ResultWriter(tmp_path / "out.jsonl", sync_every=100, sync_seconds=2.0)
+    writers.append(writer)
+    writer.sync_if_due()
+    assert calls == []  # nothing written: nothing to sync
+    writer.write({"key": "a", "status": "succeeded"})
+    clock[0] += 1.5
+    writer.sync_if_due()
+    assert calls == []  # not due yet
+    clock[0] += 0.5
+    writer.sync_if_due()
+    assert calls == [1]  # due: sync_seconds since the writer opened
+    clock[0] += 5
+    writer.sync_if_due()
+    assert calls == [1]  # due, but nothing new to sync
+    writer.write({"key": "b", "status": "succeeded"})
+    assert calls == [1, 2]  # a write after sync_seconds syncs at once
+    clock[0] += 1
+    writer.write({"key": "c", "status": "succeeded"})
+    writer.sync_if_due()
+    assert calls == [1, 2]  # 1 s since the last sync
+    writer.close()
+    assert calls == [1, 2, 3]
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 3

@@ -135,6 +135,9 @@ def test_invalid_flow_exits_2_with_location_and_no_traceback(tmp_path):
     (["flows/weather.yaml", "--record-mode", "none", "--cassette", "nowhere.yaml"], "does not exist"),
     (["flows/hello.yaml", "--timeout", "-1"], "expected a positive number of seconds"),
     (["flows/hello.yaml", "--timeout", "soon"], "expected a positive number of seconds"),
+    (["flows/hello.yaml", "--rate-limit", "rpm=0"], "argument --rate-limit: 'rpm=0': rpm must be at least 1"),
+    (["flows/hello.yaml", "--rate-limit", "rpx=3"],
+     "argument --rate-limit: 'rpx=3': expected rpm=N, rpd=N or tpm=N (comma-separated)"),
 ])
 def test_usage_errors_exit_2(args, message):
     done = flowrun(*args)
@@ -185,3 +188,23 @@ def test_json_stdout_holds_only_the_record_even_when_a_function_prints(tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["status"] == "succeeded"
     assert "debugging Boston" in done.stderr
+
+
+def test_the_shipped_batch_example_prints_the_whole_summary(tmp_path):
+    import re
+
+    out = tmp_path / "weather.results.jsonl"
+    done = flowrun("batch", "flows/weather.yaml", "--inputs", "flows/data/weather.jsonl", "--out", str(out),
+                   "--cassette", "flows/cassettes/weather.batch.yaml")
+    assert done.returncode == 0, done.stderr
+    first, figures, results = done.stdout.splitlines()
+    assert first == "batch finished: 8 succeeded, 0 failed"
+    assert re.fullmatch(r"  15 requests, 1,230 tokens \(1,115 prompt, 115 completion\), \d+\.\d s, \d+\.\d runs/s",
+                        figures), figures
+    assert results == f"  results: {out}"
+    # The summary's figures are the sums of what the results file says of each run.
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["status"] for r in lines] == ["succeeded"] * 8
+    assert [sum(r["usage"][k] for r in lines) for k in ("total_tokens", "prompt_tokens", "completion_tokens")] == \
+        [1230, 1115, 115]
+    assert "rerun the failures" not in done.stderr and "Traceback" not in done.stderr

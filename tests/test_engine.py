@@ -477,3 +477,18 @@ def test_a_structured_answer_that_never_matches_fails_the_run(make_flow):
     assert record.error["message"].startswith("step 'extract': the answer does not match the schema")
     assert "after 1 repair request" in record.error["message"]
     assert len(transport.requests) == 2
+
+
+# -- the shared rate limiter --------------------------------------------------------------------------
+
+def test_engines_for_the_same_server_share_one_limiter_and_other_servers_get_their_own():
+    from flowrunner import OpenAITransport
+    from flowrunner._ratelimit import shared_limiter
+
+    url = "http://127.0.0.1:9/shared-limiter-test/v1"
+    first = Engine(OpenAITransport(base_url=url))
+    second = Engine(OpenAITransport(base_url=url + "/"))  # the same server, spelled with a trailing slash
+    other = Engine(OpenAITransport(base_url="http://127.0.0.1:9/another-server/v1"))
+    assert first.limiter is second.limiter is shared_limiter(url)
+    assert other.limiter is not first.limiter and other.limiter is shared_limiter("http://127.0.0.1:9/another-server/v1")
+    assert Engine(OpenAITransport()).limiter is shared_limiter("https://api.openai.com/v1")  # OpenAI's own

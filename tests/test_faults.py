@@ -4,6 +4,7 @@ does about each fault, as the run record shows it. Delays are milliseconds so th
 from __future__ import annotations
 
 import json
+import os
 import socket
 from typing import Any
 
@@ -315,3 +316,143 @@ def test_the_cli_says_each_retry_on_stderr(chat_server, make_flow, capsys, monke
     out, err = capsys.readouterr()
     assert out == "Sunny.\n"
     assert err.startswith("  [answer] retrying in 10ms after HTTP 429 rate_limit_exceeded: Rate limit reached")
+
+
+# -- --rate-limit on the command line -------------------------------------------------------------------
+
+TWELVE_STEPS = "    name: twelve\n    model: gpt-4o-mini\n    retry: {max_attempts: 1}\n    steps:\n" + "".join(
+    f"      - id: s{i}\n        messages: [{{role: user, content: \"Hello number {i}\"}}]\n" for i in range(12))
+
+
+def test_the_cli_rate_limit_paces_a_flow_that_declares_none(make_flow, capsys, monkeypatch):
+    # 12 sequential requests against 600 RPM enforced as 10 in any second: paced at --rate-limit rpm=600.
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    flow = make_flow(TWELVE_STEPS)
+    with ChatServer(limits=Limits(rpm=600, window=1.0)) as server:
+        code = main(["run", str(flow.path), "--base-url", server.base_url, "--rate-limit", "rpm=600", "--quiet"])
+        stats = server.stats
+    assert code == 0, capsys.readouterr().err
+    assert stats.accepted == 12 and stats.rejected == 0
+    assert stats.most_in(1.0) <= 10
+    gaps = [b - a for a, b in zip(stats.accepted_at, stats.accepted_at[1:])]
+    assert min(gaps) >= 0.05  # paced about 100 ms apart (with room for a busy machine); unpaced, they are ~2 ms
+
+
+def test_the_cli_rate_limit_above_the_servers_trips_a_429(make_flow, capsys, monkeypatch):
+    # The control for the test above: the same flow at --rate-limit rpm=6000 goes ten times too fast.
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    flow = make_flow(TWELVE_STEPS)
+    with ChatServer(limits=Limits(rpm=600, window=1.0)) as server:
+        code = main(["run", str(flow.path), "--base-url", server.base_url, "--rate-limit", "rpm=6000", "--quiet"])
+        stats = server.stats
+    err = capsys.readouterr().err
+    assert stats.rejected >= 1
+    assert code == 1 and "HTTP 429 rate_limit_exceeded" in err
+    gaps = [b - a for a, b in zip(stats.accepted_at, stats.accepted_at[1:])]
+    assert min(gaps) < 0.1
+
+
+# -- daily limits (rpd) --------------------------------------------------------------------------------
+
+THREE_STEPS = TWELVE_STEPS.replace("name: twelve", "name: daily\n    rate_limit: {rpd: 2}").split("      - id: s3")[0]
+
+
+def test_a_declared_daily_limit_refuses_the_third_request_at_once(make_flow, capsys, monkeypatch):
+    import time
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    flow = make_flow(THREE_STEPS)
+    assert [s.id for s in flow.steps] == ["s0", "s1", "s2"]
+    with ChatServer() as server:
+        started = time.monotonic()
+        code = main(["run", str(flow.path), "--base-url", server.base_url, "--json"])
+        elapsed = time.monotonic() - started
+        sent = len(server.requests)
+    out, err = capsys.readouterr()
+    record = json.loads(out)
+    assert code == 1 and sent == 2 and elapsed < 2
+    assert [s["status"] for s in record["steps"]] == ["succeeded", "succeeded", "failed"]
+    assert record["error"]["type"] == "RateLimitError" and record["error"]["step"] == "s2"
+    assert record["error"]["message"].startswith("the daily request limit (rpd=2) is used up: 2 requests in "
+                                                 "the last 24 hours; the next one frees up in ")
+    assert "error in step 's2': the daily request limit (rpd=2) is used up" in err
+
+
+def test_a_servers_daily_limit_429_is_not_retried(tmp_path):
+    # Two runs, each in a process of its own (a fresh client), against a server allowing 1 request a day.
+    import subprocess
+    import sys
+    import textwrap
+
+    path = tmp_path / "daily.yaml"
+    path.write_text(textwrap.dedent(TWELVE_STEPS.replace("retry: {max_attempts: 1}", "retry: {max_attempts: 5}")
+                                    .split("      - id: s1")[0]))
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    with ChatServer(limits=Limits(rpd=1)) as server:
+        runs = [subprocess.run([sys.executable, "-m", "flowrunner._cli", "run", str(path), "--base-url",
+                                server.base_url], capture_output=True, text=True, env=env, timeout=30)
+                for _ in range(2)]
+        stats, sent = server.stats, len(server.requests)
+    assert runs[0].returncode == 0, runs[0].stderr
+    assert runs[1].returncode == 1 and sent == 2
+    assert stats.accepted == 1 and stats.rejected_429["rpd"] == 1
+    err = runs[1].stderr
+    assert "HTTP 429 rate_limit_exceeded: Rate limit reached for gpt-4o-mini" in err and "(RPD)" in err
+    assert "(the daily request limit is used up: it resets in hours, not within a run)" in err
+    assert "retrying" not in err and "Traceback" not in err
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: with no declared limit, the limiter follows the server's "
+                   "x-ratelimit-*-requests budget even when its reset is a day away (a server enforcing only "
+                   "RPD describes the day in those headers): the next request sleeps ~24 h instead of ending "
+                   "the run with RateLimitError. The fix belongs in flowrunner/_ratelimit.py")
+def test_a_servers_spent_daily_budget_does_not_put_the_run_to_sleep_for_a_day(make_flow):
+    slept: list[float] = []
+    flow = make_flow(THREE_STEPS.replace("    rate_limit: {rpd: 2}\n", ""))
+    with ChatServer(limits=Limits(rpd=1)) as server, OpenAITransport(base_url=server.base_url, timeout=5) as transport:
+        # The limiter's sleep only notes the wait, so the bug shows as a number instead of a hang.
+        record = Engine(transport, limiter=RateLimiter(sleep=slept.append)).run(flow)
+    assert record.status == "failed"
+    assert max(slept, default=0.0) < 60, f"the run would have slept {max(slept):.0f} s"
+
+
+# -- billing: a 429 no wait can cure -------------------------------------------------------------------
+
+BILLING_CODES = ["insufficient_quota", "billing_hard_limit_reached", "billing_not_active", "credit_balance_exhausted",
+                 "hard_spend_limit_exceeded", "soft_spend_limit_exceeded", "spend_limit_exceeded"]
+NO_CREDIT = "Your account cannot make this request right now."  # says nothing of billing itself
+
+
+def run_refused(server: ChatServer, flow: Any, code: str, capsys: Any) -> tuple[int, str]:
+    server.enqueue(*[error(429, NO_CREDIT, code, code)] * 4)  # a retry would meet the same refusal
+    exit_code = main(["run", str(flow.path), "--base-url", server.base_url, "--quiet"])
+    return exit_code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("code", BILLING_CODES)
+def test_a_billing_429_is_one_request_and_says_why_it_is_not_retried(chat_server, flow, code, capsys, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    exit_code, err = run_refused(chat_server, flow, code, capsys)
+    assert exit_code == 1 and len(chat_server.requests) == 1
+    assert f"HTTP 429 {code}: {NO_CREDIT}" in err
+    assert "(a used-up quota is not retried: waiting does not add credit)" in err
+    assert "retrying in" not in err and "Traceback" not in err
+
+
+def test_a_billing_type_with_no_code_is_not_retried_either(chat_server, flow, capsys, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    chat_server.enqueue(*[error(429, NO_CREDIT, "insufficient_quota", None)] * 4)
+    assert main(["run", str(flow.path), "--base-url", chat_server.base_url, "--quiet"]) == 1
+    assert len(chat_server.requests) == 1
+    assert "(a used-up quota is not retried: waiting does not add credit)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("code", [pytest.param(c, marks=pytest.mark.xfail(
+    strict=True, reason="GAP: flowrunner/_transport.py's status_error gives the billing hint only for "
+    "insufficient_quota, not for the other codes flowrunner/_retry.py treats as used-up credit"))
+    if c != "insufficient_quota" else c for c in BILLING_CODES])
+def test_a_billing_429_points_at_the_billing_page(chat_server, flow, code, capsys, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    _, err = run_refused(chat_server, flow, code, capsys)
+    assert "hint: the account has no credit left: check your plan and billing details at " \
+           "https://platform.openai.com/account/billing" in err

@@ -182,3 +182,26 @@ def test_bad_answers_over_http_fail_the_run_cleanly(chat_server, make_flow, repl
     assert record.status == "failed"
     assert record.error["type"] in ("ResponseError", "APIError")
     assert "Traceback" not in record.error["message"] and record.error["message"].strip()
+
+
+BILLION_LAUGHS = "a: &a [" + ",".join(["x"] * 50) + "]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [" + ",".join([f"*{chr(97 + i)}"] * 50) + "]\n" for i in range(8))
+MERGE_LAUGHS = "a0: &a0 {x: 1}\n" + "".join(
+    f"a{i}: &a{i} {{<<: [" + ", ".join([f"*a{i - 1}"] * 50) + "]}\n" for i in range(1, 9))
+
+
+@pytest.mark.parametrize("text", [BILLION_LAUGHS, MERGE_LAUGHS], ids=["aliases", "merge-keys"])
+def test_alias_bombs_are_refused_by_validate_within_a_time_bound(tmp_path: Path, text: str) -> None:
+    # 50**9 nodes once expanded: an unbounded expansion would run for ever, so it must time out and fail
+    # here rather than hang the suite (the in-process test above has no bound of its own).
+    import subprocess
+    import sys
+
+    path = tmp_path / "bomb.yaml"
+    path.write_text(text)
+    done = subprocess.run([sys.executable, "-m", "flowrunner._cli", "validate", str(path)], capture_output=True,
+                          text=True, timeout=20)
+    assert done.returncode == 2, done.stderr
+    assert f"{path}:" in done.stderr
+    assert "error: the document expands to too many nodes (more than 100,000; YAML aliases?)" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -136,3 +137,39 @@ def test_plugin_import_is_cheap():
             "print(sorted(m for m in ('openai', 'vcr', 'jsonschema', 'jinja2') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "[]", done.stderr
+
+
+TWO_CITIES = """\
+def test_weather(flowrun):
+    boston = flowrun("flows/weather.yaml", {"question": "What's the weather in Boston?"})
+    assert "72" in boston.outputs["answer"]
+    paris = flowrun("flows/weather.yaml", {"question": "What's the weather in Paris?"})
+    assert paris.steps[0].rounds[0].calls[0].arguments["location"] == "Paris"
+"""
+
+
+@pytest.mark.server
+def test_new_episodes_replays_what_the_cassette_has_and_records_what_it_lacks(project, chat_server):
+    project.makepyfile(test_mod=TEST_MODULE)
+    project.runpytest("--record-mode", "once", "--flowrun-base-url", chat_server.base_url, "test_mod.py") \
+        .assert_outcomes(passed=1)
+    cassette = project.path / "cassettes" / "test_mod" / "test_weather.yaml"
+    old = yaml.safe_load(cassette.read_text())["interactions"]
+    boston_requests = len(chat_server.requests)
+    assert len(old) == boston_requests >= 2 and "Paris" not in cassette.read_text()
+
+    project.makepyfile(test_mod=TWO_CITIES)  # the same test now also asks for Paris: not in the cassette
+    project.runpytest("test_mod.py").assert_outcomes(failed=1)  # replay only: the Paris request is missing
+    result = project.runpytest("--record-mode", "new_episodes", "--flowrun-base-url", chat_server.base_url,
+                               "test_mod.py")
+    result.assert_outcomes(passed=1)
+    new_requests = chat_server.requests[boston_requests:]
+    assert new_requests and all("Paris" in json.dumps(r.body) for r in new_requests)  # Boston was replayed
+    interactions = yaml.safe_load(cassette.read_text())["interactions"]
+    assert interactions[:len(old)] == old  # the old recording is kept as it was
+    assert len(interactions) == len(old) + len(new_requests)
+    assert all("Paris" in json.dumps(i["request"]) for i in interactions[len(old):])
+
+    sent = len(chat_server.requests)
+    project.runpytest("test_mod.py").assert_outcomes(passed=1)  # now both replay with no server
+    assert len(chat_server.requests) == sent

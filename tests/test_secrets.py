@@ -142,3 +142,68 @@ def test_only_a_possible_start_of_a_secret_is_held_back():
     assert stream.feed("ld: sk-li") == "ld: "
     assert stream.feed("on") == "sk-lion"
     assert split_unsure("a secret: sk-live-01") == ("a secret: ", "sk-live-01")
+
+
+ECHO_FLOW = """
+    name: echo
+    model: gpt-4o-mini
+    retry: {max_attempts: 2, backoff: {initial: 1ms, max: 2ms}}
+    functions:
+      remember:
+        entry: tools:remember
+        parameters: {type: object, properties: {text: {type: string}}, required: [text]}
+    steps:
+      - id: first
+        messages: [{role: user, content: "Which key do I use?"}]
+        functions: [remember]
+      - id: second
+        messages: [{role: user, content: "And now?"}]
+"""
+
+ECHO_TOOLS = """
+    def remember(text):
+        return {"remembered": text}
+"""
+
+
+def test_the_api_key_echoed_by_the_server_is_redacted_in_the_record_the_log_and_the_error(
+        make_flow, capsys, monkeypatch):
+    from flowrunner.testing import ChatServer, Reply, error_reply, faults
+
+    flow = make_flow(ECHO_FLOW, tools=ECHO_TOOLS)
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    call = {"role": "assistant", "content": None, "refusal": None, "tool_calls": [
+        {"id": "call_0", "type": "function", "function": {"name": "remember", "arguments": json.dumps({"text": KEY})}}]}
+    tool_round = Reply(body={**faults.completion().body, "choices": [
+        {"index": 0, "message": call, "logprobs": None, "finish_reason": "tool_calls"}]})
+    with ChatServer(api_key=KEY) as server:  # the server insists on the key: it really was sent
+        server.enqueue(tool_round, faults.completion(f"Your key is {KEY}, keep it safe."),
+                       error_reply(500, f"Internal error while checking key {KEY}.", kind="server_error"),
+                       error_reply(400, f"Invalid request for key {KEY}: try another.", code="invalid_value"))
+        code = main(["run", str(flow.path), "--base-url", server.base_url, "--json"])
+        sent = server.requests
+    out, err = capsys.readouterr()
+    assert code == 1, err
+    assert len(sent) == 4 and all(r.headers["authorization"] == f"Bearer {KEY}" for r in sent)
+    assert KEY in sent[1].raw.decode()  # the function's result went back to the server, key and all
+
+    record = json.loads(out)
+    first, second = record["steps"]
+    assert first["content"] == "Your key is [redacted:OPENAI_API_KEY], keep it safe."
+    assert first["rounds"][0]["calls"][0]["arguments"] == {"text": "[redacted:OPENAI_API_KEY]"}
+    assert first["rounds"][0]["calls"][0]["result"] == {"remembered": "[redacted:OPENAI_API_KEY]"}
+    assert second["status"] == "failed"
+    assert record["error"]["message"].startswith(
+        "HTTP 400 invalid_value: Invalid request for key [redacted:OPENAI_API_KEY]: try another.")
+    assert [a["message"] for a in second["rounds"][0]["attempts"]] == [
+        "HTTP 500: Internal error while checking key [redacted:OPENAI_API_KEY].",
+        "HTTP 400 invalid_value: Invalid request for key [redacted:OPENAI_API_KEY]: try another."]
+
+    lines = err.splitlines()
+    assert any(line.startswith('  [first] remember({"text": "[redacted:OPENAI_API_KEY]"}) -> '
+                               '{"remembered": "[redacted:OPENAI_API_KEY]"}') for line in lines), err
+    assert any(line.startswith("  [second] retrying in ") and line.endswith(
+        "after HTTP 500: Internal error while checking key [redacted:OPENAI_API_KEY].") for line in lines), err
+    assert any(line.startswith("error in step 'second': HTTP 400 invalid_value: Invalid request for key "
+                               "[redacted:OPENAI_API_KEY]") for line in lines), err
+    assert KEY not in out and KEY not in err
