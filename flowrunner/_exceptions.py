@@ -85,6 +85,12 @@ class RunError(FlowrunnerError):
     exit_code = 1
 
 
+BILLING_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached", "billing_not_active",
+                           "credit_balance_exhausted", "hard_spend_limit_exceeded", "soft_spend_limit_exceeded",
+                           "spend_limit_exceeded"})
+"""Error codes (or types) of a 429 that means used-up credit, not a busy server: waiting cannot help."""
+
+
 class APIError(RunError):
     """The server answered with an error status (OpenAI's error body, when it sent one)."""
 

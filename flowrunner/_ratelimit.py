@@ -41,6 +41,10 @@ from ._exceptions import RateLimitError
 MARGIN = 0.02
 """Pace 2% under the declared limit: client and server clocks and network delays never line up exactly."""
 
+LONGEST_SERVER_WAIT = 120.0
+"""The longest wait for the server's budget to come back that a run sits out. Per-minute budgets come
+back within a minute; one that takes longer is a daily limit, which ends the run (RateLimitError)."""
+
 DEPARTURE_WAIT = 2.0
 """The longest the next request waits for the previous one to report its departure before going anyway."""
 
@@ -151,7 +155,8 @@ class RateLimiter:
             now = self._clock()
             self._check_day(now)
             start = max(now, self._paused_until)
-            start = self._spend_budgets(start, {"requests": 1, "tokens": tokens})
+            self._check_server_wait(start - now)
+            start = self._spend_budgets(now, start, {"requests": 1, "tokens": tokens})
             if self.limit.rpm:
                 start = max(start, self._next_request)
                 self._next_request = start + 60.0 / self.limit.rpm * (1 + MARGIN)
@@ -188,7 +193,7 @@ class RateLimiter:
                 self._in_flight["requests"] -= 1
                 self._in_flight["tokens"] -= ticket.tokens
 
-    def _spend_budgets(self, start: float, costs: dict[str, int]) -> float:
+    def _spend_budgets(self, now: float, start: float, costs: dict[str, int]) -> float:
         """The start a request gets under the server's budgets (waiting for a reset where one is spent)."""
         for kind, cost in costs.items():
             budget = self._budgets.get(kind)
@@ -199,9 +204,18 @@ class RateLimiter:
             elif budget.left >= cost:
                 budget.left -= cost
             else:
+                self._check_server_wait(budget.until - now)  # kept: the next request is refused as well
                 start = budget.until
                 del self._budgets[kind]
         return start
+
+    @staticmethod
+    def _check_server_wait(wait: float) -> None:
+        if wait > LONGEST_SERVER_WAIT:
+            raise RateLimitError(
+                f"the server's rate limit is used up and comes back in {format_duration(wait)}, longer than a run "
+                f"waits ({format_duration(LONGEST_SERVER_WAIT)}): likely a daily limit\n"
+                "  hint: run again later (a batch continues with --resume)")
 
     def settle(self, estimated: int, usage: dict[str, Any] | None) -> None:
         """Correct the token budget once the response says how many tokens the request really used."""

@@ -16,7 +16,7 @@ from email.utils import parsedate_to_datetime
 from typing import Callable, Literal, TypeVar
 
 from ._durations import format_duration, parse_go_duration
-from ._exceptions import APIConnectionError, APIError, APITimeoutError, RateLimitError, RunError
+from ._exceptions import BILLING_CODES, APIConnectionError, APIError, APITimeoutError, RateLimitError, RunError
 from ._record import AttemptRecord
 
 Jitter = Literal["full", "equal", "none"]
@@ -24,11 +24,6 @@ T = TypeVar("T")
 
 RETRYABLE = frozenset({"408", "409", "429", "500", "502", "503", "504", "timeout", "connection"})
 """What a policy retries unless told otherwise: statuses by number, plus `timeout` and `connection`."""
-
-_BILLING_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached", "billing_not_active",
-                            "credit_balance_exhausted", "hard_spend_limit_exceeded", "soft_spend_limit_exceeded",
-                            "spend_limit_exceeded"})
-
 
 @dataclass(frozen=True)
 class Backoff:
@@ -83,7 +78,7 @@ def hopeless(error: RunError) -> str | None:
         return ""  # the same request would fail again; the error's own hint says what to change
     if error.status == 429:
         text = str(error).lower()
-        if error.code in _BILLING_CODES or error.type in _BILLING_CODES:
+        if error.code in BILLING_CODES or error.type in BILLING_CODES:
             return "a used-up quota is not retried: waiting does not add credit"
         if "request too large" in text:
             return "a request over the token limit is not retried: it can never pass"

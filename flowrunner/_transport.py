@@ -14,7 +14,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
-from ._exceptions import APIConnectionError, APIError, APITimeoutError, CassetteMissError, ResponseError
+from ._exceptions import (BILLING_CODES, APIConnectionError, APIError, APITimeoutError, CassetteMissError,
+                          ResponseError)
 from ._secrets import register
 from ._stream import StreamFormatError, accumulate, iter_events
 
@@ -288,7 +289,7 @@ def status_error(status: int, body: Any, request_id: str | None, fallback: str,
                  "server that needs none")
     elif status == 404:
         line += "\n  hint: check the model name and that the base URL ends in /v1"
-    elif status == 429 and "insufficient_quota" in (code, kind):
+    elif status == 429 and (code in BILLING_CODES or kind in BILLING_CODES):
         line += ("\n  hint: the account has no credit left: check your plan and billing details at "
                  "https://platform.openai.com/account/billing (retrying cannot help)")
     return APIError(line, status=status, type=kind, code=code, request_id=request_id, headers=headers)

@@ -191,3 +191,17 @@ def test_a_declared_limit_above_the_servers_stated_one_follows_the_servers_budge
     first, second = lim.acquire(), lim.acquire()
     assert first.waited == pytest.approx(0.01 * (1 + MARGIN))  # paced as declared while the budget lasts
     assert clock.now - 1000 == pytest.approx(3.0)  # then the server's reset
+
+
+def test_a_server_budget_that_comes_back_only_in_hours_ends_the_run_instead_of_sleeping():
+    lim, clock = limiter()
+    lim.observe({"x-ratelimit-limit-requests": "200", "x-ratelimit-remaining-requests": "0",
+                 "x-ratelimit-reset-requests": "23h59m10s"})  # a server enforcing only a daily limit
+    for _ in range(2):  # and again: the spent budget is not forgotten by refusing once
+        with pytest.raises(RateLimitError, match=r"comes back in 23h59m.*longer than a run waits \(2m\)"):
+            lim.acquire()
+    assert clock.now == 1000.0  # no sleep at all
+    clock.now += 86400  # the next day
+    lim.observe({}, rate_limited=3600.0)  # a 429 asking for an hour is no different
+    with pytest.raises(RateLimitError, match="comes back in 1h"):
+        lim.acquire()
