@@ -197,12 +197,12 @@ class Engine:
             try:
                 completion = self.transport.complete(request, on_chunk, ticket.departed)
             except APIError as exc:
-                ticket.finished()
-                self.limiter.observe(exc.headers, rate_limited=server_delay(exc) if exc.status == 429 else None)
+                ticket.finished(exc.headers, rate_limited=server_delay(exc) if exc.status == 429 else None)
                 raise
-            finally:
-                ticket.finished()  # also says it departed, if the transport could not say when
-            self.limiter.observe(completion.headers)
+            except BaseException:
+                ticket.finished()
+                raise
+            ticket.finished(completion.headers)  # also says it departed, if the transport could not
             self.limiter.settle(estimate, completion.usage)
             return completion
 

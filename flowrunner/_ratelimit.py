@@ -45,6 +45,10 @@ LONGEST_SERVER_WAIT = 120.0
 """The longest wait for the server's budget to come back that a run sits out. Per-minute budgets come
 back within a minute; one that takes longer is a daily limit, which ends the run (RateLimitError)."""
 
+PROBE_WAIT = 10.0
+"""After a wait for the server (a spent budget's reset, a 429's delay) one request goes first, alone;
+the others wait up to this long for its answer to say what the budget is now."""
+
 DEPARTURE_WAIT = 2.0
 """The longest the next request waits for the previous one to report its departure before going anyway."""
 
@@ -110,10 +114,12 @@ class Ticket:
         """The request is on its way (idempotent: only the first call counts)."""
         self._limiter._departure(self)
 
-    def finished(self) -> None:
-        """The request is over: it no longer counts as in flight (idempotent; implies `departed()`)."""
+    def finished(self, headers: dict[str, str] | None = None, *, rate_limited: float | None = None) -> None:
+        """The request is over: it no longer counts as in flight, and the server's rate-limit `headers`
+        on its answer (and a 429's delay, `rate_limited`) are taken in, as `RateLimiter.observe` does.
+        Idempotent: only the first call counts; it implies `departed()`."""
         self._limiter._departure(self)
-        self._limiter._finish(self)
+        self._limiter._finish(self, headers or {}, rate_limited)
 
 
 @dataclass
@@ -133,6 +139,8 @@ class RateLimiter:
         self._clock, self._sleep = clock, sleep
         self._lock = threading.Lock()
         self._departed = threading.Condition(self._lock)
+        self._answered = threading.Condition(self._lock)
+        self._probe: Ticket | None = None  # the one request out after a wait for the server
         self._departing: Ticket | None = None  # the request whose departure the next turn waits for
         self._next_request = 0.0  # earliest start of the next request under rpm
         self._tokens_paid_until = 0.0  # when the tokens of the requests so far are paid for under tpm
@@ -152,11 +160,17 @@ class RateLimiter:
                 deadline = time.monotonic() + DEPARTURE_WAIT
                 while self._departing is not None and time.monotonic() < deadline:
                     self._departed.wait(deadline - time.monotonic())
+            # After a wait for the server, one request finds out what its budget is now; the rest
+            # wait for its answer rather than all arriving together at the reset.
+            deadline = time.monotonic() + PROBE_WAIT
+            while self._probe is not None and time.monotonic() < deadline:
+                self._answered.wait(deadline - time.monotonic())
             now = self._clock()
             self._check_day(now)
             start = max(now, self._paused_until)
             self._check_server_wait(start - now)
             start = self._spend_budgets(now, start, {"requests": 1, "tokens": tokens})
+            waits_for_server = start > now
             if self.limit.rpm:
                 start = max(start, self._next_request)
                 self._next_request = start + 60.0 / self.limit.rpm * (1 + MARGIN)
@@ -169,6 +183,8 @@ class RateLimiter:
             self.waited += wait
             ticket = Ticket(self, start, wait, tokens)
             self._departing = ticket if paced else None
+            if waits_for_server:
+                self._probe = ticket
             self._in_flight["requests"] += 1
             self._in_flight["tokens"] += tokens
         if wait > 0:
@@ -186,12 +202,17 @@ class RateLimiter:
             self._departing = None
             self._departed.notify_all()
 
-    def _finish(self, ticket: Ticket) -> None:
+    def _finish(self, ticket: Ticket, headers: dict[str, str], rate_limited: float | None) -> None:
         with self._lock:
-            if ticket.in_flight:
-                ticket.in_flight = False
-                self._in_flight["requests"] -= 1
-                self._in_flight["tokens"] -= ticket.tokens
+            if not ticket.in_flight:
+                return
+            ticket.in_flight = False
+            self._in_flight["requests"] -= 1
+            self._in_flight["tokens"] -= ticket.tokens
+            self._observe(headers, rate_limited)
+            if self._probe is ticket:
+                self._probe = None
+                self._answered.notify_all()
 
     def _spend_budgets(self, now: float, start: float, costs: dict[str, int]) -> float:
         """The start a request gets under the server's budgets (waiting for a reset where one is spent)."""
@@ -230,23 +251,27 @@ class RateLimiter:
         and take the budget it reports for each kind with no declared limit, or a declared one above
         the limit it states (see the module docstring).
 
-        Call it after the request's ticket is `finished()`, so that the request is no longer counted
-        as in flight: the server has counted it in what it says is remaining.
+        A request's own answer is better given to its ticket's `finished()`, which also stops
+        counting the request as in flight (the server has counted it in what it says is remaining).
         """
         with self._lock:
-            now = self._clock()
-            if rate_limited:
-                self._paused_until = max(self._paused_until, now + rate_limited)
-            for kind, declared in (("requests", self.limit.rpm), ("tokens", self.limit.tpm)):
-                remaining = headers.get(f"x-ratelimit-remaining-{kind}", "").strip()
-                reset = parse_go_duration(headers.get(f"x-ratelimit-reset-{kind}", ""))
-                stated = headers.get(f"x-ratelimit-limit-{kind}", "").strip()
-                if declared and not (stated.isdigit() and int(stated) < declared):
-                    continue  # our pacing keeps within the server's limit
-                if not remaining.isdigit() or reset is None:
-                    continue
-                # Requests still in flight may not be in the server's count yet: assume they are not.
-                self._budgets[kind] = _Budget(int(remaining) - self._in_flight[kind], now + reset)
+            self._observe(headers, rate_limited)
+
+    def _observe(self, headers: dict[str, str], rate_limited: float | None) -> None:
+        """`observe`, with the lock held."""
+        now = self._clock()
+        if rate_limited:
+            self._paused_until = max(self._paused_until, now + rate_limited)
+        for kind, declared in (("requests", self.limit.rpm), ("tokens", self.limit.tpm)):
+            remaining = headers.get(f"x-ratelimit-remaining-{kind}", "").strip()
+            reset = parse_go_duration(headers.get(f"x-ratelimit-reset-{kind}", ""))
+            stated = headers.get(f"x-ratelimit-limit-{kind}", "").strip()
+            if declared and not (stated.isdigit() and int(stated) < declared):
+                continue  # our pacing keeps within the server's limit
+            if not remaining.isdigit() or reset is None:
+                continue
+            # Requests still in flight may not be in the server's count yet: assume they are not.
+            self._budgets[kind] = _Budget(int(remaining) - self._in_flight[kind], now + reset)
 
     def _token_seconds(self, tokens: int) -> float:
         assert self.limit.tpm

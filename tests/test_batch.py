@@ -455,3 +455,19 @@ def test_a_secret_in_an_inputs_error_stays_out_of_the_results(make_flow, tmp_pat
     run_batch(flow, inputs, out)
     text = out.read_text()
     assert "tok-very-secret-99" not in text and "[redacted:MY_SECRET_TOKEN]" in text
+
+
+def test_a_batch_with_no_declared_limit_keeps_to_a_server_allowing_one_request_at_a_time(make_flow, tmp_path):
+    # The hard case: one request per 0.2 s window (300 RPM enforced in the shortest way), eight workers.
+    # Released all at once at each reset, seven of eight would be refused every time and give up.
+    from flowrunner._ratelimit import RateLimiter
+    from flowrunner.testing import Limits
+
+    inputs = inputs_file(tmp_path / "in.jsonl", [f"question {i}" for i in range(12)])
+    with ChatServer(limits=Limits(rpm=300, window=0.2), latency=0.02) as server, \
+            OpenAITransport(base_url=server.base_url, timeout=5) as transport:
+        engine = Engine(transport, limiter=RateLimiter())
+        summary = BatchRunner(engine, make_flow(FLOW), inputs, tmp_path / "out.jsonl", concurrency=8).run()
+        stats = server.stats
+    assert (summary.progress.succeeded, summary.progress.failed) == (12, 0)
+    assert stats.rejected < 8, stats.rejected_429

@@ -71,9 +71,9 @@ def test_usage_corrects_the_estimate():
 def test_server_headers_pause_everyone_until_the_reset():
     lim, clock = limiter()
     lim.observe({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1.5s"})
-    lim.acquire()
+    ticket = lim.acquire()
     assert clock.now - 1000 == pytest.approx(1.5)
-    lim.observe({"x-ratelimit-remaining-requests": "5", "x-ratelimit-reset-requests": "30s"})
+    ticket.finished({"x-ratelimit-remaining-requests": "5", "x-ratelimit-reset-requests": "30s"})
     assert lim.acquire().waited == 0
 
 
@@ -154,8 +154,10 @@ def test_the_next_turn_waits_for_the_previous_departure():
 def test_with_no_declared_limit_the_servers_remaining_count_is_spent_then_waited_out():
     lim, clock = limiter()
     lim.observe({"x-ratelimit-remaining-requests": "2", "x-ratelimit-reset-requests": "1.5s"})
-    assert [lim.acquire().waited for _ in range(3)] == [0, 0, pytest.approx(1.5)]
-    assert lim.acquire().waited == 0  # after the reset the budget is unknown until the next answer
+    tickets = [lim.acquire() for _ in range(3)]
+    assert [t.waited for t in tickets] == [0, 0, pytest.approx(1.5)]
+    tickets[2].finished()  # an answer with no headers: the budget is unknown until the next one says
+    assert lim.acquire().waited == 0
 
 
 def test_requests_in_flight_are_taken_off_the_servers_remaining_count():
@@ -188,7 +190,9 @@ def test_a_declared_limit_above_the_servers_stated_one_follows_the_servers_budge
     lim.acquire().finished()
     lim.observe({"x-ratelimit-limit-requests": "600", "x-ratelimit-remaining-requests": "1",
                  "x-ratelimit-reset-requests": "3s"})
-    first, second = lim.acquire(), lim.acquire()
+    first = lim.acquire()
+    first.finished()
+    second = lim.acquire()
     assert first.waited == pytest.approx(0.01 * (1 + MARGIN))  # paced as declared while the budget lasts
     assert clock.now - 1000 == pytest.approx(3.0)  # then the server's reset
 
@@ -205,3 +209,27 @@ def test_a_server_budget_that_comes_back_only_in_hours_ends_the_run_instead_of_s
     lim.observe({}, rate_limited=3600.0)  # a 429 asking for an hour is no different
     with pytest.raises(RateLimitError, match="comes back in 1h"):
         lim.acquire()
+
+
+def test_after_a_wait_for_the_server_one_request_goes_first_and_its_answer_sets_the_pace():
+    # A server allowing one request a second, eight threads: at the reset they must not all arrive at once.
+    lim = RateLimiter()
+    lim.observe({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "200ms"})
+    starts: list[float] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        ticket = lim.acquire()
+        with lock:
+            starts.append(time.monotonic())
+        time.sleep(0.02)  # the request
+        ticket.finished({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "100ms"})
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    starts.sort()
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert len(starts) == 4 and min(gaps) >= 0.1, gaps  # each after the previous one's answer and reset
