@@ -6,12 +6,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
 from flowrunner.testing import ChatServer
 
 from conftest import FLOWS, ROOT
+from test_stream import CHUNK_DELAY, PACED_ANSWER, PACED_TOOLS, STREAMED
 
 
 def flowrun(*args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
@@ -102,6 +104,44 @@ def test_api_error_exits_1_with_a_hint():
     assert "HTTP 401 invalid_api_key" in done.stderr and "OPENAI_API_KEY" in done.stderr
     assert "a-wrong-key" not in done.stderr  # OpenAI masks the key in its message; so does the test server
     assert "Traceback" not in done.stderr
+
+
+def flowrun_timed(*args: str) -> tuple[int, list[tuple[float, bytes]], float, str]:
+    """`flowrun` with stdout read as it comes: exit code, each read with its time, when stdout closed, stderr.
+    Python's own buffering is left on (stdout into a pipe is block-buffered), so only flowrun's flushes show."""
+    unset = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "PYTHONUNBUFFERED")
+    clean = {k: v for k, v in os.environ.items() if k not in unset}
+    with subprocess.Popen([sys.executable, "-m", "flowrunner._cli", *args], cwd=ROOT, env=clean,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        assert process.stdout is not None and process.stderr is not None
+        reads = []
+        while data := os.read(process.stdout.fileno(), 65536):
+            reads.append((time.perf_counter(), data))
+        closed = time.perf_counter()
+        err = process.stderr.read().decode()
+        return process.wait(timeout=60), reads, closed, err
+
+
+@pytest.mark.server
+def test_a_streamed_answer_reaches_stdout_as_the_server_sends_it(make_flow):
+    flow = make_flow(STREAMED, tools=PACED_TOOLS)
+    with ChatServer(chunk_delay=CHUNK_DELAY) as server:
+        code, reads, closed, err = flowrun_timed("run", str(flow.path), "--base-url", server.base_url)
+        assert code == 0, err
+        assert b"".join(data for _, data in reads).decode() == PACED_ANSWER + "\n"  # shown once
+        assert "get_current_weather" in err  # the streamed call, shown once it ran
+        # The answer's first words were on stdout while the server still had 7 text pieces (and
+        # finish, usage, [DONE]) to send, 50 ms apart: the terminal shows it as it is generated.
+        first_at, first = reads[0]
+        assert first and PACED_ANSWER.startswith(first.decode()) and len(first) < len(PACED_ANSWER) / 2
+        assert first_at <= reads[-1][0] - 0.8 * 7 * CHUNK_DELAY
+        assert first_at < closed - 0.8 * 10 * CHUNK_DELAY
+        assert len(reads) >= 6
+        # --json: nothing is streamed; stdout is the whole record, printed at the end.
+        code, reads, closed, err = flowrun_timed("run", str(flow.path), "--base-url", server.base_url, "--json")
+    assert code == 0, err
+    record = json.loads(b"".join(data for _, data in reads))
+    assert record["outputs"] == {"answer": PACED_ANSWER} and record["status"] == "succeeded"
 
 
 def test_no_key_no_cassette_exits_2(tmp_path):

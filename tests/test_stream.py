@@ -1,8 +1,10 @@
-"""Folding streamed chunks into one completion, on the genuine OpenAI streams in tests/data."""
+"""Streamed answers: folding chunks into one completion (on the genuine OpenAI streams in tests/data),
+and the pieces reaching the engine's handler and the terminal as they arrive."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -132,3 +134,49 @@ def test_flowrun_shows_a_streamed_answer_once_and_json_stays_clean(make_flow, ch
     record = json.loads(out)
     assert record["outputs"] == {"answer": answer}
     assert record["usage"]["total_tokens"] > 0
+
+
+# -- over real HTTP, against a server that paces its streams as a model generates them -------------
+
+PACED_TOOLS = """
+    def get_current_weather(location):
+        return {"location": location, "temperature": "72", "forecast": [
+            "sunny in the morning", "light showers after lunch", "clearing towards evening",
+            "a cool and breezy night"]}
+"""
+PACED_ANSWER = ("get_current_weather: location Boston, temperature 72, forecast sunny in the morning, "
+                "light showers after lunch, clearing towards evening and a cool and breezy night.")
+CHUNK_DELAY = 0.05  # the server's pause between events: 8 events for the call, 12 for the answer (with [DONE])
+
+
+@pytest.mark.server
+def test_deltas_reach_the_handler_as_the_server_sends_them(make_flow):
+    from flowrunner import Engine, OpenAITransport
+    from flowrunner.testing import ChatServer
+
+    flow = make_flow(STREAMED, tools=PACED_TOOLS)
+    timed: list[tuple[float, object]] = []
+    with ChatServer(chunk_delay=CHUNK_DELAY) as server:
+        with OpenAITransport(base_url=server.base_url, api_key="test", timeout=10) as transport:
+            engine = Engine(transport, on_event=lambda event: timed.append((time.perf_counter(), event)))
+            started = time.perf_counter()
+            record = engine.run(flow)
+            ended = time.perf_counter()
+    assert record.status == "succeeded", record.error
+    assert record.outputs == {"answer": PACED_ANSWER}
+    deltas = [(at, event) for at, event in timed if event.kind == "delta"]
+    arguments = [(at, e.text) for at, e in deltas if e.round == 1 and e.tool == "get_current_weather"]
+    text = [(at, e.text) for at, e in deltas if e.round == 2 and e.tool is None]
+    assert len(deltas) == len(arguments) + len(text)
+    # The call's arguments came in pieces, and so did the answer; together they are what was run.
+    assert len(arguments) == 3 and json.loads("".join(t for _, t in arguments)) == {"location": "Boston"}
+    assert len(text) == 8 and "".join(t for _, t in text) == PACED_ANSWER
+    # As the server sent them: the first piece long before the run ended, the others spread out.
+    assert deltas[0][0] - started < ended - 0.3 - started
+    for pieces in (arguments, text):
+        times = [at for at, _ in pieces]
+        assert times[-1] - times[0] >= 0.8 * (len(times) - 1) * CHUNK_DELAY, times
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        assert sum(gap >= CHUNK_DELAY / 2 for gap in gaps) >= len(gaps) - 1, gaps
+    # The answer's first words were there while its last ones were still to come (10 events later).
+    assert text[0][0] < ended - 0.8 * 10 * CHUNK_DELAY

@@ -498,6 +498,141 @@ def test_latency_delays_every_answer_and_overlaps() -> None:
     assert server.stats.accepted == 9 and server.stats.rejected == 0
 
 
+# -- paced streams -------------------------------------------------------------------------------
+
+LONG = " ".join(f"word{i}" for i in range(30))  # "You said: " + 30 words: 11 text pieces
+
+
+def stream_request(text: str = LONG, stream: bool = True) -> bytes:
+    body = json.dumps({**ask(text), "stream": stream}).encode()
+    return (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+
+
+def exchange(sock: socket.socket, stream: Any, request: bytes,
+             ) -> tuple[dict[str, str], list[tuple[float, bytes]]]:
+    """One exchange read by hand: the headers, then each HTTP chunk of a chunked body with the time
+    (since the request left) it was read whole; a Content-Length body is one "chunk"."""
+    started = time.perf_counter()
+    sock.sendall(request)
+    assert stream.readline().startswith(b"HTTP/1.1 200")
+    headers: dict[str, str] = {}
+    while (line := stream.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode().partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if "content-length" in headers:
+        return headers, [(time.perf_counter() - started, stream.read(int(headers["content-length"])))]
+    chunks = []
+    while size := int(stream.readline(), 16):
+        data = stream.read(size)
+        chunks.append((time.perf_counter() - started, data))
+        assert stream.read(2) == b"\r\n"
+    assert stream.read(2) == b"\r\n"  # the last chunk's empty trailer
+    return headers, chunks
+
+
+def fetch_stream(server: ChatServer, request: bytes) -> tuple[dict[str, str],
+                                                              list[tuple[float, bytes]]]:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock, \
+            sock.makefile("rb") as stream:
+        return exchange(sock, stream, request)
+
+
+def without_created(body: bytes) -> bytes:
+    return re.sub(rb'"created": \d+', b'"created": 0', body)  # the one field that follows the clock
+
+
+def test_chunk_delay_sends_each_event_as_its_own_chunk_as_it_is_generated() -> None:
+    with ChatServer() as plain_server:
+        _, whole = fetch_stream(plain_server, stream_request())
+    with ChatServer(chunk_delay=0.05) as server:
+        headers, chunks = fetch_stream(server, stream_request())
+    assert headers["transfer-encoding"] == "chunked" and "content-length" not in headers
+    times, pieces = [t for t, _ in chunks], [data for _, data in chunks]
+    # The same events and [DONE] as the unpaced stream, byte for byte, one event per HTTP chunk.
+    assert without_created(b"".join(pieces)) == without_created(whole[0][1])
+    assert all(p.startswith(b"data: ") and p.endswith(b"\n\n") and p.count(b"\n\n") == 1
+               for p in pieces)
+    assert pieces[-1] == b"data: [DONE]\n\n" and len(pieces) == 14
+    # As generated: the first event arrives at once, the last ~13 x 50 ms later, each on its own.
+    assert times[0] < 0.2
+    assert times[-1] - times[0] >= 0.8 * 13 * 0.05
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert sum(gap >= 0.025 for gap in gaps) >= len(gaps) - 2, gaps
+
+
+def test_a_scripted_stream_is_paced_as_given_and_keeps_the_connection() -> None:
+    sse = ('data: {"n": 1}\r\n\r\n: keep-alive\r\n\r\ndata: {"n": 2}\r\n\r\n'
+           "data: [DONE]\r\n\r\n")
+    stream_type = "text/event-stream; charset=utf-8"
+    with ChatServer(chunk_delay=0.3) as server:
+        server.enqueue(Reply(body=sse, content_type=stream_type, chunk_delay=0.04),
+                       Reply(body=sse, content_type=stream_type, chunk_delay=0),
+                       Reply(body=sse, content_type=stream_type))
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock, \
+                sock.makefile("rb") as stream:
+            own = exchange(sock, stream, stream_request())  # its own 40 ms, not the server's
+            whole = exchange(sock, stream, stream_request())  # 0: sent whole
+            servers = exchange(sock, stream, stream_request())  # None: the server's 300 ms
+            json_answer = exchange(sock, stream, stream_request(stream=False))
+    headers, chunks = own
+    assert headers["transfer-encoding"] == "chunked"
+    assert [data for _, data in chunks] == [
+        b'data: {"n": 1}\r\n\r\n', b": keep-alive\r\n\r\n", b'data: {"n": 2}\r\n\r\n',
+        b"data: [DONE]\r\n\r\n"]
+    assert 3 * 0.04 <= chunks[-1][0] - chunks[0][0] < 0.3
+    assert whole[0]["content-length"] == str(len(sse)) and whole[1][0][1] == sse.encode()
+    assert servers[1][-1][0] - servers[1][0][0] >= 3 * 0.3
+    assert b"".join(data for _, data in servers[1]) == sse.encode()
+    # A JSON answer is never paced; all four exchanges shared one connection.
+    assert "content-length" in json_answer[0]
+    assert json.loads(json_answer[1][0][1])["choices"][0]["message"]["content"].startswith("You")
+
+
+def test_a_paced_stream_can_be_cut_by_truncate_or_by_stop() -> None:
+    server = ChatServer(chunk_delay=0.05).start()
+    try:
+        _, whole = fetch_stream(server, stream_request())
+        body = b"".join(data for _, data in whole)
+        server.enqueue(faults.truncated(Reply(body=body, content_type="text/event-stream")))
+        received: list[str] = []
+        with pytest.raises(httpx2.RemoteProtocolError):
+            with httpx2.stream("POST", server.base_url + "/chat/completions",
+                               json={**ask(LONG), "stream": True}, timeout=5) as response:
+                assert response.headers["transfer-encoding"] == "chunked"
+                received.extend(response.iter_lines())
+        assert 0 < "\n".join(received).count("data: ") < body.count(b"data: ")
+        assert "".join(received).encode() in body.replace(b"\n", b"")
+        # The server stops mid-stream: the connection closes then, not after the last event.
+        caught: list[BaseException] = []
+
+        def reader() -> None:
+            try:
+                fetch_stream(server, stream_request())
+            except BaseException as exc:  # noqa: BLE001 - the test inspects it
+                caught.append(exc)
+
+        thread = threading.Thread(target=reader)
+        thread.start()
+        time.sleep(0.15)
+    finally:
+        started = time.perf_counter()
+        server.stop()
+        stopped = time.perf_counter() - started
+    thread.join(timeout=2)
+    assert stopped < 0.3 and not thread.is_alive()
+    assert len(caught) == 1 and isinstance(caught[0], ValueError)  # b"" where a chunk size was due
+
+
+def test_chunk_delays_are_checked() -> None:
+    for bad in (-0.1, float("nan"), float("inf"), "0.1"):
+        with pytest.raises(ValueError, match="chunk_delay must be"):
+            Reply(chunk_delay=bad)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="chunk_delay must be"):
+            ChatServer(chunk_delay=bad)  # type: ignore[arg-type]
+    assert Reply().chunk_delay is None and ChatServer().chunk_delay == 0.0
+
+
 # -- the command line ------------------------------------------------------------------------------
 
 def test_command_line_limits_and_latency(capsys: pytest.CaptureFixture[str]) -> None:
@@ -524,6 +659,34 @@ def test_command_line_limits_and_latency(capsys: pytest.CaptureFixture[str]) -> 
         server_main(["--rpm", "0"])
     assert bad.value.code == 2
     assert "error: rpm must be a whole number >= 1 or None, got 0" in capsys.readouterr().err
+
+
+def test_command_line_chunk_delay_paces_streams(capsys: pytest.CaptureFixture[str]) -> None:
+    command = [sys.executable, "-m", "flowrunner.testing.server", "--port", "0",
+               "--chunk-delay", "0.05"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as process:
+        try:
+            line = process.stdout.readline() if process.stdout else ""
+            match = re.search(r"http://127\.0\.0\.1:(\d+)/v1", line)
+            assert match, line
+            arrivals: list[float] = []
+            started = time.perf_counter()
+            with httpx2.stream("POST", match.group() + "/chat/completions",
+                               json={**ask(LONG), "stream": True}, timeout=5) as response:
+                assert response.headers["transfer-encoding"] == "chunked"
+                for text in response.iter_lines():
+                    if text.startswith("data: "):
+                        arrivals.append(time.perf_counter() - started)
+        finally:
+            process.kill()
+            process.communicate()
+    assert len(arrivals) == 14  # 13 chunks and [DONE]
+    assert arrivals[-1] - arrivals[0] >= 0.8 * 13 * 0.05
+    with pytest.raises(SystemExit) as bad:
+        server_main(["--chunk-delay", "-1"])
+    assert bad.value.code == 2
+    assert "error: chunk_delay must be a number of seconds >= 0, got -1.0" in capsys.readouterr().err
 
 
 def test_connection_reset_is_a_real_rst() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ ERROR_JSON = "application/json; charset=utf-8"  # what OpenAI sends with its err
 FAULTS = {
     "drop": "close the connection without sending any response",
     "reset": "abort the connection with a TCP RST (SO_LINGER on, 0 s) without a response",
-    "truncate": "send the status and headers (full Content-Length), half the body, then close",
+    "truncate": "send the status and headers (full Content-Length), half the body, then close "
+                "(a paced stream: the events in its first half, cut mid-event, and no last chunk)",
     "hang": "send nothing until the server stops, so a client with a timeout times out",
 }
 
@@ -29,6 +31,10 @@ class Reply:
     """A scripted answer: a dict body is sent as JSON, a str or bytes body as it is (SSE, HTML).
 
     `delay` seconds pass before anything is sent; `fault` (one of `FAULTS`) breaks the exchange.
+    `chunk_delay` paces a stream: each server-sent event of the body goes out as its own HTTP
+    chunk (`Transfer-Encoding: chunked`), that many seconds after the one before, so a client can
+    see the first event long before the last; None takes the server's `chunk_delay` for a
+    `text/event-stream` body, 0 sends the body whole with a Content-Length.
     """
 
     status: int = 200
@@ -37,14 +43,17 @@ class Reply:
     content_type: str | None = None
     delay: float = 0.0
     fault: str | None = None
+    chunk_delay: float | None = None
 
     def __post_init__(self) -> None:
         if self.fault is not None and self.fault not in FAULTS:
             raise ValueError(f"unknown fault {self.fault!r}; expected one of: "
                              f"{', '.join(FAULTS)} (or None for a normal reply)")
-        if not (isinstance(self.delay, (int, float)) and math.isfinite(self.delay)
-                and self.delay >= 0):
+        if not seconds_ok(self.delay):
             raise ValueError(f"delay must be a finite number of seconds >= 0, got {self.delay!r}")
+        if self.chunk_delay is not None and not seconds_ok(self.chunk_delay):
+            raise ValueError(f"chunk_delay must be a finite number of seconds >= 0 (or None for the "
+                             f"server's), got {self.chunk_delay!r}")
 
     @classmethod
     def from_recorded(cls, path: str | Path) -> Reply:
@@ -77,6 +86,21 @@ class Reply:
                     if tokens:
                         return tokens
         return 0
+
+
+def seconds_ok(value: object) -> bool:
+    """Whether `value` is a usable wait: a finite number of seconds >= 0."""
+    return isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
+
+
+# An event ends at a blank line; SSE allows \n, \r\n and \r line ends.
+_EVENT_END = re.compile(rb"(?<=\n\n)|(?<=\r\n\r\n)|(?<=\r\r)")
+
+
+def sse_events(payload: bytes) -> list[bytes]:
+    """`payload` cut after each blank line, so each server-sent event (with its blank line) is one
+    piece and the pieces join back exactly; text after the last blank line is a piece of its own."""
+    return [piece for piece in _EVENT_END.split(payload) if piece]
 
 
 def _usage_tokens(body: Any) -> int:

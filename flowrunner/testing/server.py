@@ -24,10 +24,14 @@ plus the reply's `delay`; then its `fault`, if any, breaks the exchange. `stop()
 short, closing the connection unanswered. `GET /v1/models` lists the one model; other paths get
 404, other methods on the endpoint 405.
 
-Streams are sent whole, with a Content-Length, so keep-alive works as for any other answer.
+Streams are sent whole, with a Content-Length, so keep-alive works as for any other answer. With
+`chunk_delay` (the server's, for every `text/event-stream` answer, or a `Reply`'s own), a stream is
+paced instead: each event is its own HTTP chunk (`Transfer-Encoding: chunked`, so keep-alive still
+works), written `chunk_delay` seconds after the one before, as a model generating its answer would;
+the events and the final `[DONE]` are the same, only their timing changes.
 
-Run `python -m flowrunner.testing.server --port 8765 [--latency 0.1] [--rpm N] [--tpm N] [--rpd N]
-[--window S] [--api-key K]` to serve until Ctrl-C.
+Run `python -m flowrunner.testing.server --port 8765 [--latency 0.1] [--chunk-delay 0.05]
+[--rpm N] [--tpm N] [--rpd N] [--window S] [--api-key K]` to serve until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -35,7 +39,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import socket
 import struct
 import sys
@@ -50,6 +53,7 @@ from flowrunner.testing import _rules, _spec, faults
 from flowrunner.testing._limits import Limiter, Limits, Stats
 from flowrunner.testing._reply import Reply as Reply
 from flowrunner.testing._reply import error_reply as error_reply
+from flowrunner.testing._reply import seconds_ok, sse_events
 
 MODEL_ID = "flowrunner-rules"
 # Written by the server itself (the content type via `Reply.payload`), never copied from a Reply.
@@ -72,14 +76,17 @@ class ChatServer:
 
     def __init__(self, port: int = 0, host: str = "127.0.0.1", api_key: str | None = None,
                  validate_responses: bool = True, limits: Limits | None = None,
-                 latency: float = 0.0) -> None:
-        if not (isinstance(latency, (int, float)) and math.isfinite(latency) and latency >= 0):
+                 latency: float = 0.0, chunk_delay: float = 0.0) -> None:
+        if not seconds_ok(latency):
             raise ValueError(f"latency must be a number of seconds >= 0, got {latency!r}")
+        if not seconds_ok(chunk_delay):
+            raise ValueError(f"chunk_delay must be a number of seconds >= 0, got {chunk_delay!r}")
         self.host, self.port = host, port
         self.api_key = api_key
         self.validate_responses = validate_responses
         self.limits = limits
         self.latency = float(latency)
+        self.chunk_delay = float(chunk_delay)  # between the events of every stream, unless a Reply says
         self._lock = threading.Lock()
         self._requests: list[ReceivedRequest] = []
         self._replies: deque[Reply] = deque()
@@ -155,6 +162,9 @@ class ChatServer:
             return error_reply(405, f"Method {request.method} is not allowed on {request.path}; "
                                "use POST.", allow="POST")
         reply = self._authorize(request) or self._check(request) or self._admit(request)
+        if (self.chunk_delay and reply.chunk_delay is None
+                and reply.payload()[1].startswith("text/event-stream")):
+            reply = replace(reply, chunk_delay=self.chunk_delay)
         return replace(reply, delay=reply.delay + self.latency) if self.latency else reply
 
     def _admit(self, request: ReceivedRequest) -> Reply:
@@ -272,9 +282,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._break(reply.fault)
             return
         payload, content_type = reply.payload()
+        paced = bool(reply.chunk_delay) and self.command != "HEAD"
         self.send_response_only(reply.status)  # not send_response: a Reply may bring its own date
         self.send_header("content-type", content_type)
-        self.send_header("content-length", str(len(payload)))
+        if paced:
+            self.send_header("transfer-encoding", "chunked")
+        else:
+            self.send_header("content-length", str(len(payload)))
         sent = {k.lower() for k in reply.headers}
         if "x-request-id" not in sent:  # deterministic, so recorded cassettes do not churn
             self.send_header("x-request-id", "req_" + hashlib.sha256(raw).hexdigest()[:32])
@@ -287,11 +301,28 @@ class _Handler(BaseHTTPRequestHandler):
             if name.lower() not in _COMPUTED_HEADERS:
                 self.send_header(name, value)
         self.end_headers()
-        if reply.fault == "truncate":
+        if paced:
+            self._pace(payload, reply.chunk_delay or 0.0, cut=reply.fault == "truncate")
+        elif reply.fault == "truncate":
             self.wfile.write(payload[:len(payload) // 2])
             self.close_connection = True  # closing is what tells the client the rest is missing
         elif self.command != "HEAD":
             self.wfile.write(payload)
+
+    def _pace(self, payload: bytes, delay: float, cut: bool) -> None:
+        """Each event as its own HTTP chunk, `delay` seconds apart (the first at once). `cut` (the
+        truncate fault) sends the first half of the body only and closes without the last chunk;
+        so does the server stopping mid-stream."""
+        for number, event in enumerate(sse_events(payload[:len(payload) // 2] if cut else payload)):
+            if number and self.server.stopping.wait(delay):
+                cut = True
+                break
+            # One write per chunk: wfile is unbuffered and Nagle is off, so each leaves at once.
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+        if cut:
+            self.close_connection = True  # closing is what tells the client the rest is missing
+        else:
+            self.wfile.write(b"0\r\n\r\n")
 
     def _break(self, fault: str) -> None:
         """End the exchange without a response: at once (drop), after the server stops (hang),
@@ -317,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-key", help="require this key as 'Authorization: Bearer KEY'")
     parser.add_argument("--latency", type=float, default=0.0, metavar="SECONDS",
                         help="delay every chat answer by this long (e.g. 0.1)")
+    parser.add_argument("--chunk-delay", type=float, default=0.0, metavar="SECONDS",
+                        help="pace streamed answers: wait this long between their events (e.g. "
+                        "0.05), as a model generating its answer would")
     parser.add_argument("--rpm", type=int, help="requests per minute to allow (429 beyond)")
     parser.add_argument("--tpm", type=int, help="tokens per minute to allow (429 beyond)")
     parser.add_argument("--rpd", type=int, help="requests per day to allow (429 beyond)")
@@ -329,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         if (args.rpm, args.tpm, args.rpd) != (None, None, None):
             limits = Limits(rpm=args.rpm, tpm=args.tpm, rpd=args.rpd, window=args.window)
         server = ChatServer(port=args.port, host=args.host, api_key=args.api_key, limits=limits,
-                            latency=args.latency)
+                            latency=args.latency, chunk_delay=args.chunk_delay)
     except ValueError as exc:
         parser.error(str(exc))
     try:
