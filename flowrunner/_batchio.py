@@ -73,7 +73,7 @@ def read_inputs(path: str | Path) -> Iterator[InputLine]:
         raise ConfigError(f"cannot read the inputs {path}: {exc.strerror or exc}") from None
     with handle:
         for number, raw in enumerate(handle, start=1):
-            text = raw.decode("utf-8", errors="replace").strip()
+            text = raw.decode("utf-8-sig" if number == 1 else "utf-8", errors="replace").strip()  # editors' BOM
             if not text:
                 continue
             key, value, problem = _parse(number, text)

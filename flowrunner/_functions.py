@@ -46,7 +46,7 @@ def resolve_entry(entry: str, flow_dir: Path) -> Callable[..., Any]:
                                   f"put {module_name.replace('.', '/')}.py beside the flow file, "
                                   "or install the package that provides it") from None
         raise EntryPointError(f"importing {module_name!r} failed: {exc}") from None
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a module calling sys.exit() on import must not end flowrun silently
         raise EntryPointError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
     target: object = module
     for part in attr_path.split("."):

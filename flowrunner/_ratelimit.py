@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 import time
 from collections import deque
@@ -76,11 +77,13 @@ class RateLimit:
 def parse_rate_limit(text: str) -> RateLimit:
     """`rpm=60,tpm=10000` (the CLI's form) as a RateLimit; ValueError says what is accepted."""
     values: dict[str, int] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
+    for part in filter(None, re.split(r"[,\s]+", text)):
         name, sep, number = part.partition("=")
         name = name.strip().lower()
         if not sep or name not in ("rpm", "rpd", "tpm"):
             raise ValueError(f"{part!r}: expected rpm=N, rpd=N or tpm=N (comma-separated)")
+        if name in values:
+            raise ValueError(f"{name} is given twice")
         try:
             value = int(number)
         except ValueError:

@@ -160,3 +160,11 @@ def test_writer_fsyncs_a_slow_trickle_after_sync_seconds(tmp_path, fsyncs, clock
     writer.close()
     assert calls == [1, 2, 3]
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 3
+
+
+def test_a_byte_order_mark_on_the_first_line_is_not_an_error(tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"id": "a", "q": 1}\n{"id": "b", "q": 2}\n')  # as Windows editors save
+    lines = list(read_inputs(path))
+    assert [(i.key, i.value, i.problem) for i in lines] == [("a", {"id": "a", "q": 1}, None),
+                                                           ("b", {"id": "b", "q": 2}, None)]

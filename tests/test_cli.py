@@ -178,6 +178,11 @@ def test_invalid_flow_exits_2_with_location_and_no_traceback(tmp_path):
     (["flows/hello.yaml", "--rate-limit", "rpm=0"], "argument --rate-limit: 'rpm=0': rpm must be at least 1"),
     (["flows/hello.yaml", "--rate-limit", "rpx=3"],
      "argument --rate-limit: 'rpx=3': expected rpm=N, rpd=N or tpm=N (comma-separated)"),
+    (["flows/hello.yaml", "--rate-limit", "rpm=3,rpm=4"], "argument --rate-limit: rpm is given twice"),
+    (["valdate", "flows/hello.yaml"], "'valdate' is neither a command nor a flow file; did you mean `flowrun validate`?"),
+    (["tset"], "did you mean `flowrun test`?"),
+    (["flows/hello.yaml", "--cassette", "new-cassette.yaml"],
+     "recording new-cassette.yaml needs a server to record: OPENAI_API_KEY is not set and there is no --base-url"),
 ])
 def test_usage_errors_exit_2(args, message):
     done = flowrun(*args)
@@ -248,3 +253,11 @@ def test_the_shipped_batch_example_prints_the_whole_summary(tmp_path):
     assert [sum(r["usage"][k] for r in lines) for k in ("total_tokens", "prompt_tokens", "completion_tokens")] == \
         [1230, 1115, 115]
     assert "rerun the failures" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_timeout_and_rate_limit_take_the_forms_a_user_would_write():
+    from flowrunner._cli import build_parser
+
+    args = build_parser().parse_args(["run", "flows/hello.yaml", "--timeout", "1m", "--rate-limit", "rpm=3 rpd=200"])
+    assert args.timeout == 60.0 and str(args.rate_limit) == "rpm=3, rpd=200"
+    assert build_parser().parse_args(["run", "x.yaml", "--timeout", "2.5"]).timeout == 2.5

@@ -76,3 +76,13 @@ def test_a_function_calling_sys_exit_is_a_function_error_not_an_exit():
 
     with pytest.raises(FunctionError, match="'quits' raised SystemExit: 3"):
         call_function("quits", quits, {"location": "x"})
+
+
+@pytest.mark.parametrize("body, message", [
+    ("import sys\nsys.exit(3)\n", r"importing 'exits_on_import' failed: SystemExit: 3"),
+    ("raise RuntimeError('no config')\n", r"importing 'exits_on_import' failed: RuntimeError: no config"),
+])
+def test_a_module_that_exits_or_raises_on_import_is_a_located_problem(body, message, tmp_path):
+    (tmp_path / "exits_on_import.py").write_text(body)
+    with pytest.raises(EntryPointError, match=message):
+        resolve_entry("exits_on_import:f", tmp_path)

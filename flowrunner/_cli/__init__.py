@@ -41,9 +41,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _mistyped_command(word: str) -> str | None:
+    """The command `word` looks like a typo of, when it is no file (`flowrun valdate x.yaml`)."""
+    import difflib
+
+    if os.path.exists(word):
+        return None
+    close = difflib.get_close_matches(word, COMMAND_MODULES, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list and args_list[0] not in COMMAND_MODULES and not args_list[0].startswith("-"):
+        typo = _mistyped_command(args_list[0])
+        if typo is not None:
+            print(f"flowrun: error: {args_list[0]!r} is neither a command nor a flow file; did you mean "
+                  f"`flowrun {typo}`?", file=sys.stderr)
+            return EXIT_USAGE
         args_list.insert(0, "run")  # `flowrun FLOW` means `flowrun run FLOW`
     parser = build_parser()
     args = parser.parse_args(args_list)

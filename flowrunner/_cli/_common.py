@@ -18,12 +18,15 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-def add_run_options(parser: argparse.ArgumentParser) -> None:
-    """Options for every command that talks to a server: inputs, model, server, cassette, timeout."""
+def add_run_options(parser: argparse.ArgumentParser, *, inputs: bool = True) -> None:
+    """Options for every command that talks to a server: inputs, model, server, cassette, timeout.
+
+    With `inputs=False` (batch: inputs come from a file) `-i` is still parsed, to say so, but not listed."""
     from .._cassette import RECORD_MODES
 
     parser.add_argument("-i", "--input", dest="inputs", action="append", default=[], metavar="NAME=VALUE",
-                        help="an input value (repeatable); non-string inputs are read as JSON")
+                        help="an input value (repeatable); non-string inputs are read as JSON" if inputs
+                        else argparse.SUPPRESS)
     parser.add_argument("-m", "--model", help="model for every step, overriding the flow")
     parser.add_argument("--base-url", default=os.environ.get("OPENAI_BASE_URL") or None, metavar="URL",
                         help="an OpenAI-compatible server, e.g. http://localhost:8000/v1 "
@@ -50,13 +53,19 @@ def rate_limit(text: str) -> Any:
 
 
 def seconds(text: str) -> float:
-    """argparse type: a positive, finite number of seconds."""
+    """argparse type: a positive, finite number of seconds, or a duration as flows write it (`1m`, `250ms`)."""
+    from .._durations import parse_duration
+
     try:
         value = float(text)
     except ValueError:
-        value = -1.0
+        try:
+            value = parse_duration(text)
+        except ValueError:
+            value = -1.0
     if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds or a duration like 90s or 1m, "
+                                         f"got {text!r}")
     return value
 
 
@@ -86,6 +95,13 @@ def connection(flow: Flow, args: argparse.Namespace) -> Iterator[Any]:
                 "server (Ollama, vLLM, llama.cpp, or `python -m flowrunner.testing.server`)")
         cassette, mode = flow.default_cassette, "none"
         print(f"no OPENAI_API_KEY or base URL: replaying {cassette}", file=sys.stderr)
+    elif not key and not args.base_url:
+        target = Path(cassette) if cassette is not None else flow.default_cassette
+        if mode == "all" or (mode in (None, "once") and not target.is_file()):
+            raise ConfigError(
+                f"recording {target} needs a server to record: OPENAI_API_KEY is not set and there is no "
+                "--base-url\n  hint: export OPENAI_API_KEY=..., or --base-url http://localhost:8000/v1 for a "
+                "local server (`python -m flowrunner.testing.server`); --record-mode none only replays")
     with OpenAITransport(base_url=args.base_url, api_key=key, timeout=args.timeout) as transport:
         if cassette is None and mode is None:
             yield transport

@@ -50,7 +50,7 @@ def register(sub: Any) -> None:
                         help="add each run's whole record (every round) to its result line under 'record'")
     parser.add_argument("--progress-interval", type=seconds, default=None, metavar="SECONDS",
                         help="seconds between progress lines when stderr is not a terminal (default: 10)")
-    add_run_options(parser)
+    add_run_options(parser, inputs=False)
     parser.set_defaults(handler=cmd_batch)
 
 

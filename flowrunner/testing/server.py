@@ -343,8 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     """Serve until Ctrl-C."""
     parser = argparse.ArgumentParser(prog="python -m flowrunner.testing.server",
                                      description="OpenAI-compatible rule-based test server.")
-    parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765, help="port to listen on (default: 8765; 0 picks a free one)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--api-key", help="require this key as 'Authorization: Bearer KEY'")
     parser.add_argument("--latency", type=float, default=0.0, metavar="SECONDS",
                         help="delay every chat answer by this long (e.g. 0.1)")
