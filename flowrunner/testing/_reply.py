@@ -49,11 +49,9 @@ class Reply:
         if self.fault is not None and self.fault not in FAULTS:
             raise ValueError(f"unknown fault {self.fault!r}; expected one of: "
                              f"{', '.join(FAULTS)} (or None for a normal reply)")
-        if not seconds_ok(self.delay):
-            raise ValueError(f"delay must be a finite number of seconds >= 0, got {self.delay!r}")
-        if self.chunk_delay is not None and not seconds_ok(self.chunk_delay):
-            raise ValueError(f"chunk_delay must be a finite number of seconds >= 0 (or None for the "
-                             f"server's), got {self.chunk_delay!r}")
+        check_seconds("delay", self.delay)
+        if self.chunk_delay is not None:
+            check_seconds("chunk_delay", self.chunk_delay)
 
     @classmethod
     def from_recorded(cls, path: str | Path) -> Reply:
@@ -61,15 +59,22 @@ class Reply:
         recorded = json.loads(Path(path).read_text(encoding="utf-8"))
         return cls(status=recorded["status"], body=recorded["body"], headers=recorded["headers"])
 
-    def payload(self) -> tuple[bytes, str]:
-        """The body as bytes and its content type (explicit, else from `headers`, else guessed)."""
-        given = self.content_type or {k.lower(): v for k, v in self.headers.items()}.get(
-            "content-type")
+    def media_type(self) -> str:
+        """The content type: explicit, else from `headers`, else guessed from the body."""
+        given = self.content_type or {k.lower(): v for k, v in self.headers.items()}.get("content-type")
+        if given:
+            return given
         if isinstance(self.body, (dict, list)):
-            return json.dumps(self.body).encode(), given or JSON
-        if isinstance(self.body, str):
-            return self.body.encode(), given or "text/plain; charset=utf-8"
-        return self.body, given or "application/octet-stream"
+            return JSON
+        return "text/plain; charset=utf-8" if isinstance(self.body, str) else "application/octet-stream"
+
+    def payload(self) -> tuple[bytes, str]:
+        """The body as bytes, and its `media_type()`."""
+        if isinstance(self.body, (dict, list)):
+            data = json.dumps(self.body).encode()
+        else:
+            data = self.body.encode() if isinstance(self.body, str) else self.body
+        return data, self.media_type()
 
     def total_tokens(self) -> int:
         """`usage.total_tokens` of the body (JSON, or the last SSE event with a usage), else 0."""
@@ -88,9 +93,10 @@ class Reply:
         return 0
 
 
-def seconds_ok(value: object) -> bool:
-    """Whether `value` is a usable wait: a finite number of seconds >= 0."""
-    return isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
+def check_seconds(name: str, value: object) -> None:
+    """ValueError unless `value` is a usable wait: a finite number of seconds >= 0."""
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
 
 
 # An event ends at a blank line; SSE allows \n, \r\n and \r line ends.

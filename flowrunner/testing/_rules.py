@@ -134,9 +134,9 @@ def complete(request: dict[str, Any]) -> dict[str, Any]:
             "system_fingerprint": FINGERPRINT}
 
 
-def stream_chunks(request: dict[str, Any]) -> list[dict[str, Any]]:
-    """The `chat.completion.chunk` objects of the streamed answer (the same answer as `complete`)."""
-    full = complete(request)
+def stream_chunks(request: dict[str, Any], full: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The `chat.completion.chunk` objects of the streamed answer (`full`: `complete`'s, if already made)."""
+    full = full or complete(request)
     message, finish_reason = full["choices"][0]["message"], full["choices"][0]["finish_reason"]
     with_usage = bool((request.get("stream_options") or {}).get("include_usage"))
     head = {"id": full["id"], "object": "chat.completion.chunk", "created": full["created"],

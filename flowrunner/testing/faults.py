@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from flowrunner.testing._reply import ERROR_JSON, Reply, error_reply
+from flowrunner.testing._reply import Reply, error_reply
 
 MODEL = "gpt-4o-mini"
 ORGANIZATION = "org-flowrunnertest0000000000"  # the shape of a real one; no real organization
@@ -93,7 +93,7 @@ def rate_limited(kind: str = "requests", retry_after_ms: int | None = None,
     message = (f"Rate limit reached for {model} in organization {organization} on {kind} {words} "
                f"({kind[0].upper()}P{letter}): Limit {limit}, Used {used}, Requested {requested}. "
                f"Please try again in {wait}. Visit {RATE_LIMITS_URL} to learn more.")
-    return Reply(429, _error(message, kind, "rate_limit_exceeded"), headers, ERROR_JSON)
+    return error_reply(429, message, kind, code="rate_limit_exceeded", **headers)
 
 
 def request_too_large(limit: int = 10000, requested: int = 12000, *, model: str = MODEL,
@@ -102,7 +102,7 @@ def request_too_large(limit: int = 10000, requested: int = 12000, *, model: str 
     message = (f"Request too large for {model} in organization {organization} on tokens per min "
                f"(TPM): Limit {limit}, Requested {requested}. The input or output tokens must be "
                f"reduced in order to run successfully. Visit {RATE_LIMITS_URL} to learn more.")
-    return Reply(429, _error(message, "tokens", "rate_limit_exceeded"), {}, ERROR_JSON)
+    return error_reply(429, message, "tokens", code="rate_limit_exceeded")
 
 
 def insufficient_quota() -> Reply:
@@ -110,7 +110,7 @@ def insufficient_quota() -> Reply:
     message = ("You exceeded your current quota, please check your plan and billing details. For "
                "more information on this error, read the docs: "
                "https://platform.openai.com/docs/guides/error-codes/api-errors.")
-    return Reply(429, _error(message, "insufficient_quota", "insufficient_quota"), {}, ERROR_JSON)
+    return error_reply(429, message, "insufficient_quota", code="insufficient_quota")
 
 
 def server_error() -> Reply:
@@ -193,6 +193,3 @@ def timeout_reply() -> Reply:
     """No response until the server stops: the client's own timeout must fire."""
     return Reply(fault="hang")
 
-
-def _error(message: str, kind: str, code: str | None) -> dict[str, dict[str, str | None]]:
-    return {"error": {"message": message, "type": kind, "param": None, "code": code}}

@@ -35,20 +35,20 @@ def _server(base_url: str | None) -> Iterator[str]:
 def record(folder: Path, base_url: str | None) -> int:
     """Record every flow in `folder`; the number of flows that failed."""
     failures = 0
+    flowrun = [sys.executable, "-m", "flowrunner._cli"]
     with _server(base_url) as url:
         print(f"recording against {url}", file=sys.stderr)
         for flow in sorted(folder.glob("*.yaml")):
             session = flow.with_suffix(".session.txt")
-            command = [sys.executable, "-m", "flowrunner._cli"]
-            command += ["chat", str(flow)] if session.is_file() else [str(flow)]
+            command = flowrun + (["chat", str(flow)] if session.is_file() else [str(flow)])
             stdin = session.read_text(encoding="utf-8") if session.is_file() else None
             failures += _run(str(flow), command + ["--base-url", url, "--record-mode", "all"], stdin)
             inputs = folder / "data" / f"{flow.stem}.jsonl"
             if inputs.is_file():
-                with tempfile.TemporaryDirectory() as scratch:
-                    failures += _run(f"{flow} (batch of {inputs})", [
-                        sys.executable, "-m", "flowrunner._cli", "batch", str(flow), "--inputs", str(inputs),
-                        "--out", str(Path(scratch) / "results.jsonl"), "--base-url", url, "--record-mode", "all",
+                with tempfile.TemporaryDirectory() as scratch:  # one at a time: the same order every time
+                    failures += _run(f"{flow} (batch of {inputs})", flowrun + [
+                        "batch", str(flow), "--inputs", str(inputs), "--out", str(Path(scratch) / "results.jsonl"),
+                        "--concurrency", "1", "--base-url", url, "--record-mode", "all",
                         "--cassette", str(folder / "cassettes" / f"{flow.stem}.batch.yaml")], None)
     return failures
 
@@ -69,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("folder", nargs="?", default="flows", type=Path, help="folder of flows (default: flows)")
     parser.add_argument("--base-url", help="server to record against (default: start the test server)")
     args = parser.parse_args(argv)
+    if not args.folder.is_dir() or not any(args.folder.glob("*.yaml")):
+        parser.error(f"{args.folder} is not a folder of flows (no *.yaml in it)")
     return 1 if record(args.folder, args.base_url) else 0
 
 

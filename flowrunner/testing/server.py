@@ -53,7 +53,7 @@ from flowrunner.testing import _rules, _spec, faults
 from flowrunner.testing._limits import Limiter, Limits, Stats
 from flowrunner.testing._reply import Reply as Reply
 from flowrunner.testing._reply import error_reply as error_reply
-from flowrunner.testing._reply import seconds_ok, sse_events
+from flowrunner.testing._reply import check_seconds, sse_events
 
 MODEL_ID = "flowrunner-rules"
 # Written by the server itself (the content type via `Reply.payload`), never copied from a Reply.
@@ -77,10 +77,8 @@ class ChatServer:
     def __init__(self, port: int = 0, host: str = "127.0.0.1", api_key: str | None = None,
                  validate_responses: bool = True, limits: Limits | None = None,
                  latency: float = 0.0, chunk_delay: float = 0.0) -> None:
-        if not seconds_ok(latency):
-            raise ValueError(f"latency must be a number of seconds >= 0, got {latency!r}")
-        if not seconds_ok(chunk_delay):
-            raise ValueError(f"chunk_delay must be a number of seconds >= 0, got {chunk_delay!r}")
+        check_seconds("latency", latency)
+        check_seconds("chunk_delay", chunk_delay)
         self.host, self.port = host, port
         self.api_key = api_key
         self.validate_responses = validate_responses
@@ -163,7 +161,7 @@ class ChatServer:
                                "use POST.", allow="POST")
         reply = self._authorize(request) or self._check(request) or self._admit(request)
         if (self.chunk_delay and reply.chunk_delay is None
-                and reply.payload()[1].startswith("text/event-stream")):
+                and reply.media_type().startswith("text/event-stream")):
             reply = replace(reply, chunk_delay=self.chunk_delay)
         return replace(reply, delay=reply.delay + self.latency) if self.latency else reply
 
@@ -171,26 +169,17 @@ class ChatServer:
         """Limits first (a refused request leaves the queue alone), then a queued reply or the
         rules; the rate-limit headers go on whichever answer, unless a queued reply sets them."""
         body: dict[str, Any] = request.body
-        cost = 0
-        if self.limits is not None and self.limits.tpm is not None:
-            cost = self._rules_tokens(body)  # outside the lock; used only if nothing is queued
-        model = body["model"] if isinstance(body.get("model"), str) else faults.MODEL
+        # A token limit needs the answer's cost before admitting it: then the rules answer first
+        # (outside the lock), and that answer is the one sent if nothing is queued.
+        ruled = self._from_rules(body) if self.limits is not None and self.limits.tpm is not None else None
         with self._lock:
             queued = self._replies[0] if self._replies else None
-            refusal, headers = self._limiter.admit(
-                cost if queued is None else queued.total_tokens(), model)
+            cost = queued.total_tokens() if queued is not None else ruled[1] if ruled is not None else 0
+            refusal, headers = self._limiter.admit(cost, body["model"])
             if refusal is None and queued is not None:
                 self._replies.popleft()
-        reply = refusal or queued or self._from_rules(body)
+        reply = refusal or queued or (ruled or self._from_rules(body))[0]
         return replace(reply, headers={**headers, **reply.headers}) if headers else reply
-
-    @staticmethod
-    def _rules_tokens(body: dict[str, Any]) -> int:
-        """`usage.total_tokens` of the rules' answer (0 for a request they refuse)."""
-        try:
-            return int(_rules.complete({**body, "stream": False})["usage"]["total_tokens"])
-        except Exception:  # noqa: BLE001 - the answer itself reports what went wrong
-            return 0
 
     def _authorize(self, request: ReceivedRequest) -> Reply | None:
         """OpenAI's 401 when an api_key is set and the request does not carry it."""
@@ -213,29 +202,30 @@ class ChatServer:
             return error_reply(400, problems[0].message, param=problems[0].param)
         return None
 
-    def _from_rules(self, body: dict[str, Any]) -> Reply:
-        """The rules' answer: JSON, or SSE for `stream: true`; checked against the spec if asked."""
+    def _from_rules(self, body: dict[str, Any]) -> tuple[Reply, int]:
+        """The rules' answer (JSON, or SSE for `stream: true`; checked against the spec if asked) and
+        its `usage.total_tokens` (0 for an error)."""
         check = self.validate_responses
         try:
+            completion = _rules.complete(body)
             if body.get("stream"):
-                chunks = _rules.stream_chunks(body)
+                chunks = _rules.stream_chunks(body, completion)
                 errors = [e for c in chunks for e in _spec.chunk_errors(c)] if check else []
                 sse = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
                 reply = Reply(body=sse, content_type="text/event-stream; charset=utf-8")
             else:
-                completion = _rules.complete(body)
                 errors = _spec.response_errors(completion) if check else []
                 reply = Reply(body=completion)
         except _rules.RuleError as exc:
-            return error_reply(400, str(exc), param=exc.param)
+            return error_reply(400, str(exc), param=exc.param), 0
         except Exception as exc:  # noqa: BLE001 - a server must answer; the test sees the 500
             return error_reply(500, f"flowrunner test server: the rules failed: {exc!r}",
-                               kind="server_error")
+                               kind="server_error"), 0
         if errors:
             message = (f"flowrunner test server: rule {_rules.rule_name(body)!r} produced a response "
                        f"that does not match OpenAI's schema: {'; '.join(errors)}")
-            return error_reply(500, message, kind="server_error")
-        return reply
+            return error_reply(500, message, kind="server_error"), 0
+        return reply, Reply(body=completion).total_tokens()
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -354,24 +344,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rpm", type=int, help="requests per minute to allow (429 beyond)")
     parser.add_argument("--tpm", type=int, help="tokens per minute to allow (429 beyond)")
     parser.add_argument("--rpd", type=int, help="requests per day to allow (429 beyond)")
-    parser.add_argument("--window", type=float, default=60.0, metavar="SECONDS",
+    parser.add_argument("--window", type=float, default=None, metavar="SECONDS",
                         help="the sliding window the per-minute limits are enforced over, as a "
                         "share of them: 60 RPM with --window 1 is 1 request a second (default 60)")
     args = parser.parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        parser.error(f"--port must be from 0 to 65535, got {args.port}")
     try:
         limits = None
         if (args.rpm, args.tpm, args.rpd) != (None, None, None):
-            limits = Limits(rpm=args.rpm, tpm=args.tpm, rpd=args.rpd, window=args.window)
+            limits = Limits(rpm=args.rpm, tpm=args.tpm, rpd=args.rpd,
+                            window=60.0 if args.window is None else args.window)
+        elif args.window is not None:
+            parser.error("--window needs a limit to apply to: --rpm, --tpm or --rpd")
         server = ChatServer(port=args.port, host=args.host, api_key=args.api_key, limits=limits,
                             latency=args.latency, chunk_delay=args.chunk_delay)
     except ValueError as exc:
         parser.error(str(exc))
     try:
-        with server:
-            print(f"flowrunner test server: {server.base_url} (Ctrl-C to stop)", flush=True)
-            threading.Event().wait()
+        server.start()
+    except OSError as exc:  # the port is taken, the host unknown...
+        parser.error(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+    try:
+        print(f"flowrunner test server: {server.base_url} (Ctrl-C to stop)", flush=True)
+        threading.Event().wait()
     except KeyboardInterrupt:
         print("stopped", flush=True)
+    finally:
+        server.stop()
     return 0
 
 
