@@ -6,6 +6,7 @@ read durations, and each must agree on what `1m` means.
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -15,8 +16,8 @@ _FLOW_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
 _GO_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, **_UNITS}
 
-DURATION_PATTERN = r"^\s*\d+(\.\d+)?\s*(ms|s|m|h)\s*$"
-"""The flow schema's pattern for a duration string (a plain number of seconds is also accepted)."""
+LONGEST = 7 * 86400.0
+"""The longest duration a flow may give (a week): anything longer is a slip, and past what a timer holds."""
 
 
 def parse_duration(value: str | int | float) -> float:
@@ -29,11 +30,15 @@ def parse_duration(value: str | int | float) -> float:
     if isinstance(value, (int, float)):
         if value < 0:
             raise ValueError(f"a duration cannot be negative, got {value}")
-        return float(value)
-    match = _FLOW_DURATION.match(value)
-    if not match:
-        raise ValueError(f"{value!r} is not a duration: write a number with a unit, like 250ms, 1.5s, 2m, 1h")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+        seconds = float(value)
+    else:
+        match = _FLOW_DURATION.match(value)
+        if not match:
+            raise ValueError(f"{value!r} is not a duration: write a number with a unit, like 250ms, 1.5s, 2m, 1h")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if not seconds <= LONGEST:  # also NaN
+        raise ValueError(f"{value!r} is longer than a duration may be (at most a week, 168h)")
+    return seconds
 
 
 def parse_go_duration(text: str) -> float | None:
@@ -44,9 +49,10 @@ def parse_go_duration(text: str) -> float | None:
     parts = _GO_PART.findall(text)
     if not parts or "".join(n + u for n, u in parts) != text:
         try:
-            return max(0.0, float(text))  # some servers send plain seconds
+            seconds = float(text)  # some servers send plain seconds
         except ValueError:
             return None
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     return sum(float(number) * _GO_UNITS[unit] for number, unit in parts)
 
 

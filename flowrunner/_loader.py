@@ -117,6 +117,9 @@ class _Builder:
 
     def build(self) -> Flow:
         data = self.data
+        self._check_durations()
+        if self.problems:
+            raise FlowValidationError(sort_problems(self.problems))
         inputs = {name: self._input(name, decl) for name, decl in data.get("inputs", {}).items()}
         functions = {name: self._function(name, decl) for name, decl in data.get("functions", {}).items()}
         steps = tuple(self._step(index, raw) for index, raw in enumerate(data["steps"]))
@@ -140,6 +143,24 @@ class _Builder:
             rate_limit=RateLimit(**data.get("rate_limit", {})),
             tests=tests,
         )
+
+    def _check_durations(self) -> None:
+        """Durations the schema's pattern lets through but no timer can hold (`99999999999h`)."""
+        retries: list[JsonPath] = [("retry",), *(("steps", i, "retry") for i in range(len(self.data["steps"])))]
+        places = [base + key for base in retries for key in (("max_elapsed",), ("backoff", "initial"), ("backoff", "max"))]
+        places += [("functions", name, "timeout") for name in self.data.get("functions", {})]
+        for path in places:
+            value: Any = self.data
+            for key in path:
+                value = value[key] if isinstance(key, int) else value.get(key) if isinstance(value, dict) else None
+                if value is None:
+                    break
+            if value is None:
+                continue
+            try:
+                parse_duration(value)
+            except ValueError as exc:
+                self.problem(path, str(exc), "write something like 30s, 5m or 1h")
 
     def _tests(self, inputs: dict[str, InputSpec], outputs: dict[str, Template]) -> tuple[TestCase, ...]:
         builder = TestCaseBuilder(self.pos, inputs, self.function_names, list(outputs), list(self.step_index), _close)

@@ -9,6 +9,7 @@ attempts remain, and waiting stays within `max_elapsed`. The server's own delay 
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -36,7 +37,10 @@ class Backoff:
     `equal`: half the delay plus a random half; `none`: the delay itself."""
 
     def delay(self, retry: int, rng: random.Random) -> float:
-        base = min(self.max, self.initial * self.multiplier ** (retry - 1))
+        try:
+            base = min(self.max, self.initial * self.multiplier ** (retry - 1))
+        except OverflowError:  # a huge multiplier: the cap it would pass anyway
+            base = self.max
         if self.jitter == "full":
             return rng.uniform(0, base)
         if self.jitter == "equal":
@@ -102,15 +106,15 @@ def server_delay(error: APIError, now: float | None = None) -> float | None:
     """The wait the server asked for, in seconds: `retry-after-ms`, `retry-after`, or a 429's reset headers."""
     headers = error.headers
     if "retry-after-ms" in headers:
-        try:
-            return max(0.0, float(headers["retry-after-ms"]) / 1000)
-        except ValueError:
-            pass
+        ms = _finite(headers["retry-after-ms"])
+        if ms is not None:
+            return max(0.0, ms / 1000)
     if "retry-after" in headers:
         value = headers["retry-after"].strip()
-        try:
-            return max(0.0, float(value))
-        except ValueError:
+        seconds = _finite(value)
+        if seconds is not None:
+            return max(0.0, seconds)
+        if value:
             from email.utils import parsedate_to_datetime  # rare, and 6 ms on every `flowrun validate` otherwise
 
             try:
@@ -130,6 +134,15 @@ def server_delay(error: APIError, now: float | None = None) -> float | None:
         if resets:
             return max(resets)
     return None
+
+
+def _finite(text: str) -> float | None:
+    """A header's number, None unless it is one and finite (`inf` and `nan` parse as floats)."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def describe(error: RunError) -> str:

@@ -662,3 +662,20 @@ def test_on_off_yes_no_keys_are_names_but_true_is_not(monkeypatch: pytest.Monkey
     monkeypatch.setattr(_yaml, "_LOADER", getattr(_yaml, loader))
     data, _ = _yaml.parse_yaml("retry: {on: [429]}\nx: {off: 1, yes: 2, No: 3}\n", "f.yaml")
     assert data == {"retry": {"on": [429]}, "x": {"off": 1, "yes": 2, "No": 3}}
+
+
+def test_durations_too_long_for_any_timer_are_located_problems(make_flow):
+    from flowrunner import FlowValidationError
+
+    with pytest.raises(FlowValidationError) as caught:
+        make_flow("""
+            name: long
+            model: m
+            retry: {max_elapsed: 99999999999h, backoff: {initial: 1s, multiplier: 1.0e+300}}
+            steps:
+              - id: a
+                retry: {backoff: {max: 9999999h}}
+                messages: [{role: user, content: hi}]
+            """)
+    messages = [str(p) for p in caught.value.problems]
+    assert len(messages) == 2 and all("is longer than a duration may be (at most a week, 168h)" in m for m in messages)

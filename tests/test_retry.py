@@ -151,3 +151,9 @@ def test_what_halts_a_whole_batch(error, halts):
     assert halts_everything(error) is halts
     assert halts_everything(RateLimitError("the daily request limit (rpd=3) is used up")) is True
     assert halts_everything(None) is False
+
+
+def test_a_huge_multiplier_stops_at_the_cap_and_an_infinite_retry_after_is_ignored():
+    assert Backoff(initial=1.0, multiplier=1e300, max=30.0, jitter="none").delay(5, random.Random(0)) == 30.0
+    assert server_delay(api_error(503, retry_after="inf")) is None
+    assert server_delay(api_error(503, retry_after_ms="nan", retry_after="2")) == 2.0

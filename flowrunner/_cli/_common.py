@@ -57,14 +57,15 @@ def seconds(text: str) -> float:
     from .._durations import parse_duration
 
     try:
-        value = float(text)
+        number: float | str = float(text)
     except ValueError:
-        try:
-            value = parse_duration(text)
-        except ValueError:
-            value = -1.0
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds or a duration like 90s or 1m, "
+        number = text
+    try:
+        value = parse_duration(number)  # also refuses more than a week, which no timer holds
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds or a duration like 90s or 1m, at most a week; "
                                          f"got {text!r}")
     return value
 
