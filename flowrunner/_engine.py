@@ -64,7 +64,9 @@ class Engine:
         """Run every step in order and render the outputs; a runtime failure ends in a failed record."""
         values = resolve_inputs(flow, inputs or {}, from_text=inputs_as_text)
         self._check_models(flow)
-        self.limiter.limit = flow.rate_limit.merged(self.rate_limit)
+        warm = getattr(self.transport, "warm", None)
+        if warm is not None:
+            warm()  # the SDK is ready before the first request's turn comes (see OpenAITransport.warm)
         record = RunRecord(flow=flow.name, file=str(flow.path), inputs=values)
         context: dict[str, Any] = {"inputs": values, "steps": {}}
         try:
@@ -95,7 +97,6 @@ class Engine:
         """A conversation that starts from one step's messages (the first step unless named)."""
         values = resolve_inputs(flow, inputs or {}, from_text=inputs_as_text)
         self._check_models(flow)
-        self.limiter.limit = flow.rate_limit.merged(self.rate_limit)
         step = flow.steps[0]
         if step_id is not None:
             matches = [s for s in flow.steps if s.id == step_id]
@@ -186,14 +187,11 @@ class Engine:
         round_record = RoundRecord(response_id=None, model=None, finish_reason=None, content=None)
         record.rounds.append(round_record)
         estimate = estimate_tokens(request)
+        limit = flow.rate_limit.merged(self.rate_limit)  # this run's limits; the limiter is the server's
         on_chunk = self._chunk_handler(step.id, number) if request.get("stream") and self.on_event else None
 
-        warm = getattr(self.transport, "warm", None)
-        if warm is not None:
-            warm()
-
         def attempt() -> Completion:
-            ticket = self.limiter.acquire(estimate)
+            ticket = self.limiter.acquire(estimate, limit, longest_wait=step.retry.max_elapsed)
             try:
                 completion = self.transport.complete(request, on_chunk, ticket.departed)
             except APIError as exc:
@@ -203,7 +201,7 @@ class Engine:
                 ticket.finished()
                 raise
             ticket.finished(completion.headers)  # also says it departed, if the transport could not
-            self.limiter.settle(estimate, completion.usage)
+            ticket.settle(completion.usage)
             return completion
 
         def on_retry(attempt_record: AttemptRecord) -> None:

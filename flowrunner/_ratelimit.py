@@ -42,9 +42,9 @@ from ._exceptions import RateLimitError
 MARGIN = 0.02
 """Pace 2% under the declared limit: client and server clocks and network delays never line up exactly."""
 
-LONGEST_SERVER_WAIT = 120.0
-"""The longest wait for the server's budget to come back that a run sits out. Per-minute budgets come
-back within a minute; one that takes longer is a daily limit, which ends the run (RateLimitError)."""
+LONGEST_SERVER_WAIT = 300.0
+"""The longest wait for the server's budget to come back that a request sits out by default (the retry
+policy's default `max_elapsed`; the engine passes each step's own)."""
 
 PROBE_WAIT = 10.0
 """After a wait for the server (a spent budget's reset, a 429's delay) one request goes first, alone;
@@ -109,8 +109,8 @@ class Ticket:
     """A request's turn: `waited` seconds were spent waiting for it; `departed()` says it has left,
     `finished()` that its answer (or error) is in."""
 
-    def __init__(self, limiter: RateLimiter, start: float, waited: float, tokens: int):
-        self._limiter, self.start, self.waited, self.tokens = limiter, start, waited, tokens
+    def __init__(self, limiter: RateLimiter, start: float, waited: float, tokens: int, limit: RateLimit):
+        self._limiter, self.start, self.waited, self.tokens, self.limit = limiter, start, waited, tokens, limit
         self.in_flight = True
 
     def departed(self) -> None:
@@ -124,6 +124,10 @@ class Ticket:
         self._limiter._departure(self)
         self._limiter._finish(self, headers or {}, rate_limited)
 
+    def settle(self, usage: dict[str, Any] | None) -> None:
+        """Correct the token budget once the answer's `usage` says how many tokens the request really used."""
+        self._limiter.settle(self.tokens, usage, self.limit)
+
 
 @dataclass
 class _Budget:
@@ -134,7 +138,12 @@ class _Budget:
 
 
 class RateLimiter:
-    """Paces requests under a RateLimit and the server's rate-limit headers; safe to share between threads."""
+    """Paces requests under a RateLimit and the server's rate-limit headers; safe to share between threads.
+
+    The state (when the next request may go, the server's budgets) belongs to the server; the limits
+    belong to each request's run (`acquire(limit=...)`; `limit` here is the default), so runs of
+    flows declaring different limits can share the limiter without one overwriting the other's.
+    """
 
     def __init__(self, limit: RateLimit | None = None, *, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep):
@@ -151,13 +160,16 @@ class RateLimiter:
         self._budgets: dict[str, _Budget] = {}  # "requests"/"tokens" -> the server's budget, undeclared kinds only
         self._in_flight = {"requests": 0, "tokens": 0}  # acquired and not finished
         self._today: deque[float] = deque()  # start times within the last 24 hours, for rpd
-        self.waited = 0.0
-        """Seconds spent waiting for the limits, over all requests."""
 
-    def acquire(self, tokens: int = 0) -> Ticket:
-        """Wait until a request of about `tokens` tokens may start; call `departed()` on the ticket as it is sent."""
+    def acquire(self, tokens: int = 0, limit: RateLimit | None = None,
+                longest_wait: float = LONGEST_SERVER_WAIT) -> Ticket:
+        """Wait until a request of about `tokens` tokens may start under `limit` (default: the limiter's);
+        call `departed()` on the ticket as it is sent, `finished()` when it is over. A wait for the
+        server longer than `longest_wait` seconds (a spent daily budget, a 429 asking for an hour)
+        raises RateLimitError instead of sleeping."""
+        limit = limit or self.limit
         with self._lock:
-            paced = bool(self.limit.rpm or self.limit.tpm)
+            paced = bool(limit.rpm or limit.tpm)
             if paced:
                 # The previous request's departure anchors this one's turn (see the module docstring).
                 deadline = time.monotonic() + DEPARTURE_WAIT
@@ -169,22 +181,21 @@ class RateLimiter:
             while self._probe is not None and time.monotonic() < deadline:
                 self._answered.wait(deadline - time.monotonic())
             now = self._clock()
-            self._check_day(now)
+            self._check_day(now, limit)
             start = max(now, self._paused_until)
-            self._check_server_wait(start - now)
-            start = self._spend_budgets(now, start, {"requests": 1, "tokens": tokens})
+            _check_server_wait(start - now, longest_wait)
+            start = self._spend_budgets(now, start, {"requests": 1, "tokens": tokens}, longest_wait)
             waits_for_server = start > now
-            if self.limit.rpm:
+            if limit.rpm:
                 start = max(start, self._next_request)
-                self._next_request = start + 60.0 / self.limit.rpm * (1 + MARGIN)
-            if self.limit.tpm:
+                self._next_request = start + 60.0 / limit.rpm * (1 + MARGIN)
+            if limit.tpm:
                 start = max(start, self._tokens_paid_until)
-                self._tokens_paid_until = start + self._token_seconds(tokens)
-            if self.limit.rpd:
+                self._tokens_paid_until = start + _token_seconds(tokens, limit.tpm)
+            if limit.rpd:
                 self._today.append(start)
             wait = start - now
-            self.waited += wait
-            ticket = Ticket(self, start, wait, tokens)
+            ticket = Ticket(self, start, wait, tokens, limit)
             self._departing = ticket if paced else None
             if waits_for_server:
                 self._probe = ticket
@@ -212,12 +223,12 @@ class RateLimiter:
             ticket.in_flight = False
             self._in_flight["requests"] -= 1
             self._in_flight["tokens"] -= ticket.tokens
-            self._observe(headers, rate_limited)
+            self._observe(headers, rate_limited, ticket.limit)
             if self._probe is ticket:
                 self._probe = None
                 self._answered.notify_all()
 
-    def _spend_budgets(self, now: float, start: float, costs: dict[str, int]) -> float:
+    def _spend_budgets(self, now: float, start: float, costs: dict[str, int], longest_wait: float) -> float:
         """The start a request gets under the server's budgets (waiting for a reset where one is spent)."""
         for kind, cost in costs.items():
             budget = self._budgets.get(kind)
@@ -228,26 +239,19 @@ class RateLimiter:
             elif budget.left >= cost:
                 budget.left -= cost
             else:
-                self._check_server_wait(budget.until - now)  # kept: the next request is refused as well
+                _check_server_wait(budget.until - now, longest_wait)  # kept: the next request is refused too
                 start = budget.until
                 del self._budgets[kind]
         return start
 
-    @staticmethod
-    def _check_server_wait(wait: float) -> None:
-        if wait > LONGEST_SERVER_WAIT:
-            raise RateLimitError(
-                f"the server's rate limit is used up and comes back in {format_duration(wait)}, longer than a run "
-                f"waits ({format_duration(LONGEST_SERVER_WAIT)}): likely a daily limit\n"
-                "  hint: run again later (a batch continues with --resume)")
-
-    def settle(self, estimated: int, usage: dict[str, Any] | None) -> None:
+    def settle(self, estimated: int, usage: dict[str, Any] | None, limit: RateLimit | None = None) -> None:
         """Correct the token budget once the response says how many tokens the request really used."""
+        tpm = (limit or self.limit).tpm
         actual = (usage or {}).get("total_tokens")
-        if not self.limit.tpm or not isinstance(actual, int):
+        if not tpm or not isinstance(actual, int):
             return
         with self._lock:
-            self._tokens_paid_until += self._token_seconds(actual - estimated)
+            self._tokens_paid_until += _token_seconds(actual - estimated, tpm)
 
     def observe(self, headers: dict[str, str], *, rate_limited: float | None = None) -> None:
         """Follow the server's view: pause everyone after a 429 (`rate_limited`: the server's delay),
@@ -258,14 +262,14 @@ class RateLimiter:
         counting the request as in flight (the server has counted it in what it says is remaining).
         """
         with self._lock:
-            self._observe(headers, rate_limited)
+            self._observe(headers, rate_limited, self.limit)
 
-    def _observe(self, headers: dict[str, str], rate_limited: float | None) -> None:
+    def _observe(self, headers: dict[str, str], rate_limited: float | None, limit: RateLimit) -> None:
         """`observe`, with the lock held."""
         now = self._clock()
         if rate_limited:
             self._paused_until = max(self._paused_until, now + rate_limited)
-        for kind, declared in (("requests", self.limit.rpm), ("tokens", self.limit.tpm)):
+        for kind, declared in (("requests", limit.rpm), ("tokens", limit.tpm)):
             remaining = headers.get(f"x-ratelimit-remaining-{kind}", "").strip()
             reset = parse_go_duration(headers.get(f"x-ratelimit-reset-{kind}", ""))
             stated = headers.get(f"x-ratelimit-limit-{kind}", "").strip()
@@ -276,19 +280,28 @@ class RateLimiter:
             # Requests still in flight may not be in the server's count yet: assume they are not.
             self._budgets[kind] = _Budget(int(remaining) - self._in_flight[kind], now + reset)
 
-    def _token_seconds(self, tokens: int) -> float:
-        assert self.limit.tpm
-        return tokens * 60.0 / self.limit.tpm * (1 + MARGIN)
-
-    def _check_day(self, now: float) -> None:
+    def _check_day(self, now: float, limit: RateLimit) -> None:
         while self._today and self._today[0] <= now - _DAY:
             self._today.popleft()
-        if self.limit.rpd and len(self._today) >= self.limit.rpd:
+        if limit.rpd and len(self._today) >= limit.rpd:
             frees = format_duration(self._today[0] + _DAY - now)
             raise RateLimitError(
-                f"the daily request limit (rpd={self.limit.rpd}) is used up: {len(self._today)} requests in "
+                f"the daily request limit (rpd={limit.rpd}) is used up: {len(self._today)} requests in "
                 f"the last 24 hours; the next one frees up in {frees}\n"
                 "  hint: run again later (a batch continues with --resume), or raise rpd if your account allows")
+
+
+def _token_seconds(tokens: int, tpm: int) -> float:
+    return tokens * 60.0 / tpm * (1 + MARGIN)
+
+
+def _check_server_wait(wait: float, longest: float) -> None:
+    if wait > longest:
+        daily = "; likely a daily limit" if wait > 3600 else ""
+        raise RateLimitError(
+            f"the server's rate limit is used up and comes back in {format_duration(wait)}, longer than this "
+            f"run waits ({format_duration(longest)}, its retry.max_elapsed){daily}\n"
+            "  hint: run again later (a batch continues with --resume), or raise retry.max_elapsed")
 
 
 _shared: dict[str, RateLimiter] = {}

@@ -8,7 +8,7 @@ and the usage. The engine handles one shape only, so the stream becomes a `chat.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 
 class StreamFormatError(ValueError):
@@ -49,63 +49,88 @@ def _decode(payload: str) -> dict[str, Any]:
     return event
 
 
-def accumulate(chunks: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """One `chat.completion` dict built from `chat.completion.chunk` dicts (first choice only)."""
+def accumulate(chunks: Iterable[dict[str, Any]],
+               on_chunk: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """One `chat.completion` dict built from `chat.completion.chunk` dicts (first choice only).
+
+    `on_chunk` sees each chunk as it arrives (a live display); what it raises is its own error, never
+    reported as a malformed stream.
+    """
+    fold = _Fold()
     try:
-        return _fold(chunks)
+        for chunk in chunks:
+            if on_chunk is not None and isinstance(chunk, dict):
+                try:
+                    on_chunk(chunk)
+                except Exception as exc:  # noqa: BLE001 - the handler's own failure, not the stream's
+                    raise _HandlerError() from exc
+            fold.add(chunk)
+        return fold.result()
+    except _HandlerError as exc:
+        assert exc.__cause__ is not None
+        raise exc.__cause__ from None
+    except StreamFormatError:
+        raise
     except (AttributeError, TypeError, KeyError, ValueError) as exc:
-        if isinstance(exc, StreamFormatError):
-            raise
         raise StreamFormatError(f"a stream chunk is not shaped like a chat.completion.chunk ({exc})") from None
 
 
-def _fold(chunks: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    completion: dict[str, Any] = {"object": "chat.completion"}
-    content: list[str] = []
-    refusal: list[str] = []
-    calls: dict[int, dict[str, Any]] = {}
-    legacy_call: dict[str, str] | None = None
-    role = "assistant"
-    finish_reason = None
-    seen = False
-    for chunk in chunks:
-        seen = True
+class _HandlerError(Exception):
+    """Carries what `on_chunk` raised past the check for malformed chunks."""
+
+
+class _Fold:
+    """The pieces of a streamed message so far."""
+
+    def __init__(self) -> None:
+        self.completion: dict[str, Any] = {"object": "chat.completion"}
+        self.content: list[str] = []
+        self.refusal: list[str] = []
+        self.calls: dict[int, dict[str, Any]] = {}
+        self.legacy_call: dict[str, str] | None = None
+        self.role = "assistant"
+        self.finish_reason: str | None = None
+        self.seen = False
+
+    def add(self, chunk: dict[str, Any]) -> None:
+        self.seen = True
         for key in ("id", "created", "model", "system_fingerprint", "service_tier"):
             if chunk.get(key) is not None:
-                completion[key] = chunk[key]
+                self.completion[key] = chunk[key]
         if chunk.get("usage"):
-            completion["usage"] = chunk["usage"]
+            self.completion["usage"] = chunk["usage"]
         for choice in chunk.get("choices") or []:
             if choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta") or {}
-            role = delta.get("role") or role
+            self.role = delta.get("role") or self.role
             if delta.get("content"):
-                content.append(delta["content"])
+                self.content.append(delta["content"])
             if delta.get("refusal"):
-                refusal.append(delta["refusal"])
+                self.refusal.append(delta["refusal"])
             for part in delta.get("tool_calls") or []:
-                call = calls.setdefault(part.get("index", len(calls)),
-                                        {"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+                call = self.calls.setdefault(part.get("index", len(self.calls)), {
+                    "id": None, "type": "function", "function": {"name": "", "arguments": ""}})
                 if part.get("id"):
                     call["id"] = part["id"]
                 function = part.get("function") or {}
                 call["function"]["name"] += function.get("name") or ""
                 call["function"]["arguments"] += function.get("arguments") or ""
             if delta.get("function_call"):
-                legacy_call = legacy_call or {"name": "", "arguments": ""}
-                legacy_call["name"] += delta["function_call"].get("name") or ""
-                legacy_call["arguments"] += delta["function_call"].get("arguments") or ""
+                self.legacy_call = self.legacy_call or {"name": "", "arguments": ""}
+                self.legacy_call["name"] += delta["function_call"].get("name") or ""
+                self.legacy_call["arguments"] += delta["function_call"].get("arguments") or ""
             if choice.get("finish_reason"):
-                finish_reason = choice["finish_reason"]
-    if not seen:
-        raise StreamFormatError("the stream ended before any chunk arrived")
-    message: dict[str, Any] = {"role": role, "content": "".join(content) if content else None}
-    if refusal:
-        message["refusal"] = "".join(refusal)
-    if calls:
-        message["tool_calls"] = [calls[i] for i in sorted(calls)]
-    if legacy_call:
-        message["function_call"] = legacy_call
-    completion["choices"] = [{"index": 0, "message": message, "finish_reason": finish_reason}]
-    return completion
+                self.finish_reason = choice["finish_reason"]
+
+    def result(self) -> dict[str, Any]:
+        if not self.seen:
+            raise StreamFormatError("the stream ended before any chunk arrived")
+        message: dict[str, Any] = {"role": self.role, "content": "".join(self.content) if self.content else None}
+        if self.refusal:
+            message["refusal"] = "".join(self.refusal)
+        if self.calls:
+            message["tool_calls"] = [self.calls[i] for i in sorted(self.calls)]
+        if self.legacy_call:
+            message["function_call"] = self.legacy_call
+        return {**self.completion, "choices": [{"index": 0, "message": message, "finish_reason": self.finish_reason}]}

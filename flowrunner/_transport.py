@@ -137,7 +137,10 @@ class FunctionTransport:
             on_sent()
         answer: Any = self.handler(request)
         if isinstance(answer, list):
-            return parse_completion(accumulate(_tap(answer, on_chunk)))
+            try:
+                return parse_completion(accumulate(answer, on_chunk))
+            except StreamFormatError as exc:
+                raise ResponseError(str(exc)) from None
         return parse_completion(answer)
 
 
@@ -213,7 +216,7 @@ class OpenAITransport:
             with self._sdk().chat.completions.with_streaming_response.create(**kwargs) as response:
                 headers = {k.lower(): v for k, v in response.headers.items()}
                 if kwargs.get("stream"):
-                    data = accumulate(_tap(iter_events(response.iter_lines()), on_chunk))
+                    data = accumulate(iter_events(response.iter_lines()), on_chunk)
                 else:
                     text = response.text()
                     try:
@@ -266,14 +269,6 @@ def _http_failure(exc: BaseException, timeout: float) -> APIConnectionError | No
     if any(name == "TimeoutException" for _, name in classes):
         return APITimeoutError(f"the request timed out after {timeout:g} s (--timeout)")
     return APIConnectionError(f"the connection broke while the answer was read ({exc})")
-
-
-def _tap(chunks: Iterable[dict[str, Any]], on_chunk: ChunkHandler | None) -> Iterator[dict[str, Any]]:
-    """The chunks, each shown to `on_chunk` first (a display must never break the stream)."""
-    for chunk in chunks:
-        if on_chunk is not None and isinstance(chunk, dict):
-            on_chunk(chunk)
-        yield chunk
 
 
 def status_error(status: int, body: Any, request_id: str | None, fallback: str,

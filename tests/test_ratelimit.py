@@ -202,7 +202,7 @@ def test_a_server_budget_that_comes_back_only_in_hours_ends_the_run_instead_of_s
     lim.observe({"x-ratelimit-limit-requests": "200", "x-ratelimit-remaining-requests": "0",
                  "x-ratelimit-reset-requests": "23h59m10s"})  # a server enforcing only a daily limit
     for _ in range(2):  # and again: the spent budget is not forgotten by refusing once
-        with pytest.raises(RateLimitError, match=r"comes back in 23h59m.*longer than a run waits \(2m\)"):
+        with pytest.raises(RateLimitError, match=r"comes back in 23h59m.*longer than this run waits \(5m, its retry.max_elapsed\); likely a daily limit"):
             lim.acquire()
     assert clock.now == 1000.0  # no sleep at all
     clock.now += 86400  # the next day
@@ -233,3 +233,22 @@ def test_after_a_wait_for_the_server_one_request_goes_first_and_its_answer_sets_
     starts.sort()
     gaps = [b - a for a, b in zip(starts, starts[1:])]
     assert len(starts) == 4 and min(gaps) >= 0.1, gaps  # each after the previous one's answer and reset
+
+
+def test_a_429_delay_within_the_steps_max_elapsed_is_waited_by_everyone_beyond_it_ends_the_run():
+    lim, clock = limiter()
+    lim.observe({}, rate_limited=150.0)  # Retry-After: 150 on another worker's request
+    first = lim.acquire(longest_wait=300.0)
+    assert first.waited == pytest.approx(150.0)
+    first.finished({}, rate_limited=150.0)  # refused again
+    with pytest.raises(RateLimitError, match=r"comes back in 2m30s, longer than this run waits \(1m"):
+        lim.acquire(longest_wait=60.0)
+
+
+def test_each_request_is_paced_by_its_own_runs_limit_on_the_shared_state():
+    lim, clock = limiter()  # the limiter's own limit: none
+    slow, fast = RateLimit(rpm=30), RateLimit()
+    lim.acquire(limit=slow).finished()
+    lim.acquire(limit=fast).finished()  # another flow's run, with no limit: it does not wait...
+    assert clock.now == 1000.0
+    assert lim.acquire(limit=slow).waited == pytest.approx(2.0 * (1 + MARGIN))  # ...nor lift the first run's

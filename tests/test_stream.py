@@ -180,3 +180,13 @@ def test_deltas_reach_the_handler_as_the_server_sends_them(make_flow):
         assert sum(gap >= CHUNK_DELAY / 2 for gap in gaps) >= len(gaps) - 1, gaps
     # The answer's first words were there while its last ones were still to come (10 events later).
     assert text[0][0] < ended - 0.8 * 10 * CHUNK_DELAY
+
+
+def test_what_a_chunk_handler_raises_is_its_own_error_not_a_malformed_stream():
+    chunks = list(iter_events(load("06-stream-tool-call-with-usage.json")["body"].splitlines()))
+
+    def broken_display(chunk):
+        raise KeyError("missing")
+
+    with pytest.raises(KeyError, match="missing"):
+        accumulate(iter(chunks), broken_display)
