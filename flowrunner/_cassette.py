@@ -169,6 +169,17 @@ def use_cassette(path: str | Path, record_mode: str = "once") -> Iterator[Any]:
         yield cassette
 
 
+def check_recordable(path: Path, record_mode: str, has_server: bool, how: str) -> None:
+    """ConfigError if running under `path` in `record_mode` would record but there is no server to
+    record from (`how`: how this command is given one). `new_episodes` records only a miss, which
+    then fails with its own error; `once` records only a missing cassette."""
+    if has_server:
+        return
+    if record_mode == "all" or (record_mode == "once" and not path.is_file()):
+        raise ConfigError(f"recording needs a server: {path} would be recorded, but OPENAI_API_KEY is not set "
+                          f"and there is no base URL\n  hint: {how}; --record-mode none only replays")
+
+
 def match_key(request: Any) -> tuple[str, str, str]:
     """A request's identity under the `_MATCH_ON` matchers: equal keys if and only if they match."""
     return (request.method, request.path, canonical_body(request) or "")

@@ -15,12 +15,11 @@ from typing import Any, Protocol
 from jsonschema import Draft202012Validator
 
 from ._exceptions import Location
+from ._output import unfence
 from ._record import CallRecord, RunRecord
 
 MATCHER_NAMES = ("equals", "contains", "not_contains", "regex", "schema")
 """The keys of a matcher mapping; any other mapping is a plain value to compare with `equals`."""
-
-_FENCE = re.compile(r"^\s*```[A-Za-z0-9_-]*\s*\n(.*?)\n\s*```\s*$", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -47,9 +46,8 @@ def as_json(value: Any) -> tuple[Any, str | None]:
     """Text parsed as JSON (a ```json fence around it is fine); other values as they are."""
     if not isinstance(value, str):
         return value, None
-    fenced = _FENCE.match(value)
     try:
-        return json.loads(fenced.group(1) if fenced else value), None
+        return json.loads(unfence(value)), None
     except ValueError as exc:
         return None, f"expected JSON, got {show(value)} ({exc})"
 
@@ -104,9 +102,11 @@ def _equal(actual: Any, expected: Any) -> bool:
 
 def _contains(actual: Any, expected: Any) -> bool:
     if isinstance(actual, str):
-        return str(expected) in actual
-    if isinstance(actual, (list, dict)):
+        return (expected if isinstance(expected, str) else json.dumps(expected, ensure_ascii=False)) in actual
+    if isinstance(actual, list):
         return expected in actual
+    if isinstance(actual, dict):  # a key; a list or mapping can be none
+        return isinstance(expected, str) and expected in actual
     return False
 
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Literal
 
-from ._cassette import RECORD_MODES, RUN_HINT
-from ._exceptions import CassetteMissError, ConfigError, FlowValidationError, Problem
+from ._cassette import RUN_HINT
+from ._exceptions import CassetteMissError, FlowValidationError, Problem, UsageError
 from ._expect import Failure, check_record
 from ._model import Flow, TestCase
 from ._record import RunRecord
@@ -71,12 +71,11 @@ def selected(flow: Flow, keyword: str | None) -> list[TestCase]:
 def run_case(flow: Flow, case: TestCase, *, record_mode: str = "none", base_url: str | None = None,
              api_key: str | None = None, timeout: float = 600.0, cassette: Path | None = None) -> CaseResult:
     """Run one case under its cassette and check its expectations; never raises for a failing case."""
-    from ._cassette import use_cassette
+    from ._cassette import check_recordable, use_cassette
     from ._engine import Engine
+    from ._inputs import resolve_inputs
     from ._transport import OpenAITransport
 
-    if record_mode not in RECORD_MODES:
-        raise ConfigError(f"unknown record mode {record_mode!r}; choose one of: {', '.join(RECORD_MODES)}")
     cassette = cassette or cassette_for(flow, case)
     started = time.perf_counter()
 
@@ -84,17 +83,21 @@ def run_case(flow: Flow, case: TestCase, *, record_mode: str = "none", base_url:
         return CaseResult(flow, case, "failed", (Failure(case.location, case.name, message),), cassette,
                           None, time.perf_counter() - started)
 
+    try:
+        resolve_inputs(flow, case.inputs)  # e.g. an `env:` input whose variable is unset or not of its type
+    except UsageError as exc:
+        return failed(str(exc))
     if record_mode == "none" and not cassette.is_file():
         return failed(f"no cassette at {cassette} to replay\n  hint: record it against a server: "
                       f"{record_command(flow, case)}")
-    if record_mode != "none" and not (base_url or api_key):
-        raise ConfigError("recording needs a server: give --base-url URL (e.g. the test server, "
-                          "`python -m flowrunner.testing.server`) or set OPENAI_API_KEY")
+    check_recordable(cassette, record_mode, bool(base_url or api_key),
+                     "give --base-url URL (e.g. the test server, `python -m flowrunner.testing.server`) "
+                     "or set OPENAI_API_KEY")
     try:
-        with use_cassette(cassette, record_mode):
-            record = Engine(OpenAITransport(base_url=base_url, api_key=api_key, timeout=timeout)).run(
-                flow, case.inputs)
-    except ConfigError as exc:  # an unreadable cassette, a folder that cannot be written
+        with use_cassette(cassette, record_mode), \
+                OpenAITransport(base_url=base_url, api_key=api_key, timeout=timeout) as transport:
+            record = Engine(transport).run(flow, case.inputs)
+    except UsageError as exc:  # an unreadable cassette, an unwritable folder, a case input the run refuses
         return failed(str(exc))
     if isinstance(record.exception, CassetteMissError):
         hint = f"  hint: the flow or this case changed since recording; re-record it: {record_command(flow, case)}"

@@ -70,6 +70,9 @@ def resolve_inputs(flow: Flow, given: Mapping[str, Any], *, from_text: bool = Fa
         else:
             where = f"set the environment variable {spec.env}, or " if spec.env else ""
             raise InputError(f"flow {flow.name!r} needs input {name!r}: {where}pass it with -i {name}=VALUE")
+        if value is None and spec.default is None:  # `default: null`: optional, with no value
+            values[name] = None
+            continue
         error = next(iter(Draft202012Validator(spec.schema).iter_errors(value)), None)
         if error is not None:
             raise InputError(f"input {name!r}: {error.message}")

@@ -21,7 +21,6 @@ from ._ratelimit import RateLimit
 from ._retry import Backoff, RetryPolicy
 from ._schema import describe, error_problems, request_option_names, schema_problems, sort_problems
 from ._templating import Template, compile_template, global_names
-from ._testcases import TestCaseBuilder
 from ._yaml import MAX_BYTES, JsonPath, Positions, format_path, parse_yaml
 
 _TEMPLATE_HINT = "templates can read inputs.<name> and steps.<id>.content / steps.<id>.json"
@@ -163,6 +162,10 @@ class _Builder:
                 self.problem(path, str(exc), "write something like 30s, 5m or 1h")
 
     def _tests(self, inputs: dict[str, InputSpec], outputs: dict[str, Template]) -> tuple[TestCase, ...]:
+        if "tests" not in self.data:
+            return ()
+        from ._testcases import TestCaseBuilder  # with the matchers: only for flows that have tests
+
         builder = TestCaseBuilder(self.pos, inputs, self.function_names, list(outputs), list(self.step_index), _close)
         tests = builder.build(self.data.get("tests", []))
         self.problems.extend(builder.problems)

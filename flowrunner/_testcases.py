@@ -66,7 +66,7 @@ class TestCaseBuilder:
                              self.suggest(name, list(self.inputs), "declared inputs",
                                           "the flow declares no inputs; declare it under inputs:"), at_key=True)
                 continue
-            if value is not None:
+            if not (value is None and spec.default is None):  # `default: null` lets an input be null
                 for error in Draft202012Validator(spec.schema).iter_errors(value):
                     self.problems.extend(error_problems(error, self.pos, base + (name,)))
         for spec in self.inputs.values():

@@ -100,16 +100,15 @@ class FlowRunner:
     def _open(self) -> None:
         if self._opened:
             return
-        from ._cassette import use_cassette
+        from ._cassette import check_recordable, use_cassette
         from ._exceptions import ConfigError
 
         if self.record_mode == "none" and not self.cassette.is_file():
             raise ConfigError(f"no cassette at {self.cassette} to replay (--record-mode none)\n"
                               "  hint: record it against a server: pytest --record-mode once with "
                               "OPENAI_BASE_URL (or --flowrun-base-url) or OPENAI_API_KEY set")
-        if self.record_mode != "none" and not (self.base_url or self.api_key):
-            raise ConfigError(f"--record-mode {self.record_mode} needs a server to record from: "
-                              "set OPENAI_BASE_URL (or --flowrun-base-url) or OPENAI_API_KEY")
+        check_recordable(self.cassette, self.record_mode, bool(self.base_url or self.api_key),
+                         "set OPENAI_BASE_URL (or pytest --flowrun-base-url URL) or OPENAI_API_KEY")
         self._stack.enter_context(use_cassette(self.cassette, self.record_mode))
         self._opened = True
 

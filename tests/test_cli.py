@@ -182,7 +182,8 @@ def test_invalid_flow_exits_2_with_location_and_no_traceback(tmp_path):
     (["valdate", "flows/hello.yaml"], "'valdate' is neither a command nor a flow file; did you mean `flowrun validate`?"),
     (["tset"], "did you mean `flowrun test`?"),
     (["flows/hello.yaml", "--cassette", "new-cassette.yaml"],
-     "recording new-cassette.yaml needs a server to record: OPENAI_API_KEY is not set and there is no --base-url"),
+     "recording needs a server: new-cassette.yaml would be recorded, but OPENAI_API_KEY is not set and there is "
+     "no base URL\n  hint: export OPENAI_API_KEY=..., or --base-url"),
 ])
 def test_usage_errors_exit_2(args, message):
     done = flowrun(*args)
@@ -261,3 +262,11 @@ def test_timeout_and_rate_limit_take_the_forms_a_user_would_write():
     args = build_parser().parse_args(["run", "flows/hello.yaml", "--timeout", "1m", "--rate-limit", "rpm=3 rpd=200"])
     assert args.timeout == 60.0 and str(args.rate_limit) == "rpm=3, rpd=200"
     assert build_parser().parse_args(["run", "x.yaml", "--timeout", "2.5"]).timeout == 2.5
+
+
+def test_validate_searches_folders_as_test_does():
+    done = flowrun("validate", "flows/")
+    assert done.returncode == 0, done.stderr
+    assert "flows/weather.yaml: ok" in done.stdout and "cassettes" not in done.stdout
+    done = flowrun("validate", "no/such/folder")
+    assert done.returncode == 2 and "no such file or folder: no/such/folder" in done.stderr

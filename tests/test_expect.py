@@ -138,3 +138,12 @@ def test_expected_failure_and_its_error():
     assert StatusCheck("failed", Expectation((Matcher("contains", "max_rounds"),))).failures(run) == []
     assert StatusCheck("failed").failures(record([text_round()]))[0].message == \
         "expected the run to fail, but it succeeded"
+
+
+def test_contains_a_list_or_mapping_in_a_mapping_is_a_mismatch_not_a_crash():
+    from flowrunner._expect import Matcher
+
+    assert Matcher("contains", ["a"]).mismatch({"x": 1}, False) == 'expected to contain ["a"], got {"x": 1}'
+    assert Matcher("contains", {"a": 1}).mismatch({"a": 1}, False) is not None
+    assert Matcher("contains", "x").mismatch({"x": 1}, False) is None  # a key
+    assert Matcher("contains", True).mismatch("flag: true", False) is None  # JSON text, not Python's True

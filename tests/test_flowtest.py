@@ -13,6 +13,7 @@ import pytest
 
 from flowrunner import ConfigError, FlowValidationError, load_flow
 from flowrunner._flowtest import cassette_for, find_flows, run_case, selected
+from flowrunner._inputs import resolve_inputs
 
 from conftest import FLOWS, ROOT
 
@@ -120,8 +121,8 @@ def test_keyword_selects_by_flow_stem_and_case_name():
 # -- the command ---------------------------------------------------------------------------------
 
 
-def flowrun(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+def flowrun(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**{k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}, **(env or {})}
     return subprocess.run([sys.executable, "-m", "flowrunner._cli", *args], text=True, capture_output=True,
                           cwd=cwd, env=env, timeout=120)
 
@@ -155,6 +156,34 @@ def test_cli_failure_exit_1_with_located_message(weather, chat_server):
     assert f"{weather}:{line}:36: outputs.answer: expected to contain '73', got 'get_current_weather: " in done.stdout
     assert " 0 passed, 1 failed in " in done.stdout
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_a_case_input_the_run_refuses_fails_that_case_and_the_others_still_run(weather, monkeypatch):
+    monkeypatch.setenv("WEATHER_TOKEN", "not-a-number")  # read at run time, so `validate` cannot see it
+    text = weather.read_text().replace("inputs:\n", "inputs:\n  token: {type: integer, env: WEATHER_TOKEN}\n", 1)
+    weather.write_text(text)
+    with_tests(weather, CASES + """\
+  - name: also
+    inputs: {question: "What's the weather in Paris?", token: 5}
+    expect: {outputs: {answer: {contains: "72"}}}
+""")
+    done = flowrun("test", str(weather), env={"WEATHER_TOKEN": "not-a-number"})
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stdout + done.stderr
+    assert "input 'token'" in done.stdout and "no cassette" in done.stdout and " 2 failed" in done.stdout
+
+
+def test_a_null_default_lets_a_case_give_null(weather):
+    weather.write_text(weather.read_text().replace("inputs:\n", "inputs:\n  note: {type: string, default: null}\n", 1))
+    flow = load_flow(with_tests(weather, CASES.replace("{question: \"What's the weather in Boston?\"}",
+                                                       "{question: \"What's the weather in Boston?\", note: null}")))
+    assert flow.tests[0].inputs["note"] is None
+    assert resolve_inputs(flow, {"question": "q"})["note"] is None
+    assert resolve_inputs(flow, {"question": "q", "note": None})["note"] is None
+
+
+def test_recording_with_every_cassette_present_needs_no_server_in_mode_once():
+    done = flowrun("test", "flows/weather.yaml", "--record-mode", "once")
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_cli_invalid_flow_exit_2(weather):

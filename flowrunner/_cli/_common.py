@@ -82,7 +82,7 @@ def flow_and_inputs(args: argparse.Namespace) -> tuple[Flow, dict[str, Any]]:
 @contextlib.contextmanager
 def connection(flow: Flow, args: argparse.Namespace) -> Iterator[Any]:
     """The transport, inside the cassette when one is used; the run command's epilog states the rules."""
-    from .._cassette import use_cassette
+    from .._cassette import check_recordable, use_cassette
     from .._transport import OpenAITransport
 
     key = os.environ.get("OPENAI_API_KEY") or None
@@ -96,13 +96,10 @@ def connection(flow: Flow, args: argparse.Namespace) -> Iterator[Any]:
                 "server (Ollama, vLLM, llama.cpp, or `python -m flowrunner.testing.server`)")
         cassette, mode = flow.default_cassette, "none"
         print(f"no OPENAI_API_KEY or base URL: replaying {cassette}", file=sys.stderr)
-    elif not key and not args.base_url:
-        target = Path(cassette) if cassette is not None else flow.default_cassette
-        if mode == "all" or (mode in (None, "once") and not target.is_file()):
-            raise ConfigError(
-                f"recording {target} needs a server to record: OPENAI_API_KEY is not set and there is no "
-                "--base-url\n  hint: export OPENAI_API_KEY=..., or --base-url http://localhost:8000/v1 for a "
-                "local server (`python -m flowrunner.testing.server`); --record-mode none only replays")
+    else:
+        check_recordable(Path(cassette) if cassette is not None else flow.default_cassette, mode or "once",
+                         bool(key or args.base_url), "export OPENAI_API_KEY=..., or --base-url "
+                         "http://localhost:8000/v1 for a local server (`python -m flowrunner.testing.server`)")
     with OpenAITransport(base_url=args.base_url, api_key=key, timeout=args.timeout) as transport:
         if cassette is None and mode is None:
             yield transport

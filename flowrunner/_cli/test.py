@@ -41,9 +41,10 @@ def register(sub: Any) -> None:
     parser.add_argument("paths", metavar="PATH", nargs="+", help="flow files, or folders to search for flows")
     parser.add_argument("-k", dest="keyword", metavar="TEXT",
                         help="only the cases whose <flow stem>::<case name> contains TEXT")
-    parser.add_argument("--record", action="store_true",
-                        help="record every selected case's cassette anew (record mode all); needs a server")
-    parser.add_argument("--record-mode", choices=RECORD_MODES,
+    recording = parser.add_mutually_exclusive_group()
+    recording.add_argument("--record", action="store_true",
+                           help="record every selected case's cassette anew (record mode all); needs a server")
+    recording.add_argument("--record-mode", choices=RECORD_MODES,
                         help="finer control than --record: none (default) replays only, once records "
                              "missing cassettes, new_episodes adds missing requests, all re-records")
     parser.add_argument("--base-url", default=os.environ.get("OPENAI_BASE_URL") or None, metavar="URL",

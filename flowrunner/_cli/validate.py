@@ -16,15 +16,21 @@ def register(sub: Any) -> None:
                             epilog="example:\n  flowrun validate flows/*.yaml\n\n"
                                    "exit status: 0 all valid, 2 any invalid.",
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("flows", metavar="FLOW", nargs="+", help="flow files")
+    parser.add_argument("flows", metavar="FLOW", nargs="+", help="flow files, or folders to search for them")
     parser.set_defaults(handler=cmd_validate)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from .._flowtest import find_flows
     from .._loader import load_flow
 
     status = EXIT_OK
-    for path in args.flows:
+    try:
+        paths = find_flows(args.flows)
+    except FlowValidationError as exc:  # a path that does not exist
+        print_problems(exc)
+        return EXIT_USAGE
+    for path in paths:
         try:
             flow = load_flow(path)
         except FlowValidationError as exc:
