@@ -117,16 +117,19 @@ class BatchRunner:
         self._halted: BaseException | None = None
         self._started = 0.0
         self._total = 0
+        self._skips_expected = 0
 
     def stop(self) -> None:
         """Take no new inputs; runs in flight finish and are written (what the first Ctrl-C does)."""
         self._stop.set()
 
     def run(self) -> BatchSummary:
+        self.engine.check_models(self.flow)  # once, not in every worker
         total = count_inputs(self.inputs)
         previous = read_results(self.out, repair=self.resume)
-        if previous.lines and not self.resume:
-            raise ConfigError(f"{self.out} already holds {previous.lines} results\n  hint: add --resume to "
+        if (previous.lines or previous.cut_torn_line) and not self.resume:
+            held = f"{previous.lines} results" if previous.lines else "a partial result line"
+            raise ConfigError(f"{self.out} already holds {held}\n  hint: add --resume to "
                               "finish that batch (--retry-failed also reruns its failures), or give a new "
                               "--out file")
         wanted_again = {"failed"} if self.retry_failed else set()
@@ -136,9 +139,12 @@ class BatchRunner:
         writer = ResultWriter(self.out, sync_every=self._sync[0], sync_seconds=self._sync[1])
         work: queue.Queue[Any] = queue.Queue(maxsize=self.concurrency * 2)
         self._total, self._started = total, time.monotonic()
-        feeder = threading.Thread(target=self._feed, args=(work, done), name="batch-feeder", daemon=True)
+        self._skips_expected = min(len(done), total)  # for the ETA, until the feeder has counted them
+        self._workers_left = min(self.concurrency, max(total, 1))  # no idle threads for a short batch
+        feeder = threading.Thread(target=self._feed, args=(work, done, self._workers_left), name="batch-feeder",
+                                  daemon=True)
         workers = [threading.Thread(target=self._work, args=(work, writer), name=f"batch-{n}", daemon=True)
-                   for n in range(self.concurrency)]
+                   for n in range(self._workers_left)]
         # Requests are counted as the engine makes them (a request that failed made no round).
         chained = self.engine.on_event
         self.engine.on_event = lambda event: self._count(event, chained)
@@ -175,7 +181,7 @@ class BatchRunner:
         self._report()
         return interrupted or self._stop.is_set(), 0
 
-    def _feed(self, work: queue.Queue[Any], done: set[str]) -> None:
+    def _feed(self, work: queue.Queue[Any], done: set[str], workers: int) -> None:
         try:
             for item in read_inputs(self.inputs):
                 if self._stop.is_set():
@@ -193,7 +199,9 @@ class BatchRunner:
         except BaseException as exc:  # noqa: BLE001 - unreadable inputs end the batch, said by run()
             self._fail(exc)
         finally:
-            for _ in range(self.concurrency):
+            with self._lock:
+                self._skips_expected = 0  # counted now
+            for _ in range(workers):
                 work.put(_DONE)
 
     def _work(self, work: queue.Queue[Any], writer: ResultWriter) -> None:
@@ -215,21 +223,16 @@ class BatchRunner:
             with self._lock:
                 self._tally.in_flight += 1
             try:
+                # None: the account failed, not the input; not written, so --resume runs it.
                 outcome = self._run_one(item)
-            except BaseException as exc:  # noqa: BLE001 - e.g. no model: every run would fail alike
-                with self._lock:
-                    self._tally.in_flight -= 1
+                written = outcome is not None and writer.write(outcome[0])
+            except BaseException as exc:  # noqa: BLE001 - a surprise that would fail every run alike
                 self._fail(exc)
-                continue
-            if outcome is None:  # the account failed, not the input: not written, --resume runs it
-                with self._lock:
-                    self._tally.in_flight -= 1
-                continue
-            result, usage = outcome
-            written = writer.write(result)
+                outcome, written = None, False
             with self._lock:
                 self._tally.in_flight -= 1
-                if written:
+                if written and outcome is not None:
+                    result, usage = outcome
                     if result["status"] == "succeeded":
                         self._tally.succeeded += 1
                     else:
@@ -283,7 +286,7 @@ class BatchRunner:
     def _progress(self) -> BatchProgress:
         with self._lock:
             t = self._tally
-            return BatchProgress(self._total, t.skipped, t.succeeded, t.failed, t.in_flight, t.requests,
+            return BatchProgress(self._total, max(t.skipped, self._skips_expected), t.succeeded, t.failed, t.in_flight, t.requests,
                                  t.usage.get("total_tokens", 0), time.monotonic() - self._started,
                                  self._stop.is_set())
 

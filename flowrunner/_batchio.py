@@ -39,6 +39,7 @@ class InputLine:
 
 
 def canonical_json(value: Any) -> str:
+    """Sorted-key compact JSON: equal for equal data whatever its key order or spacing (input keys, cassette matching)."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -67,6 +68,22 @@ def read_inputs(path: str | Path) -> Iterator[InputLine]:
     # themselves); only keys that do repeat are kept whole, with their count.
     seen: set[int] = set()
     repeats: dict[str, int] = {}
+    for number, text in _lines(path):
+        key, value, problem = _parse(number, text)
+        fingerprint = int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "big")
+        if fingerprint in seen:
+            repeat = repeats[key] = repeats.get(key, 1) + 1
+        else:
+            seen.add(fingerprint)
+            repeat = 1
+        yield InputLine(number, key if repeat == 1 else f"{key}#{repeat}", value, problem)
+
+
+def _lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each non-blank line; the one reading of the inputs that decides what is blank."""
+    if Path(path).exists() and not Path(path).is_file():
+        raise ConfigError(f"the inputs {path} are not a regular file\n  hint: a batch reads its inputs twice "
+                          "(to count them, then to run them), which a pipe does not allow: save it to a file first")
     try:
         handle = open(path, "rb")
     except OSError as exc:
@@ -74,29 +91,13 @@ def read_inputs(path: str | Path) -> Iterator[InputLine]:
     with handle:
         for number, raw in enumerate(handle, start=1):
             text = raw.decode("utf-8-sig" if number == 1 else "utf-8", errors="replace").strip()  # editors' BOM
-            if not text:
-                continue
-            key, value, problem = _parse(number, text)
-            fingerprint = int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "big")
-            if fingerprint in seen:
-                repeat = repeats[key] = repeats.get(key, 1) + 1
-            else:
-                seen.add(fingerprint)
-                repeat = 1
-            yield InputLine(number, key if repeat == 1 else f"{key}#{repeat}", value, problem)
+            if text:
+                yield number, text
 
 
 def count_inputs(path: str | Path) -> int:
-    """How many non-blank lines the inputs have, read in blocks (for the progress bar's ETA)."""
-    count = 0
-    try:
-        with open(path, "rb") as handle:
-            for raw in handle:
-                if raw.strip():
-                    count += 1
-    except OSError as exc:
-        raise ConfigError(f"cannot read the inputs {path}: {exc.strerror or exc}") from None
-    return count
+    """How many inputs there are, blank lines left out as `read_inputs` leaves them (for the ETA)."""
+    return sum(1 for _ in _lines(path))
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from ._batchio import canonical_json
 from ._exceptions import ConfigError
 from ._secrets import active as secrets_active
 from ._secrets import redact, redact_data
@@ -49,11 +50,10 @@ def canonical_body(request: Any) -> str | None:
         canon = ""
     else:
         try:
-            # Redacted, as the recording was: a secret in the live request matches its placeholder.
-            canon = json.dumps(redact_data(json.loads(body)), sort_keys=True, separators=(",", ":"),
-                               ensure_ascii=False)
+            # Both sides are scrubbed (secrets redacted) before they are matched: see `_scrub_request`.
+            canon = canonical_json(json.loads(body))
         except (ValueError, TypeError):
-            canon = redact(str(body))
+            canon = str(body)
     try:
         setattr(request, _CANON_ATTR, canon)
     except AttributeError:
@@ -129,8 +129,9 @@ def _redact_body(body: str | bytes) -> str | bytes:
         return body
     text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
     try:
-        redacted = json.dumps(redact_data(json.loads(text)), ensure_ascii=False)
-        if redacted == json.dumps(json.loads(text), ensure_ascii=False):
+        data = json.loads(text)
+        redacted = json.dumps(redact_data(data), ensure_ascii=False)
+        if redacted == json.dumps(data, ensure_ascii=False):
             return body  # nothing secret: keep the bytes exactly as they were
     except ValueError:
         redacted = redact(text)  # a stream (SSE) or an error page

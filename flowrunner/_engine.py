@@ -63,7 +63,7 @@ class Engine:
     def run(self, flow: Flow, inputs: Mapping[str, Any] | None = None, *, inputs_as_text: bool = False) -> RunRecord:
         """Run every step in order and render the outputs; a runtime failure ends in a failed record."""
         values = resolve_inputs(flow, inputs or {}, from_text=inputs_as_text)
-        self._check_models(flow)
+        self.check_models(flow)
         warm = getattr(self.transport, "warm", None)
         if warm is not None:
             warm()  # the SDK is ready before the first request's turn comes (see OpenAITransport.warm)
@@ -96,7 +96,7 @@ class Engine:
              step_id: str | None = None) -> ChatSession:
         """A conversation that starts from one step's messages (the first step unless named)."""
         values = resolve_inputs(flow, inputs or {}, from_text=inputs_as_text)
-        self._check_models(flow)
+        self.check_models(flow)
         step = flow.steps[0]
         if step_id is not None:
             matches = [s for s in flow.steps if s.id == step_id]
@@ -111,7 +111,8 @@ class Engine:
     def _model(self, flow: Flow, step: Step) -> str:
         return self.model or step.model or flow.model or ""
 
-    def _check_models(self, flow: Flow) -> None:
+    def check_models(self, flow: Flow) -> None:
+        """ConfigError unless every step has a model (the flow's, the step's, or --model)."""
         for step in flow.steps:
             if not self._model(flow, step):
                 raise ConfigError(f"step {step.id!r} has no model: set `model:` in the flow or the step, "

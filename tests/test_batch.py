@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -471,3 +472,62 @@ def test_a_batch_with_no_declared_limit_keeps_to_a_server_allowing_one_request_a
         stats = server.stats
     assert (summary.progress.succeeded, summary.progress.failed) == (12, 0)
     assert stats.rejected < 8, stats.rejected_429
+
+
+@pytest.mark.server
+def test_resuming_a_batch_recorded_to_a_cassette_adds_to_the_cassette(tmp_path):
+    inputs, out, cassette = many_inputs(tmp_path, 3), tmp_path / "out.jsonl", tmp_path / "batch.yaml"
+    with ChatServer() as server:
+        args = ["batch", "flows/weather.yaml", "--inputs", str(inputs), "--out", str(out),
+                "--base-url", server.base_url, "--cassette", str(cassette)]
+        first = flowrun(*args)
+        first.communicate(timeout=60)
+        assert first.returncode == 0
+        with inputs.open("a") as handle:  # as if the first batch had been stopped before these two
+            handle.write('{"question": "What\'s the weather in Lima?"}\n{"question": "What\'s the weather in Oslo?"}\n')
+        resumed = flowrun(*args, "--resume")
+        stdout, stderr = resumed.communicate(timeout=60)
+    assert resumed.returncode == 0, stderr  # not 2 cassette misses, as `once` on an existing cassette gave
+    assert stdout.startswith("batch finished: 2 succeeded, 0 failed, 3 skipped")
+    assert len(results(out)) == 5
+
+
+def test_a_lone_torn_line_is_not_appended_to_without_resume(make_flow, tmp_path):
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"key": "boston", "sta')
+    with pytest.raises(ConfigError, match="already holds a partial result line"):
+        run_batch(make_flow(FLOW), inputs_file(tmp_path / "in.jsonl", ["q"]), out)
+    assert out.read_text() == '{"key": "boston", "sta'
+
+
+def test_inputs_that_are_not_a_regular_file_are_refused_before_anything_runs(make_flow, tmp_path):
+    fifo = tmp_path / "inputs.fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="(?s)are not a regular file.*save it to a file first"):
+        run_batch(make_flow(FLOW), fifo, tmp_path / "out.jsonl")
+
+
+def test_a_flow_with_no_model_stops_the_batch_before_any_worker_starts(make_flow, tmp_path):
+    flow, seen = make_flow(FLOW.replace("model: m\n", "")), []
+    with pytest.raises(ConfigError, match="has no model"):
+        BatchRunner(Engine(FunctionTransport(echo)), flow, inputs_file(tmp_path / "in.jsonl", ["q1", "q2"]),
+                    tmp_path / "out.jsonl", on_progress=seen.append).run()
+    assert seen == []  # no progress, no "stopping: waiting for the runs in flight" before the real error
+
+
+def test_resumed_progress_counts_the_inputs_already_done_from_the_start(make_flow, tmp_path):
+    flow, out = make_flow(FLOW), tmp_path / "out.jsonl"
+    inputs = inputs_file(tmp_path / "in.jsonl", [f"q{i}" for i in range(2000)])
+    # The 10 to do come first, so the feeder waits on the workers before it reaches the done ones.
+    out.write_text("".join(json.dumps({"key": f"q{i}", "status": "succeeded"}) + "\n" for i in range(10, 2000)))
+    seen: list[Any] = []
+
+    def slow_echo(request):
+        time.sleep(0.01)
+        return echo(request)
+
+    BatchRunner(Engine(FunctionTransport(slow_echo)), flow, inputs, out, resume=True, concurrency=1,
+                on_progress=seen.append, tick=0.005).run()
+    # From the first report the ETA counts the 10 left to do, not the 2,000 still being read.
+    assert seen and seen[0].skipped == 1990 and seen[0].total - seen[0].skipped == 10
+    assert seen[-1].skipped == 1990 and seen[-1].done == 10

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from .._durations import format_duration
 from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_run_options, connection, count, redact, seconds
 
 if TYPE_CHECKING:
@@ -74,14 +75,20 @@ def cmd_batch(args: argparse.Namespace) -> int:
         raise UsageError("flowrun batch takes its inputs from --inputs, one JSON object per line; "
                          "-i is for `flowrun run`")
     flow = load_flow(args.flow)
+    if (args.resume or args.retry_failed) and args.cassette is not None and args.record_mode in (None, "once"):
+        # The cassette exists from the interrupted batch; `once` would replay only, and every input
+        # not yet run would miss. Resuming adds to it.
+        args.record_mode = "new_episodes"
     display = Progress(sys.stderr, args.progress_interval)
-    with connection(flow, args) as transport:
-        engine = Engine(transport, model=args.model, rate_limit=args.rate_limit)
-        runner = BatchRunner(engine, flow, args.inputs_file, args.out,
-                             concurrency=args.concurrency, resume=args.resume, retry_failed=args.retry_failed,
-                             full_record=args.full_record, on_progress=display.update)
-        summary = runner.run()
-    display.finish()
+    try:
+        with connection(flow, args) as transport:
+            engine = Engine(transport, model=args.model, rate_limit=args.rate_limit)
+            runner = BatchRunner(engine, flow, args.inputs_file, args.out,
+                                 concurrency=args.concurrency, resume=args.resume, retry_failed=args.retry_failed,
+                                 full_record=args.full_record, on_progress=display.update)
+            summary = runner.run()
+    finally:
+        display.finish()  # an error then starts on a line of its own, not on the progress bar's
     if summary.cut_torn_line:
         print(f"{args.out}: its last line was torn (a kill during a write) and was cut; that input was rerun",
               file=sys.stderr)
@@ -127,7 +134,7 @@ def line(p: BatchProgress) -> str:
         parts.append(f"{p.skipped} skipped")
     parts.append(f"{p.in_flight} running")
     parts.append(f"{p.rate:.1f}/s")
-    parts.append(f"ETA {duration(p.eta)}" if p.eta is not None else "ETA ?")
+    parts.append(f"ETA {format_duration(max(1, round(p.eta)))}" if p.eta is not None else "ETA ?")
     parts.append(f"{p.tokens:,} tokens")
     if p.stopping:
         parts.append("stopping: waiting for the runs in flight (Ctrl-C again to abandon them)")
@@ -138,17 +145,6 @@ def bar(p: BatchProgress, width: int = 24) -> str:
     todo = max(p.total - p.skipped, 1)
     filled = min(width, int(width * p.done / todo))
     return f"[{'#' * filled}{'.' * (width - filled)}] " + line(p)
-
-
-def duration(value: float | None) -> str:
-    if value is None:
-        return "?"
-    value = int(round(value))
-    if value < 60:
-        return f"{value}s"
-    if value < 3600:
-        return f"{value // 60}m{value % 60:02d}s"
-    return f"{value // 3600}h{value % 3600 // 60:02d}m"
 
 
 def print_summary(summary: BatchSummary, args: argparse.Namespace) -> None:
