@@ -21,16 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-FLOW = """\
-name: ask
-model: gpt-4o-mini
-inputs:
-  question: {type: string}
-steps:
-  - id: answer
-    messages:
-      - {role: user, content: "{{ inputs.question }}"}
-"""
+from _flows import ASK  # benchmarks/_flows.py: the script's folder is on sys.path
+
 
 
 def batch(folder: Path, lines: int, base_url: str, concurrency: int) -> tuple[float, int, str]:
@@ -69,7 +61,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as name, ChatServer(validate_responses=False) as server:
         folder = Path(name)
-        (folder / "ask.yaml").write_text(FLOW)
+        (folder / "ask.yaml").write_text(ASK)
         for lines in args.lines:
             rows.append((lines, *batch(folder, lines, server.base_url, args.concurrency)))
 

@@ -9,8 +9,8 @@ minute but enforces them over short periods, so the 1 s window (20 requests in a
 reading that matters; the 60 s window (1200 in any minute) is the literal one. For each window,
 each side gets a fresh server and sends the same `--inputs` one-request chats:
 
-1. `BatchRunner` (the code behind `flowrun batch`), `--concurrency` workers, the flow declaring
-   `rate_limit: {rpm: 1200}`: goal rate >= 95% of the limit, no 429, no failed item;
+1. `BatchRunner` (the code behind `flowrun batch`), `--concurrency` workers,
+   the limit given as with `--rate-limit rpm=1200` (`Engine(rate_limit=...)`): goal rate >= 95% of the limit, no 429, no failed item;
 2. `asyncio.gather` over `openai.AsyncOpenAI(max_retries=0)`, every input at once, no limiter;
 3. the same with the SDK's default `max_retries=2` (it sleeps for the 429's `retry-after-ms`);
 4. a loop over `openai.OpenAI(max_retries=0)`, one request after the other (1 s window only: at
@@ -37,20 +37,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from _flows import ASK  # benchmarks/_flows.py: the script's folder is on sys.path
+
 RPM = 1200
 LATENCY = 0.1
 GOAL = 0.95
-FLOW = """\
-name: ask
-model: gpt-4o-mini
-rate_limit: {rpm: %d}
-inputs:
-  question: {type: string}
-steps:
-  - id: answer
-    messages:
-      - {role: user, content: "{{ inputs.question }}"}
-""" % RPM
 
 
 def question(n: int) -> str:
@@ -94,9 +85,9 @@ def measure(window: float, side: str, body: Callable[[str], Outcome]) -> Row:
 def batch_side(inputs: int, concurrency: int, folder: Path) -> Callable[[str], Outcome]:
     from flowrunner import Engine, OpenAITransport, load_flow
     from flowrunner._batch import BatchRunner
-    from flowrunner._ratelimit import RateLimiter
+    from flowrunner._ratelimit import RateLimit, RateLimiter
 
-    (folder / "ask.yaml").write_text(FLOW)
+    (folder / "ask.yaml").write_text(ASK)
     flow = load_flow(folder / "ask.yaml")
     lines = folder / "in.jsonl"
     lines.write_text("".join(json.dumps({"question": question(n)}) + "\n" for n in range(inputs)))
@@ -106,7 +97,7 @@ def batch_side(inputs: int, concurrency: int, folder: Path) -> Callable[[str], O
         out.unlink(missing_ok=True)
         with OpenAITransport(base_url=base_url) as transport:
             transport.warm()  # the SDK client exists before the clock starts, as for the other sides
-            engine = Engine(transport, limiter=RateLimiter())
+            engine = Engine(transport, limiter=RateLimiter(), rate_limit=RateLimit(rpm=RPM))  # --rate-limit
             summary = BatchRunner(engine, flow, lines, out, concurrency=concurrency, tick=3600).run()
         with out.open() as handle:
             results = [json.loads(line) for line in handle]

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ._model import Flow, TestCase
     from ._record import RunRecord
 
-_MODES = ("none", "once", "new_episodes", "all")
+_MODES = ("none", "once", "new_episodes", "all")  # _cassette.RECORD_MODES: not imported, to keep this cheap
 _STEPS = re.compile(r"^steps\s*:", re.MULTILINE)
 _TESTS = re.compile(r"^tests\s*:", re.MULTILINE)
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")

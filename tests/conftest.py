@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterator
 
@@ -12,6 +13,13 @@ pytest_plugins = ["pytester"]  # tests/test_pytest_plugin.py runs pytest in temp
 ROOT = Path(__file__).resolve().parent.parent
 FLOWS = ROOT / "flows"
 DATA = Path(__file__).resolve().parent / "data"
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without OPENAI_API_KEY and OPENAI_BASE_URL (a newcomer's: no key,
+    no server), plus `extra`, for flowrun subprocesses."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    return {**env, **extra}
 
 
 @pytest.fixture

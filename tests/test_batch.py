@@ -20,7 +20,7 @@ from flowrunner import ConfigError, Engine, FunctionTransport, OpenAITransport, 
 from flowrunner._batch import BatchRunner
 from flowrunner.testing import ChatServer
 
-from conftest import FLOWS, ROOT
+from conftest import FLOWS, ROOT, clean_env
 
 FLOW = """\
 name: echo
@@ -228,7 +228,7 @@ def test_a_batch_recorded_concurrently_replays_in_any_order(chat_server, tmp_pat
 # --- the command, as a user runs it -------------------------------------------------------------
 
 def flowrun(*args):
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    env = clean_env()
     return subprocess.Popen([sys.executable, "-m", "flowrunner._cli", *args], cwd=ROOT, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 

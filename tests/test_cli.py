@@ -12,12 +12,12 @@ import pytest
 
 from flowrunner.testing import ChatServer
 
-from conftest import FLOWS, ROOT
+from conftest import FLOWS, ROOT, clean_env
 from test_stream import CHUNK_DELAY, PACED_ANSWER, PACED_TOOLS, STREAMED
 
 
 def flowrun(*args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    clean = clean_env()
     clean.update(env)
     return subprocess.run([sys.executable, "-m", "flowrunner._cli", *args], input=stdin, text=True,
                           capture_output=True, cwd=ROOT, env=clean, timeout=60)
@@ -211,7 +211,7 @@ def test_help_and_validate_do_not_import_openai_or_vcr(args):
 def test_output_into_a_closed_pipe_is_quiet():
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before flowrun writes: like `flowrun ... | head -0`
-    clean = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    clean = clean_env()
     try:
         done = subprocess.run([sys.executable, "-m", "flowrunner._cli", "flows/hello.yaml", "--json"], cwd=ROOT,
                               env=clean, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60)

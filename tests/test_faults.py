@@ -4,7 +4,6 @@ does about each fault, as the run record shows it. Delays are milliseconds so th
 from __future__ import annotations
 
 import json
-import os
 import socket
 from typing import Any
 
@@ -14,6 +13,8 @@ from flowrunner import Engine, OpenAITransport
 from flowrunner._cli import main
 from flowrunner._ratelimit import RateLimiter
 from flowrunner.testing import ChatServer, Limits, Reply, faults
+
+from conftest import clean_env
 
 FLOW = """
     name: faults
@@ -385,7 +386,7 @@ def test_a_servers_daily_limit_429_is_not_retried(tmp_path):
     path = tmp_path / "daily.yaml"
     path.write_text(textwrap.dedent(TWELVE_STEPS.replace("retry: {max_attempts: 1}", "retry: {max_attempts: 5}")
                                     .split("      - id: s1")[0]))
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    env = clean_env()
     with ChatServer(limits=Limits(rpd=1)) as server:
         runs = [subprocess.run([sys.executable, "-m", "flowrunner._cli", "run", str(path), "--base-url",
                                 server.base_url], capture_output=True, text=True, env=env, timeout=30)

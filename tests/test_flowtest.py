@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from flowrunner import ConfigError, FlowValidationError, load_flow
 from flowrunner._flowtest import cassette_for, find_flows, run_case, selected
 from flowrunner._inputs import resolve_inputs
 
-from conftest import FLOWS, ROOT
+from conftest import FLOWS, ROOT, clean_env
 
 CASES = """\
 tests:
@@ -122,7 +121,7 @@ def test_keyword_selects_by_flow_stem_and_case_name():
 
 
 def flowrun(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**{k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}, **(env or {})}
+    env = clean_env(**(env or {}))
     return subprocess.run([sys.executable, "-m", "flowrunner._cli", *args], text=True, capture_output=True,
                           cwd=cwd, env=env, timeout=120)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import re
@@ -26,6 +27,28 @@ pytestmark = pytest.mark.server
 
 RATE_LIMITS = "Visit https://platform.openai.com/account/rate-limits to learn more."
 
+
+
+def in_background(call: Callable[[], object]) -> tuple[threading.Thread, list[BaseException]]:
+    """`call` on a started thread, and the list that gets what it raises."""
+    caught: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            caught.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, caught
+
+
+def stop_timed(server: ChatServer) -> float:
+    """Seconds `server.stop()` took."""
+    started = time.perf_counter()
+    server.stop()
+    return time.perf_counter() - started
 
 def ask(text: str = "Ping the server") -> dict[str, Any]:
     return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]}
@@ -136,23 +159,12 @@ def test_hang_times_the_client_out_and_stop_ends_it_promptly() -> None:
         with pytest.raises(httpx2.ReadTimeout):
             httpx2.post(server.base_url + "/chat/completions", json=ask(), timeout=0.1)
         # A patient client is still waiting on the second hang when the server stops.
-        outcome: list[BaseException] = []
-
-        def patient() -> None:
-            try:
-                post(server, timeout=10)
-            except BaseException as exc:  # noqa: BLE001 - the test inspects it
-                outcome.append(exc)
-
-        waiter = threading.Thread(target=patient)
-        waiter.start()
+        waiter, outcome = in_background(lambda: post(server, timeout=10))
         deadline = time.monotonic() + 2
         while len(server.requests) < 2 and time.monotonic() < deadline:
             time.sleep(0.005)
     finally:
-        started = time.perf_counter()
-        server.stop()
-        stopped = time.perf_counter() - started
+        stopped = stop_timed(server)
     waiter.join(timeout=2)
     assert stopped < 0.5
     assert not waiter.is_alive()  # the handler ended its wait and closed the connection
@@ -604,21 +616,10 @@ def test_a_paced_stream_can_be_cut_by_truncate_or_by_stop() -> None:
         assert 0 < "\n".join(received).count("data: ") < body.count(b"data: ")
         assert "".join(received).encode() in body.replace(b"\n", b"")
         # The server stops mid-stream: the connection closes then, not after the last event.
-        caught: list[BaseException] = []
-
-        def reader() -> None:
-            try:
-                fetch_stream(server, stream_request())
-            except BaseException as exc:  # noqa: BLE001 - the test inspects it
-                caught.append(exc)
-
-        thread = threading.Thread(target=reader)
-        thread.start()
+        thread, caught = in_background(lambda: fetch_stream(server, stream_request()))
         time.sleep(0.15)
     finally:
-        started = time.perf_counter()
-        server.stop()
-        stopped = time.perf_counter() - started
+        stopped = stop_timed(server)
     thread.join(timeout=2)
     assert stopped < 0.3 and not thread.is_alive()
     assert len(caught) == 1 and isinstance(caught[0], ValueError)  # b"" where a chunk size was due
@@ -635,23 +636,28 @@ def test_chunk_delays_are_checked() -> None:
 
 # -- the command line ------------------------------------------------------------------------------
 
-def test_command_line_limits_and_latency(capsys: pytest.CaptureFixture[str]) -> None:
-    command = [sys.executable, "-m", "flowrunner.testing.server", "--port", "0", "--rpm", "60",
-               "--tpm", "100000", "--window", "1", "--latency", "0.05"]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True) as process:
+@contextlib.contextmanager
+def cli_server(*options: str) -> Iterator[str]:
+    """`python -m flowrunner.testing.server --port 0 OPTIONS` running; its base URL."""
+    command = [sys.executable, "-m", "flowrunner.testing.server", "--port", "0", *options]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
         try:
             line = process.stdout.readline() if process.stdout else ""
             match = re.search(r"http://127\.0\.0\.1:(\d+)/v1", line)
             assert match, line
-            url = match.group() + "/chat/completions"
-            started = time.perf_counter()
-            first = httpx2.post(url, json=ask(), timeout=5)
-            assert time.perf_counter() - started >= 0.05
-            second = httpx2.post(url, json=ask(), timeout=5)
+            yield match.group()
         finally:
             process.kill()
             process.communicate()
+
+
+def test_command_line_limits_and_latency(capsys: pytest.CaptureFixture[str]) -> None:
+    with cli_server("--rpm", "60", "--tpm", "100000", "--window", "1", "--latency", "0.05") as base_url:
+        url = base_url + "/chat/completions"
+        started = time.perf_counter()
+        first = httpx2.post(url, json=ask(), timeout=5)
+        assert time.perf_counter() - started >= 0.05
+        second = httpx2.post(url, json=ask(), timeout=5)
     assert first.status_code == 200 and second.status_code == 429
     assert first.headers["x-ratelimit-limit-requests"] == "60"
     assert first.headers["x-ratelimit-limit-tokens"] == "100000"
@@ -662,25 +668,15 @@ def test_command_line_limits_and_latency(capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_command_line_chunk_delay_paces_streams(capsys: pytest.CaptureFixture[str]) -> None:
-    command = [sys.executable, "-m", "flowrunner.testing.server", "--port", "0",
-               "--chunk-delay", "0.05"]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True) as process:
-        try:
-            line = process.stdout.readline() if process.stdout else ""
-            match = re.search(r"http://127\.0\.0\.1:(\d+)/v1", line)
-            assert match, line
-            arrivals: list[float] = []
-            started = time.perf_counter()
-            with httpx2.stream("POST", match.group() + "/chat/completions",
-                               json={**ask(LONG), "stream": True}, timeout=5) as response:
-                assert response.headers["transfer-encoding"] == "chunked"
-                for text in response.iter_lines():
-                    if text.startswith("data: "):
-                        arrivals.append(time.perf_counter() - started)
-        finally:
-            process.kill()
-            process.communicate()
+    arrivals: list[float] = []
+    with cli_server("--chunk-delay", "0.05") as base_url:
+        started = time.perf_counter()
+        with httpx2.stream("POST", base_url + "/chat/completions",
+                           json={**ask(LONG), "stream": True}, timeout=5) as response:
+            assert response.headers["transfer-encoding"] == "chunked"
+            for text in response.iter_lines():
+                if text.startswith("data: "):
+                    arrivals.append(time.perf_counter() - started)
     assert len(arrivals) == 14  # 13 chunks and [DONE]
     assert arrivals[-1] - arrivals[0] >= 0.8 * 13 * 0.05
     with pytest.raises(SystemExit) as bad:
