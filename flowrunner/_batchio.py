@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from ._cassette import canonical_json
 from ._exceptions import ConfigError
 
 
@@ -36,11 +37,6 @@ class InputLine:
     value: Any
     """The parsed JSON object; the line's text when `problem` says it is not one."""
     problem: str | None = None
-
-
-def canonical_json(value: Any) -> str:
-    """Sorted-key compact JSON: equal for equal data whatever its key order or spacing (input keys, cassette matching)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _digest(text: str) -> str:

@@ -21,7 +21,6 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from ._batchio import canonical_json
 from ._exceptions import ConfigError
 from ._secrets import active as secrets_active
 from ._secrets import redact, redact_data
@@ -36,6 +35,12 @@ _NOISE_PREFIX = "x-stainless-"
 _CANON_ATTR = "_flowrunner_canonical_body"
 _MATCH_ON = ("method", "path", "json_body")
 """What a request must share with a recording to replay it; `IndexedCassette`'s key is exactly this."""
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted-key compact JSON: equal for equal data whatever its key order or spacing (request matching,
+    batch input keys)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def canonical_body(request: Any) -> str | None:

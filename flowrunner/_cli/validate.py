@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from .._exceptions import FlowValidationError
@@ -21,15 +22,18 @@ def register(sub: Any) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .._flowtest import find_flows
     from .._loader import load_flow
 
     status = EXIT_OK
-    try:
-        paths = find_flows(args.flows)
-    except FlowValidationError as exc:  # a path that does not exist
-        print_problems(exc)
-        return EXIT_USAGE
+    paths = args.flows
+    if not all(os.path.isfile(path) for path in paths):
+        from .._flowtest import find_flows  # with the matchers: only for folders (and to say what is missing)
+
+        try:
+            paths = find_flows(paths)
+        except FlowValidationError as exc:  # a path that does not exist
+            print_problems(exc)
+            return EXIT_USAGE
     for path in paths:
         try:
             flow = load_flow(path)
