@@ -66,6 +66,11 @@ class RoundRecord:
     """Every HTTP attempt this round's request took (one, unless it was retried)."""
     invalid_output: str | None = None
     """Why this round's answer did not match the step's response_format (it was sent back for repair)."""
+    refusal: str | None = None
+    """The model's refusal (`message.refusal`), when it refused instead of answering."""
+    audio: dict[str, Any] | None = None
+    """A spoken answer's `id`, `expires_at` and `transcript`, and `data_omitted_chars`: how long its base64
+    audio was. The audio itself is not kept: it can run to megabytes."""
 
 
 @dataclass
@@ -78,6 +83,8 @@ class StepRecord:
     content: str | None = None
     rounds: list[RoundRecord] = field(default_factory=list)
     usage: dict[str, int] = field(default_factory=_zero_usage)
+    warnings: list[str] = field(default_factory=list)
+    """What the step passed on but should not go unseen, e.g. an answer cut at the token limit."""
 
 
 @dataclass

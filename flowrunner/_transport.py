@@ -42,6 +42,10 @@ class Completion:
     model: str | None = None
     usage: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    refusal: str | None = None
+    """The model's refusal (`message.refusal`), when it refused instead of answering."""
+    audio: dict[str, Any] | None = None
+    """A spoken answer (`message.audio`: id, expires_at, transcript, base64 data); content is then null."""
 
 
 ChunkHandler = Callable[[dict[str, Any]], None]
@@ -84,6 +88,12 @@ def parse_completion(body: Any, headers: dict[str, str] | None = None) -> Comple
     finish_reason = choice.get("finish_reason")
     if finish_reason is not None and not isinstance(finish_reason, str):
         raise ResponseError(f"finish_reason should be a string, got {type(finish_reason).__name__}")
+    refusal = raw.get("refusal")
+    if refusal is not None and not isinstance(refusal, str):
+        raise ResponseError(f"message.refusal should be a string, got {type(refusal).__name__}")
+    audio = raw.get("audio")
+    if audio is not None and not (isinstance(audio, dict) and isinstance(audio.get("transcript") or "", str)):
+        raise ResponseError(f"message.audio should be an object with a text transcript: {str(audio)[:200]!r}")
     # Send back exactly what the protocol needs: the calls unchanged, none of the response-only extras.
     message: dict[str, Any] = {"role": "assistant", "content": content}
     if calls:
@@ -92,12 +102,13 @@ def parse_completion(body: Any, headers: dict[str, str] | None = None) -> Comple
         ]
     if legacy:
         message["function_call"] = {"name": legacy.name, "arguments": legacy.arguments}
-    if isinstance(raw.get("refusal"), str) and raw["refusal"]:
-        message["refusal"] = raw["refusal"]
+    if refusal:
+        message["refusal"] = refusal
     usage = body.get("usage") if isinstance(body.get("usage"), dict) else None
     return Completion(message=message, content=content, finish_reason=finish_reason,
                       tool_calls=calls, function_call=legacy, id=_text_or_none(body.get("id")),
-                      model=_text_or_none(body.get("model")), usage=usage, headers=dict(headers or {}))
+                      model=_text_or_none(body.get("model")), usage=usage, headers=dict(headers or {}),
+                      refusal=refusal or None, audio=audio)
 
 
 def _text_or_none(value: Any) -> str | None:

@@ -23,6 +23,9 @@ REQUEST = {"model": "m", "messages": [{"role": "user", "content": "Hello world"}
     ({"choices": [{"message": {"content": None, "tool_calls": [{"id": "c"}]}}]}, "has no function"),
     ({"choices": [{"message": {"tool_calls": [{"function": {"arguments": "{}"}}]}}]}, "no function name"),
     ({"choices": [{"message": {"function_call": {"arguments": "{}"}}}]}, "has no name"),
+    ({"choices": [{"message": {"content": None, "refusal": ["no"]}}]}, "refusal should be a string"),
+    ({"choices": [{"message": {"content": None, "audio": "UklGR"}}]}, "audio should be an object"),
+    ({"choices": [{"message": {"content": None, "audio": {"transcript": {"text": "hi"}}}}]}, "with a text transcript"),
 ])
 def test_malformed_completions_are_response_errors(body, message):
     with pytest.raises(ResponseError, match=message):

@@ -26,7 +26,9 @@ Each input line is a JSON object of the flow's inputs; an "id" field (string or 
 line's key (and is not passed to the flow unless it declares an input "id"); without one the key
 is a hash of the line. Each result line is
   {"key", "line", "input", "status", "outputs", "usage", "error"}
-appended as soon as its run ends (in the order runs end); the latest line per key wins.
+(plus "warnings": [{"step", "message"}] when a run passed on something to look at, such as an
+answer cut at the token limit), appended as soon as its run ends (in the order runs end); the
+latest line per key wins.
 
 exit status: 0 every run succeeded, 1 some failed, 2 invalid flow or usage, 130 interrupted.
 """
