@@ -12,6 +12,7 @@ destroy it without protecting anything.
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 from typing import Any
 
@@ -27,6 +28,8 @@ def register(value: Any, name: str) -> None:
         return
     with _lock:
         _secrets[value] = f"[redacted:{name}]"
+        # As Python's json writes it by default (non-ASCII as \uXXXX, quotes escaped): text that holds JSON.
+        _secrets[json.dumps(value)[1:-1]] = f"[redacted:{name}]"
 
 
 def active() -> bool:
@@ -40,16 +43,75 @@ def forget_all() -> None:
         _secrets.clear()
 
 
+def _spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, replacement) of every stretch of `text` that is part of a registered secret, in order.
+
+    Overlapping occurrences (of one secret, or of two) make one stretch, replaced by the longest secret
+    starting first in it, so no character of any secret is left in the clear.
+    """
+    with _lock:
+        pairs = list(_secrets.items())
+    found = []
+    for value, replacement in pairs:
+        start = text.find(value)
+        while start != -1:
+            found.append((start, start + len(value), replacement))
+            start = text.find(value, start + 1)
+    found.sort(key=lambda span: (span[0], span[0] - span[1]))
+    merged: list[tuple[int, int, str]] = []
+    for start, end, replacement in found:
+        if merged and start < merged[-1][1]:
+            first, last, kept = merged[-1]
+            merged[-1] = (first, max(last, end), kept)
+        else:
+            merged.append((start, end, replacement))
+    return merged
+
+
 def redact(text: str) -> str:
-    """`text` with every registered secret replaced; the longest first, so one secret inside another is covered."""
+    """`text` with every registered secret replaced (one inside or overlapping another is covered too)."""
     if not _secrets or not isinstance(text, str):
         return text
-    with _lock:
-        pairs = sorted(_secrets.items(), key=lambda item: -len(item[0]))
-    for value, replacement in pairs:
-        if value in text:
-            text = text.replace(value, replacement)
-    return text
+    spans = _spans(text)
+    if not spans:
+        return text
+    out, position = [], 0
+    for start, end, replacement in spans:
+        out += [text[position:start], replacement]
+        position = end
+    out.append(text[position:])
+    return "".join(out)
+
+
+def redact_pieces(pieces: list[str]) -> list[str]:
+    """The pieces of one text (a streamed answer's), rewritten so that together they are the redacted text.
+
+    A secret may be cut across pieces: it is looked for in their concatenation, the piece where it
+    starts gets `[redacted:NAME]` and the rest of its characters are dropped from the pieces after.
+    """
+    text = "".join(pieces)
+    spans = _spans(text) if _secrets else []
+    if not spans:
+        return list(pieces)
+    out: list[str] = []
+    span, end = 0, 0
+    for piece in pieces:
+        start, end = end, end + len(piece)
+        parts, at = [], start
+        while at < end:
+            while span < len(spans) and spans[span][1] <= at:
+                span += 1
+            if span < len(spans) and spans[span][0] <= at:  # inside a secret
+                first, last, replacement = spans[span]
+                if first == at:
+                    parts.append(replacement)
+                at = min(last, end)
+            else:
+                upto = min(spans[span][0], end) if span < len(spans) else end
+                parts.append(text[at:upto])
+                at = upto
+        out.append("".join(parts))
+    return out
 
 
 def split_unsure(text: str) -> tuple[str, str]:
@@ -110,3 +172,4 @@ def redact_in_place(obj: Any) -> None:
                 redact_in_place(item)
         elif isinstance(value, (str, dict, list)):
             setattr(obj, field.name, redact_data(value))
+
