@@ -5,8 +5,12 @@ here when they are read. Run records, error messages, the CLI's call log and cas
 `redact`, so a secret sent to a server or echoed back by one stays out of everything flowrunner
 writes. The registry is process-wide because the environment is.
 
-Values shorter than `MIN_LENGTH` are not registered: replacing every `1` or `yes` in a record would
-destroy it without protecting anything.
+Texts shorter than `MIN_LENGTH` are not registered: replacing every `1` or `yes` in a record would
+destroy it without protecting anything. That holds for numbers too: a short integer read from the
+environment (`3`, `42`) would be replaced in every token count, id and answer holding those digits,
+and is guessed in a few hundred tries anyway; so a number is registered as text from `MIN_LENGTH`
+characters, like a string. A run record's `inputs` (`redact_inputs`) show every value read from the
+environment as `[redacted:NAME]`, whatever its type or length: there it is known to be that value.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ MIN_LENGTH = 4
 
 _lock = threading.Lock()
 _secrets: dict[str, str] = {}  # value -> its replacement
+_whole: dict[tuple[str, str], str] = {}  # (input, its value as sorted-key JSON) read from the environment -> replacement
 
 
 def register(value: Any, name: str) -> None:
@@ -32,6 +37,54 @@ def register(value: Any, name: str) -> None:
         _secrets[json.dumps(value)[1:-1]] = f"[redacted:{name}]"
 
 
+def register_env_value(input_name: str, text: str, value: Any, name: str) -> None:
+    """Treat what environment variable `name` yields for input `input_name` as secret: its text (unless a
+    boolean or null), each string leaf of the value read from it (an object's or array's), each number leaf
+    as its JSON text, and the whole value as that input in a record (`redact_inputs`). Keys are names, not
+    secrets."""
+    if value is not None and not isinstance(value, bool):
+        register(text.strip() if not isinstance(value, str) else text, name)
+    for leaf in _leaves(value):
+        register(leaf, name)
+    with _lock:
+        _whole[(input_name, _canonical(value))] = f"[redacted:{name}]"
+
+
+def _leaves(value: Any) -> list[str]:
+    """Strings and numbers (as JSON text) anywhere in JSON-like data, without recursion (any depth)."""
+    leaves, todo = [], [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, str):
+            leaves.append(item)
+        elif isinstance(item, (int, float)) and not isinstance(item, bool):
+            leaves.append(json.dumps(item))
+        elif isinstance(item, dict):
+            todo.extend(item.values())
+        elif isinstance(item, list):
+            todo.extend(item)
+    return leaves
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def redact_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
+    """A run's inputs to show: an input's value read from the environment whole as `[redacted:NAME]`, the rest
+    redacted."""
+    with _lock:
+        whole = dict(_whole)
+    shown: dict[str, Any] = {}
+    for name, value in inputs.items():
+        try:
+            replacement = whole.get((name, _canonical(value))) if whole else None
+        except (TypeError, ValueError, RecursionError):  # not JSON data: not read from the environment
+            replacement = None
+        shown[name] = replacement if replacement is not None else redact_data(value)
+    return shown
+
+
 def active() -> bool:
     """Whether any secret is registered (redaction is skipped entirely when none is)."""
     return bool(_secrets)
@@ -41,6 +94,7 @@ def forget_all() -> None:
     """Empty the registry (for tests)."""
     with _lock:
         _secrets.clear()
+        _whole.clear()
 
 
 def _spans(text: str) -> list[tuple[int, int, str]]:
@@ -159,13 +213,19 @@ def redact_data(data: Any) -> Any:
     return data
 
 
+WHOLE_VALUES = "flowrunner.redact_whole_values"
+"""Dataclass field metadata key: the field is a dict of inputs, redacted by `redact_inputs`."""
+
+
 def redact_in_place(obj: Any) -> None:
     """Redact every string field of a dataclass tree (a RunRecord and the records inside it)."""
-    if not _secrets:
+    if not _secrets and not _whole:
         return
     for field in dataclasses.fields(obj):
         value = getattr(obj, field.name)
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        if field.metadata.get(WHOLE_VALUES) and isinstance(value, dict):
+            setattr(obj, field.name, redact_inputs(value))
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
             redact_in_place(value)
         elif isinstance(value, list) and value and dataclasses.is_dataclass(value[0]):
             for item in value:
