@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 from ._exceptions import ConfigError
 from ._scrub import scrub_body
-from ._secrets import redact
+from ._secrets import redact, redact_url
 
 RECORD_MODES = ("none", "once", "new_episodes", "all")
 """vcrpy's record modes: replay only; record a new cassette only; replay and add new; re-record all."""
@@ -104,6 +104,7 @@ def _short(value: Any, limit: int = 80) -> str:
 
 
 def _scrub_request(request: Any) -> Any:
+    request.uri = redact_url(request.uri)  # credentials in a base URL (user:password@, ?key=)
     for name in list(request.headers):
         lower = name.lower()
         if lower in _SECRET_REQUEST_HEADERS or lower.startswith(_NOISE_PREFIX):

@@ -1,9 +1,9 @@
 """Secrets: values that must never be written down, replaced by `[redacted:NAME]` wherever they would be.
 
-The API key and every value a flow reads from the environment (an input's `env:`) are registered
-here when they are read. Run records, error messages, the CLI's call log and cassettes pass through
-`redact`, so a secret sent to a server or echoed back by one stays out of everything flowrunner
-writes. The registry is process-wide because the environment is.
+The API key, the credentials in a base URL and every value a flow reads from the environment (an
+input's `env:`) are registered here when they are read. Run records, error messages, the CLI's call
+log and cassettes pass through `redact`, so a secret sent to a server or echoed back by one stays
+out of everything flowrunner writes. The registry is process-wide because the environment is.
 
 Texts shorter than `MIN_LENGTH` are not registered: replacing every `1` or `yes` in a record would
 destroy it without protecting anything. That holds for numbers too: a short integer read from the
@@ -17,14 +17,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import threading
 from typing import Any
+from urllib.parse import unquote
 
 MIN_LENGTH = 4
+URL_MASK = "****"
+"""What a URL's user and password, or a key in its query, are shown as: `[redacted:...]` would not be a
+valid URL any more (brackets in the host part are read as an IPv6 address), and cassettes parse theirs."""
 
 _lock = threading.Lock()
 _secrets: dict[str, str] = {}  # value -> its replacement
-_whole: dict[tuple[str, str], str] = {}  # (input, its value as sorted-key JSON) read from the environment -> replacement
+_whole: dict[tuple[str, str], str] = {}  # (input, its value as sorted-key JSON) from the environment -> replacement
 
 
 def register(value: Any, name: str) -> None:
@@ -233,3 +238,64 @@ def redact_in_place(obj: Any) -> None:
         elif isinstance(value, (str, dict, list)):
             setattr(obj, field.name, redact_data(value))
 
+
+_SECRET_QUERY = re.compile(r".*(?:key|token|secret|passw(?:or)?d|pwd|sig(?:nature)?|auth\w*|credentials?|code)",
+                           re.IGNORECASE)
+"""Query parameters whose value is a credential: `key`, `apikey`, `api-key`, `access_token`, `sig`, `code`
+(Azure Functions' key)... Masking one that is not costs nothing: the host and path stay as they were."""
+
+
+def _split_url(url: str) -> tuple[str, str, str, str, str]:
+    """(scheme and `://`, userinfo, host and port, path, query) of `url`; the fragment stays in the path's part."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    cut = min((i for i in (rest.find(c) for c in "/?#") if i != -1), default=len(rest))
+    netloc, tail = rest[:cut], rest[cut:]
+    userinfo, at, host = netloc.rpartition("@")
+    path, question, query = tail.partition("?")
+    if "#" in path:  # a fragment before any query: no query
+        path, question, query = tail, "", ""
+    return scheme + sep, userinfo + at, host, path, question + query
+
+
+def _query_secrets(query: str) -> list[tuple[str, str]]:
+    """(name, value) of the query's parameters that hold a credential."""
+    found = []
+    for pair in query.lstrip("?").partition("#")[0].split("&"):
+        name, _, value = pair.partition("=")
+        if value and _SECRET_QUERY.fullmatch(unquote(name)):
+            found.append((name, value))
+    return found
+
+
+def redact_url(url: str) -> str:
+    """`url` fit to be written down: its user and password, and the value of each key-like query parameter
+    (`?key=`, `?api_key=`, `?token=`...), as `****`; registered secrets elsewhere in it (not in the host,
+    which must stay a host) redacted. Still a valid URL with the same host and path."""
+    if not isinstance(url, str):
+        return url
+    scheme, userinfo, host, path, query = _split_url(url)
+    if userinfo:
+        userinfo = f"{URL_MASK}@"
+    if query:
+        secret = {name for name, _ in _query_secrets(query)}
+        query = "?" + "&".join(f"{pair.partition('=')[0]}={URL_MASK}" if pair.partition("=")[0] in secret else pair
+                               for pair in query[1:].split("&"))
+    return scheme + userinfo + host + redact(path) + redact(query)
+
+
+def register_url(url: str | None) -> None:
+    """Treat the credentials in `url` (a base URL) as secrets: its user:password (the password alone, and a user
+    with no password, which is then a token), and the values of key-like query parameters, as written and decoded."""
+    if not url:
+        return
+    _, userinfo, _, _, query = _split_url(url)
+    values = []
+    if userinfo:
+        user, colon, password = userinfo[:-1].partition(":")
+        values += [userinfo[:-1], password] if colon else [user]
+    values += [value for _, value in _query_secrets(query)]
+    for value in values:
+        register(value, "base-url")
+        register(unquote(value), "base-url")
