@@ -225,3 +225,52 @@ def plain_answer(text: str) -> Reply:
     return Reply(body={"id": "chatcmpl-e", "object": "chat.completion", "created": 1, "model": "m",
                        "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
                                     "message": {"role": "assistant", "content": text, "refusal": None}}]})
+
+
+@pytest.mark.parametrize("body", [
+    'data: {"choices": "x"}\n\n',
+    'data: {"choices": [{"index": {"a": 1}, "delta": "%s"}]}\n\n' % KEY,
+    'data: {"choices": [{"delta": {"tool_calls": [{"index": [1]}, 5, "s"]}}]}\n\n',
+    "data: [1, 2]\n\ndata:\n\n",
+    "data: " + "[" * 100_000 + "]" * 100_000 + "\n\n",  # deeper than Python's JSON parser goes
+    '{"a": %s"%s"%s}' % ("[" * 100_000, KEY, "]" * 100_000),
+    'event: x\ndata: {"a":\ndata: "%s"}\n\n: a comment with %s\n\n' % (KEY, KEY),  # data over two lines
+    'data: {"choices": [{"delta": {"content": "%s"}}]}\r\n\r\ndata: {"choices": [{"delta": {"content": "%s"}}]}\r\n\r\n'
+    % (KEY[:9], KEY[9:]),
+    b"\xff\xfe data: x " + KEY.encode(),
+])
+def test_an_odd_body_is_scrubbed_without_error(body):
+    from flowrunner._scrub import scrub_body
+    from flowrunner._secrets import register
+
+    register(KEY, "OPENAI_API_KEY")
+    scrubbed = scrub_body(body)
+    text = scrubbed.decode(errors="replace") if isinstance(scrubbed, bytes) else scrubbed
+    assert KEY not in text and KEY[9:] not in text
+
+
+def test_interleaved_channels_cut_anywhere_join_into_their_redacted_texts():
+    import random
+
+    from flowrunner._scrub import scrub_body
+    from flowrunner._secrets import redact, register
+
+    register(KEY, "OPENAI_API_KEY")
+    rng = random.Random(11)
+    text, arguments = f"a {KEY} b {KEY[:5]} {KEY}", json.dumps({"x": KEY, "y": "z"})
+    for _ in range(300):
+        channels = []
+        for whole, delta in ((text, lambda p: {"content": p}),
+                             (arguments, lambda p: {"tool_calls": [{"index": 1, "function": {"arguments": p}}]})):
+            cuts = sorted(rng.sample(range(1, len(whole)), rng.randint(0, 5)))
+            channels.append([chunk(delta(whole[i:j])) for i, j in zip([0, *cuts], [*cuts, len(whole)])])
+        events = []
+        while any(channels):  # the two channels interleaved, each in its order
+            events.append(rng.choice([c for c in channels if c]).pop(0))
+        body = "".join(f"data: {json.dumps(e, ensure_ascii=rng.random() < 0.5)}\n\n" for e in events)
+        scrubbed = scrub_body(body + "data: [DONE]\n\n")
+        assert isinstance(scrubbed, str) and KEY not in scrubbed
+        message = accumulate(iter_events(scrubbed.splitlines()))["choices"][0]["message"]
+        assert message["content"] == redact(text)
+        assert json.loads(message["tool_calls"][0]["function"]["arguments"]) == {"x": "[redacted:OPENAI_API_KEY]",
+                                                                                   "y": "z"}
