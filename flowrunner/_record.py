@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from ._exceptions import RunError
+from ._secrets import WHOLE_VALUES
 
 Status = Literal["succeeded", "failed"]
 _TOKEN_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
@@ -93,7 +94,8 @@ class RunRecord:
 
     flow: str
     file: str
-    inputs: dict[str, Any]
+    inputs: dict[str, Any] = field(metadata={WHOLE_VALUES: True})
+    """A value read from the environment (`env:`) is shown whole as `[redacted:NAME]`."""
     status: Status = "succeeded"
     outputs: dict[str, str] = field(default_factory=dict)
     steps: list[StepRecord] = field(default_factory=list)

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from ._exceptions import (BILLING_CODES, APIConnectionError, APIError, APITimeoutError, CassetteMissError,
                           ResponseError)
-from ._secrets import register
+from ._secrets import redact_url, register, register_url
 from ._stream import StreamFormatError, accumulate, iter_events
 
 
@@ -163,6 +163,7 @@ class OpenAITransport:
         self.base_url = base_url
         self._api_key = api_key = api_key or os.environ.get("OPENAI_API_KEY") or None
         register(api_key, "OPENAI_API_KEY")  # never in a record, an error or a cassette
+        register_url(base_url)  # nor a password or key in the base URL
         self.timeout = timeout
         self._client: Any = None
         self._lock = threading.Lock()
@@ -170,8 +171,9 @@ class OpenAITransport:
 
     @property
     def scope(self) -> str:
-        """Which server's rate limits apply: requests to the same base URL share one limiter."""
-        return (self.base_url or "https://api.openai.com/v1").rstrip("/")
+        """Which server's rate limits apply: requests to the same base URL share one limiter (its credentials
+        redacted: they may be shown, and the same server is the same budget, as with two keys)."""
+        return redact_url(self.base_url or "https://api.openai.com/v1").rstrip("/")
 
     def _sent(self, _request: Any) -> None:
         callback = getattr(self._local, "on_sent", None)
@@ -340,6 +342,6 @@ def connection_error(exc: BaseException, base_url: str | None) -> APIConnectionE
     miss = cassette_miss(exc)
     if miss is not None:
         return miss
-    where = base_url or "https://api.openai.com/v1"
+    where = redact_url(base_url or "https://api.openai.com/v1")
     reason = f" ({exc.__cause__})" if exc.__cause__ else ""
     return APIConnectionError(f"no answer from {where}{reason}")
