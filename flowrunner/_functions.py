@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from ._durations import format_duration
 from ._exceptions import FunctionError
+from ._yaml import long_number
 
 
 class EntryPointError(Exception):
@@ -116,6 +117,8 @@ def parse_arguments(raw: str | None) -> tuple[dict[str, Any] | None, str | None]
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
         return None, f"arguments are not valid JSON ({exc.msg} at position {exc.pos})"
+    except ValueError:  # an integer longer than Python converts
+        return None, f"arguments are not valid JSON ({long_number(raw)})"
     if not isinstance(value, dict):
         return None, f"arguments must be a JSON object, got {type(value).__name__}"
     return value, None

@@ -76,6 +76,8 @@ def describe(value: Any) -> str:
         return "a list"
     if isinstance(value, str):
         return repr(value if len(value) <= 40 else value[:37] + "...")
+    if isinstance(value, int) and abs(value) >= 10**40:
+        return f"a number of {len(str(abs(value))):,} digits"
     return repr(value)
 
 

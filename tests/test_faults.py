@@ -172,6 +172,17 @@ def test_invalid_tool_arguments_then_correction(chat_server, flow):
     assert told.startswith("Error: invalid arguments for get_current_weather: unit: 'kelvin'")
 
 
+def test_arguments_with_a_number_too_long_to_read_are_invalid_arguments_not_a_crash(chat_server, flow):
+    huge = '{"location": "Boston", "unit": ' + "9" * 5000 + "}"
+    record = run(chat_server, flow, completion(calls=[("get_current_weather", huge)]), completion("Sorry."))
+    assert record.status == "succeeded", record.error
+    error = record.steps[0].rounds[0].calls[0].error
+    assert error == ("invalid arguments for get_current_weather: arguments are not valid JSON (a number of "
+                     "5,000 digits, more than the 4,300 a number may have)")
+    told = chat_server.requests[1].body["messages"][-1]["content"]
+    assert told.startswith("Error: invalid arguments for get_current_weather: arguments are not valid JSON")
+
+
 def test_a_function_that_raises_is_reported_to_the_model(chat_server, flow):
     record = run(chat_server, flow, completion(calls=[("explode", {})]), completion("The service is down."))
     assert record.status == "succeeded", record.error

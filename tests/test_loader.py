@@ -528,6 +528,20 @@ def test_huge_string_value_still_loads(tmp_path: Path) -> None:
     assert flow.steps[0].messages[0].content.source == big
 
 
+def test_a_number_with_more_digits_than_python_reads_is_a_located_problem(tmp_path: Path) -> None:
+    path = write(tmp_path, ONE_STEP.replace("  - id: a\n", "  - id: a\n    max_rounds: 1" + "0" * 4400 + "\n"))
+    (problem,) = problems_of(path)
+    assert where(problem) == "3:17"
+    assert problem.message == "this value is a number of 4,401 digits, more than the 4,300 a number may have"
+    assert problem.hint is not None and "max_rounds" not in problem.hint
+
+
+def test_a_long_number_is_described_by_its_size_not_quoted_whole(tmp_path: Path) -> None:
+    path = write(tmp_path, ONE_STEP.replace("  - id: a\n", "  - id: a\n    max_rounds: 1" + "0" * 4000 + "\n"))
+    (problem,) = problems_of(path)
+    assert problem.message == "steps[0].max_rounds: expected at most 100, got a number of 4,001 digits"
+
+
 def test_alias_bomb_fails_fast(tmp_path: Path) -> None:
     levels = ["a: &a [x, x, x, x, x, x, x, x, x]"]
     for previous, name in zip("abcdefgh", "bcdefghi"):
