@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from ._exceptions import APIError, ConfigError, FunctionError, MaxRoundsError, OutputError, RunError
-from ._functions import call_function, parse_arguments, to_content, validate_arguments
+from ._functions import call_function, parse_arguments, refuse_call, to_content, validate_arguments
 from ._inputs import resolve_inputs
 from ._model import Flow, Step
 from ._output import output_problem, repair_message, unfence
@@ -245,12 +245,15 @@ class Engine:
 
     def _run_calls(self, flow: Flow, step: Step, calls: list[ToolCall], record: RoundRecord,
                    number: int) -> list[str]:
-        """Run the round's calls (concurrently when there are several); the texts to send back, in order."""
+        """Run the round's calls (concurrently when there are several); the texts to send back, in order.
+        Calls past the step's max_calls are not run, and each is answered saying so."""
+        calls, refused = calls[:step.max_calls], calls[step.max_calls:]
         if len(calls) == 1:
             outcomes = [self._run_call(flow, step, calls[0])]
         else:
             with ThreadPoolExecutor(max_workers=min(len(calls), _MAX_PARALLEL_CALLS)) as pool:
                 outcomes = list(pool.map(lambda c: self._run_call(flow, step, c), calls))
+        outcomes += [refuse_call(call, len(calls) + len(refused), step.max_calls) for call in refused]
         for call_record, _, _ in outcomes:
             record.calls.append(call_record)
             self._emit(Event("call", step.id, number, call_record))

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from ._durations import format_duration
 from ._exceptions import FunctionError
+from ._record import CallRecord
 from ._yaml import long_number
 
 
@@ -140,6 +141,16 @@ def validate_arguments(arguments: dict[str, Any], parameters: dict[str, Any]) ->
         return None
     where = "/".join(str(p) for p in error.absolute_path)
     return f"{where + ': ' if where else ''}{error.message}"
+
+
+def refuse_call(call: Any, asked: int, cap: int) -> tuple[CallRecord, str, None]:
+    """A call past a step's `max_calls`: recorded, not run, and answered so (every call needs an answer)."""
+    arguments, _ = parse_arguments(call.arguments)
+    reason = (f"not run: the response asked for {asked} function calls, more than the {cap} allowed at once "
+              f"(max_calls)")
+    record = CallRecord(id=call.id, name=call.name, arguments=arguments,
+                        raw_arguments=call.arguments if arguments is None else None, error=reason)
+    return record, f"Error: {reason}. Call again with at most {cap}, if still needed.", None
 
 
 def to_content(result: Any) -> str:

@@ -264,11 +264,13 @@ class _Builder:
         if "repair" in raw and "response_format" not in options and "response_format" not in self.data.get("defaults", {}):
             self.problem(base + ("repair",), f"repair is set on {format_path(base)}, which has no response_format",
                          "repair re-asks for a structured answer; set response_format, or remove repair", at_key=True)
-        if "on_max_rounds" in raw and not functions:
-            self.problem(base + ("on_max_rounds",), f"on_max_rounds is set on {format_path(base)}, which has no "
-                         "functions", "it only matters when the model calls functions; remove it", at_key=True)
+        for key in ("on_max_rounds", "max_calls"):
+            if key in raw and not functions:
+                self.problem(base + (key,), f"{key} is set on {format_path(base)}, which has no functions",
+                             "it only matters when the model calls functions; remove it", at_key=True)
         return Step(id=step_id, messages=tuple(messages), functions=functions, max_rounds=raw.get("max_rounds", 8),
                     on_max_rounds=raw.get("on_max_rounds", "fail"), repair=raw.get("repair", 2),
+                    max_calls=raw.get("max_calls", self.data.get("max_calls", 32)),
                     retry=retry_policy(_merge_retry(self.data.get("retry", {}), raw.get("retry", {}))),
                     model=raw.get("model"), options=options, extra_body=dict(raw.get("extra_body", {})),
                     location=self.pos.value(base))

@@ -197,6 +197,52 @@ def test_a_function_that_hangs_times_out_and_the_run_goes_on(chat_server, flow):
     assert "did not finish within its timeout of 100ms" in record.steps[0].rounds[0].calls[0].error
 
 
+COUNTED = """
+    model: gpt-4o-mini
+    functions:
+      lookup:
+        entry: tools:lookup
+        parameters: {type: object, properties: {n: {type: integer}}, required: [n]}
+    steps:
+      - id: answer
+        messages: [{role: user, content: "Look everything up."}]
+        functions: [lookup]
+"""
+
+COUNTING_TOOLS = """
+    looked_up = []
+
+    def lookup(n):
+        looked_up.append(n)
+        return n
+"""
+
+
+@pytest.mark.parametrize("where, limit, calls", [(None, 32, 5000), ("step", 3, 10), ("flow", 4, 10)])
+def test_calls_over_max_calls_are_not_run_and_each_gets_a_reply_saying_so(where, limit, calls, chat_server,
+                                                                          make_flow):
+    import sys
+
+    text = COUNTED
+    if where == "step":
+        text += f"        max_calls: {limit}\n"
+    elif where == "flow":
+        text = text.replace("    model: gpt-4o-mini\n", f"    model: gpt-4o-mini\n    max_calls: {limit}\n")
+    flow = make_flow(text, tools=COUNTING_TOOLS)
+    record = run(chat_server, flow, completion(calls=[("lookup", {"n": n}) for n in range(calls)]), completion("Done."))
+    assert record.status == "succeeded", record.error
+    tools = sys.modules[flow.functions["lookup"].entry.partition(":")[0]]
+    assert sorted(tools.looked_up) == list(range(limit))  # only the first `limit` ran
+    told = [m for m in chat_server.requests[1].body["messages"] if m["role"] == "tool"]
+    assert [m["tool_call_id"] for m in told] == [f"call_{n}" for n in range(calls)]  # every call answered
+    assert [m["content"] for m in told[:limit]] == [str(n) for n in range(limit)]
+    refusal = (f"Error: not run: the response asked for {calls} function calls, more than the {limit} "
+               f"allowed at once (max_calls). Call again with at most {limit}, if still needed.")
+    assert all(m["content"] == refusal for m in told[limit:])
+    refused = record.steps[0].rounds[0].calls[limit:]
+    assert len(refused) == calls - limit and all(c.error and "max_calls" in c.error for c in refused)
+
+
 def test_max_rounds_fails_with_a_hint(chat_server, flow):
     again = completion(calls=[("get_current_weather", {"location": "Boston"})])
     record = run(chat_server, flow, again, again, again, again)

@@ -418,6 +418,13 @@ BROKEN = [
             on_max_rounds: answer
             messages: [{role: user, content: hi}]
         """, "3:5", "on_max_rounds is set on steps[0], which has no functions", "remove it"),
+    ("max-calls-without-functions", """
+        steps:
+          - id: a
+            max_calls: 4
+            messages: [{role: user, content: hi}]
+        """, "3:5", "max_calls is set on steps[0], which has no functions", "remove it"),
+    ("zero-max-calls", "max_calls: 0\n" + ONE_STEP, "1:12", "max_calls: expected at least 1, got 0", None),
 ]
 
 
