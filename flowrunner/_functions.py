@@ -130,11 +130,13 @@ def validate_arguments(arguments: dict[str, Any], parameters: dict[str, Any]) ->
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import best_match
 
-    if "additionalProperties" not in parameters and "properties" in parameters:
-        # Only the arguments the declaration names reach the function, even if the schema forgot to say so.
-        extra = [name for name in arguments if name not in parameters["properties"]]
+    if "additionalProperties" not in parameters:
+        # Only the arguments the declaration names reach the function (none, if it names none), unless its
+        # `additionalProperties` says which others may: JSON Schema would let any through.
+        declared = parameters.get("properties", {})
+        extra = [name for name in arguments if name not in declared]
         if extra:
-            allowed = ", ".join(parameters["properties"]) or "none"
+            allowed = ", ".join(declared) or "none"
             return f"unexpected argument {extra[0]!r} (the function takes: {allowed})"
     error = best_match(Draft202012Validator(parameters).iter_errors(arguments))
     if error is None:

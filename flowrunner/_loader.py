@@ -202,6 +202,12 @@ class _Builder:
                          "OpenAI requires the arguments to be an object: "
                          "{type: object, properties: {...}, required: [...]}")
             params_ok = False
+        if params_ok and "properties" not in parameters and "additionalProperties" not in parameters:
+            # JSON Schema would let any argument through; flowrunner passes only declared ones: say which is meant.
+            self.problem(base + ("parameters",), f"{format_path(base)}.parameters is open (it declares no "
+                         "properties), and only declared arguments reach a function",
+                         "declare the arguments under properties (properties: {} for none), or write "
+                         "additionalProperties: true to let the model pass any")
         entry = decl["entry"]
         func = None
         try:

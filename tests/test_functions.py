@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from flowrunner import FunctionError
-from flowrunner._functions import EntryPointError, call_function, check_signature, parse_arguments, resolve_entry
+from flowrunner._functions import (EntryPointError, call_function, check_signature, parse_arguments, resolve_entry,
+                                   validate_arguments)
 
 PARAMS = {"type": "object", "properties": {"location": {"type": "string"}, "unit": {"type": "string"}},
           "required": ["location"]}
@@ -86,3 +87,13 @@ def test_a_module_that_exits_or_raises_on_import_is_a_located_problem(body, mess
     (tmp_path / "exits_on_import.py").write_text(body)
     with pytest.raises(EntryPointError, match=message):
         resolve_entry("exits_on_import:f", tmp_path)
+
+
+@pytest.mark.parametrize("parameters, problem", [
+    ({"type": "object"}, "unexpected argument 'admin' (the function takes: none)"),  # built without the loader
+    ({"type": "object", "properties": {}}, "unexpected argument 'admin' (the function takes: none)"),
+    ({"type": "object", "properties": {"path": {"type": "string"}}}, "unexpected argument 'admin' (the function takes: path)"),
+    ({"type": "object", "additionalProperties": True}, None),  # open, and saying so
+])
+def test_only_declared_arguments_pass_unless_the_schema_says_any_may(parameters, problem):
+    assert validate_arguments({"admin": True, "path": "/etc/shadow"}, parameters) == problem
