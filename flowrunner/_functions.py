@@ -201,8 +201,9 @@ def parse_arguments(raw: str | None) -> tuple[dict[str, Any] | None, str | None]
 
 def validate_arguments(arguments: dict[str, Any], parameters: dict[str, Any]) -> str | None:
     """The first reason `arguments` do not match the declared JSON Schema, or None."""
-    from jsonschema import Draft202012Validator
     from jsonschema.exceptions import best_match
+
+    from ._schema import schema_validator
 
     if "additionalProperties" not in parameters:
         # Only the arguments the declaration names reach the function (none, if it names none), unless its
@@ -212,7 +213,7 @@ def validate_arguments(arguments: dict[str, Any], parameters: dict[str, Any]) ->
         if extra:
             allowed = ", ".join(declared) or "none"
             return f"unexpected argument {extra[0]!r} (the function takes: {allowed})"
-    error = best_match(Draft202012Validator(parameters).iter_errors(arguments))
+    error = best_match(schema_validator(parameters).iter_errors(arguments))
     if error is None:
         return None
     where = "/".join(str(p) for p in error.absolute_path)

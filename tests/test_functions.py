@@ -167,3 +167,9 @@ def test_a_package_beside_the_flow_is_the_flows_own_in_each_folder(tmp_path):
     first = resolve_entry("same_named_pkg.mod:which", tmp_path / "a")
     second = resolve_entry("same_named_pkg.mod:which", tmp_path / "b")
     assert (first(), second()) == ("a", "b")
+
+
+def test_a_pattern_ending_in_dollar_does_not_let_a_trailing_newline_through():
+    parameters = {"type": "object", "properties": {"code": {"type": "string", "pattern": "^[0-9]+$"}}}
+    assert validate_arguments({"code": "12"}, parameters) is None
+    assert validate_arguments({"code": "12\n"}, parameters) == "code: '12\\n' does not match '^[0-9]+$'"
