@@ -21,7 +21,6 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from ._cassette_format import CheckedYamlSerializer
 from ._exceptions import ConfigError
 from ._secrets import active as secrets_active
 from ._secrets import redact, redact_data
@@ -155,6 +154,8 @@ def use_cassette(path: str | Path, record_mode: str = "once") -> Iterator[Any]:
     _check_place(path, record_mode)
     import vcr
     import yaml
+
+    from ._cassette_format import CheckedYamlSerializer
 
     recorder = vcr.VCR(
         record_mode=record_mode,
