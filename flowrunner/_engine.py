@@ -29,7 +29,8 @@ _MAX_PARALLEL_CALLS = 8
 
 @dataclass(frozen=True)
 class Event:
-    """Progress, for whoever wants to show it: `request` before each round, `call` after each function,
+    """Progress, for whoever wants to show it: `request` before each round, `call` after each function
+    (of the calls past max_calls, which are not run, only the first),
     `retry` after a failed attempt that will be retried (its `attempt` says how long the wait is), and
     for a streamed step `delta` as each piece arrives (`text`; with `tool`, a piece of that call's arguments)."""
 
@@ -254,9 +255,10 @@ class Engine:
             with ThreadPoolExecutor(max_workers=min(len(calls), _MAX_PARALLEL_CALLS)) as pool:
                 outcomes = list(pool.map(lambda c: self._run_call(flow, step, c), calls))
         outcomes += [refuse_call(call, len(calls) + len(refused), step.max_calls) for call in refused]
-        for call_record, _, _ in outcomes:
+        for index, (call_record, _, _) in enumerate(outcomes):
             record.calls.append(call_record)
-            self._emit(Event("call", step.id, number, call_record))
+            if index <= len(calls):  # of the calls not run, the first one's event (and error) stands for all
+                self._emit(Event("call", step.id, number, call_record))
         for _, _, failure in outcomes:
             if failure is not None:
                 raise failure

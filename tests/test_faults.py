@@ -229,8 +229,12 @@ def test_calls_over_max_calls_are_not_run_and_each_gets_a_reply_saying_so(where,
     elif where == "flow":
         text = text.replace("    model: gpt-4o-mini\n", f"    model: gpt-4o-mini\n    max_calls: {limit}\n")
     flow = make_flow(text, tools=COUNTING_TOOLS)
-    record = run(chat_server, flow, completion(calls=[("lookup", {"n": n}) for n in range(calls)]), completion("Done."))
+    chat_server.enqueue(completion(calls=[("lookup", {"n": n}) for n in range(calls)]), completion("Done."))
+    shown = []
+    with OpenAITransport(base_url=chat_server.base_url) as transport:
+        record = Engine(transport, on_event=lambda e: shown.append(e) if e.kind == "call" else None).run(flow)
     assert record.status == "succeeded", record.error
+    assert len(shown) == limit + 1 and "max_calls" in shown[-1].call.error  # one event stands for the calls not run
     tools = sys.modules[flow.functions["lookup"].entry.partition(":")[0]]
     assert sorted(tools.looked_up) == list(range(limit))  # only the first `limit` ran
     told = [m for m in chat_server.requests[1].body["messages"] if m["role"] == "tool"]
