@@ -24,6 +24,7 @@ from typing import Any, Callable
 from ._batchio import InputLine, ResultWriter, count_inputs, read_inputs, read_results
 from ._engine import Engine, Event, EventHandler
 from ._exceptions import ConfigError, InputError, UsageError
+from ._lock import exclusive
 from ._model import Flow
 from ._record import add_usage
 from ._retry import halts_everything
@@ -126,6 +127,12 @@ class BatchRunner:
     def run(self) -> BatchSummary:
         self.engine.check_models(self.flow)  # once, not in every worker
         total = count_inputs(self.inputs)
+        # Two batches appending to one results file would each run (and pay for) every input left.
+        with exclusive(self.out, "batch", "wait for that batch to end (or stop it), then --resume; or give "
+                       "another --out file"):
+            return self._run(total)
+
+    def _run(self, total: int) -> BatchSummary:
         previous = read_results(self.out, repair=self.resume)
         if (previous.lines or previous.cut_torn_line) and not self.resume:
             held = f"{previous.lines} results" if previous.lines else "a partial result line"

@@ -139,14 +139,18 @@ def use_cassette(path: str | Path, record_mode: str = "once") -> Iterator[Any]:
     import vcr
     import yaml
 
+    from ._cassette_format import CheckedYamlSerializer
+
     recorder = vcr.VCR(
         record_mode=record_mode,
         match_on=list(_MATCH_ON),
         before_record_request=_scrub_request,
         before_record_response=_scrub_response,
         decode_compressed_response=True,
+        serializer="checked-yaml",
     )
     recorder.register_matcher("json_body", json_body_matcher)
+    recorder.register_serializer("checked-yaml", CheckedYamlSerializer())
     # vcrpy's own use_cassette always builds its Cassette; Cassette.use takes the class to build.
     config = recorder.get_merged_config(path=str(path))
     with ExitStack() as stack:
@@ -154,8 +158,9 @@ def use_cassette(path: str | Path, record_mode: str = "once") -> Iterator[Any]:
             cassette = stack.enter_context(indexed_cassette_class().use(**config))
         except (yaml.YAMLError, KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
             why = f"no {exc.args[0]!r} in it" if isinstance(exc, KeyError) else str(exc).strip().splitlines()[0]
+            # Not `--record-mode all`: vcrpy reads the file in every mode, and keeps what it does not re-record.
             raise ConfigError(f"{path} is not a readable cassette: {why}\n"
-                              "  hint: re-record it with --record-mode all, or point --cassette elsewhere") from None
+                              "  hint: delete it and record it again, or point --cassette elsewhere") from None
         yield cassette
 
 

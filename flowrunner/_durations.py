@@ -11,7 +11,7 @@ import re
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 # One number and one unit; `ms` is tried before `m`.
-_FLOW_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
+_FLOW_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*")
 # Go's time.Duration.String(): one or more number+unit parts, e.g. `1h2m3.5s`, `6m0s`, `20ms`.
 _GO_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, **_UNITS}
@@ -32,7 +32,7 @@ def parse_duration(value: str | int | float) -> float:
             raise ValueError(f"a duration cannot be negative, got {value}")
         seconds = float(value)
     else:
-        match = _FLOW_DURATION.match(value)
+        match = _FLOW_DURATION.fullmatch(value)
         if not match:
             raise ValueError(f"{value!r} is not a duration: write a number with a unit, like 250ms, 1.5s, 2m, 1h")
         seconds = float(match.group(1)) * _UNITS[match.group(2)]

@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 
 from ._answers import Answer, audio_note, cut_structured, settle
 from ._exceptions import APIError, ConfigError, FunctionError, MaxRoundsError, OutputError, RunError
-from ._functions import call_function, parse_arguments, to_content, validate_arguments
+from ._functions import call_function, parse_arguments, refuse_call, to_content, validate_arguments
 from ._inputs import resolve_inputs
 from ._model import Flow, Step
 from ._output import output_problem, repair_message, unfence
@@ -30,7 +30,8 @@ _MAX_PARALLEL_CALLS = 8
 
 @dataclass(frozen=True)
 class Event:
-    """Progress, for whoever wants to show it: `request` before each round, `call` after each function,
+    """Progress, for whoever wants to show it: `request` before each round, `call` after each function
+    (of the calls past max_calls, which are not run, only the first),
     `retry` after a failed attempt that will be retried (its `attempt` says how long the wait is), and
     for a streamed step `delta` as each piece arrives (`text`; with `tool`, a piece of that call's arguments)."""
 
@@ -260,15 +261,19 @@ class Engine:
 
     def _run_calls(self, flow: Flow, step: Step, calls: list[ToolCall], record: RoundRecord,
                    number: int) -> list[str]:
-        """Run the round's calls (concurrently when there are several); the texts to send back, in order."""
+        """Run the round's calls (concurrently when there are several); the texts to send back, in order.
+        Calls past the step's max_calls are not run, and each is answered saying so."""
+        calls, refused = calls[:step.max_calls], calls[step.max_calls:]
         if len(calls) == 1:
             outcomes = [self._run_call(flow, step, calls[0])]
         else:
             with ThreadPoolExecutor(max_workers=min(len(calls), _MAX_PARALLEL_CALLS)) as pool:
                 outcomes = list(pool.map(lambda c: self._run_call(flow, step, c), calls))
-        for call_record, _, _ in outcomes:
+        outcomes += [refuse_call(call, len(calls) + len(refused), step.max_calls) for call in refused]
+        for index, (call_record, _, _) in enumerate(outcomes):
             record.calls.append(call_record)
-            self._emit(Event("call", step.id, number, call_record))
+            if index <= len(calls):  # of the calls not run, the first one's event (and error) stands for all
+                self._emit(Event("call", step.id, number, call_record))
         for _, _, failure in outcomes:
             if failure is not None:
                 raise failure

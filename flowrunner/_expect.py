@@ -12,11 +12,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from jsonschema import Draft202012Validator
-
 from ._exceptions import Location
 from ._output import unfence
 from ._record import CallRecord, RunRecord
+from ._schema import schema_validator
 
 MATCHER_NAMES = ("equals", "contains", "not_contains", "regex", "schema")
 """The keys of a matcher mapping; any other mapping is a plain value to compare with `equals`."""
@@ -80,7 +79,7 @@ class Matcher:
             value, problem = as_json(actual) if text_is_json else (actual, None)
             if problem:
                 return problem
-            error = next(iter(sorted(Draft202012Validator(self.expected).iter_errors(value),
+            error = next(iter(sorted(schema_validator(self.expected).iter_errors(value),
                                      key=lambda e: list(e.absolute_path))), None)
             if error is None:
                 return None

@@ -7,6 +7,8 @@ cannot take the declared parameters is a validation error before any request is 
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
+import importlib.util
 import inspect
 import json
 import sys
@@ -18,6 +20,8 @@ from typing import Any, Callable
 
 from ._durations import format_duration
 from ._exceptions import FunctionError
+from ._record import CallRecord
+from ._yaml import long_number
 
 
 class EntryPointError(Exception):
@@ -29,17 +33,35 @@ class EntryPointError(Exception):
 
 
 def resolve_entry(entry: str, flow_dir: Path) -> Callable[..., Any]:
-    """Import `package.module:function`, with the flow's own folder importable."""
+    """Import `package.module:function`: the flow's own module from its folder, else an installed one.
+
+    The flow's folder is appended to `sys.path`, never put ahead of it: a file beside the flow named
+    like an installed module (`openai.py`, `json.py`) must not replace that module for everything
+    in the process. A flow whose entry names such a file is refused, not silently given the
+    installed module instead; the file beside the flow must be renamed.
+    """
     module_name, sep, attr_path = entry.partition(":")
     if not sep or not module_name or not attr_path:
         raise EntryPointError(f"entry point {entry!r} is not of the form module:function",
                               "for example: weather_tools:get_current_weather")
-    folder = str(flow_dir.resolve())
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    _forget_other_copy(module_name.partition(".")[0], flow_dir.resolve())
+    folder = flow_dir.resolve()
+    _flow_folders.add(str(folder))
+    if str(folder) not in sys.path:
+        sys.path.append(str(folder))  # the module's own imports of its siblings work; installed modules win
+    top = module_name.partition(".")[0]
     try:
+        local = _local_source(folder, top)
+        if local is not None:
+            installed = _installed_elsewhere(top, local)
+            if installed is not None:
+                raise EntryPointError(f"{local.relative_to(folder).parts[0]} beside the flow has the name of an "
+                                      f"installed module ({installed}), which it must not replace",
+                                      f"rename it, e.g. to {top}_tools{'.py' if local.name != '__init__.py' else ''}, "
+                                      f"and write entry: {top}_tools{module_name[len(top):]}:{attr_path}")
+            _load_local(top, local)
         module = importlib.import_module(module_name)
+    except EntryPointError:
+        raise
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
             raise EntryPointError(f"cannot import module {module_name!r} for entry point {entry!r}",
@@ -60,17 +82,71 @@ def resolve_entry(entry: str, flow_dir: Path) -> Callable[..., Any]:
     return target
 
 
-def _forget_other_copy(top: str, folder: Path) -> None:
-    """Two flows in different folders may each have a `tools.py`: Python caches modules by name, so
-    drop a cached one that is not this flow's, and the import below finds the flow's own."""
-    local = [folder / f"{top}.py", folder / top / "__init__.py"]
+_flow_folders: set[str] = set()
+"""Folders of the flows loaded in this process: their modules are the flows', not installed ones."""
+
+
+def _local_source(folder: Path, top: str) -> Path | None:
+    """The file of module or package `top` in the flow's folder, if there is one."""
+    for candidate in (folder / f"{top}.py", folder / top / "__init__.py"):
+        if candidate.is_file():
+            return candidate.resolve()
+    return None
+
+
+def _installed_elsewhere(top: str, local: Path) -> str | None:
+    """Where a module named `top` that is not a flow's own comes from (a path, or `built into Python`),
+    when there is one other than `local`."""
+    if top in sys.builtin_module_names:
+        return "built into Python"
+    cached = getattr(sys.modules.get(top), "__file__", None)
+    if cached is not None and not _in_flow_folder(Path(cached).resolve()):
+        return None if Path(cached).resolve() == local else str(cached)
+    search = [entry for entry in sys.path if str(Path(entry or ".").resolve()) not in _flow_folders]
+    for finder in sys.meta_path:
+        find_spec = getattr(finder, "find_spec", None)
+        if find_spec is None:
+            continue
+        try:
+            spec = find_spec(top, search) if finder is importlib.machinery.PathFinder else find_spec(top, None)
+        except Exception:  # noqa: BLE001 - a third-party finder's trouble is not this flow's
+            continue
+        if spec is None or spec.origin in (None, "namespace"):  # a bare folder: never shadows anything
+            continue
+        origin = Path(spec.origin).resolve() if spec.has_location else None
+        if origin is None:
+            return str(spec.origin)  # built in, frozen
+        if origin != local and not _in_flow_folder(origin):
+            return str(spec.origin)
+        return None
+    return None
+
+
+def _in_flow_folder(source: Path) -> bool:
+    """Whether a module's file is a flow's own: `tools.py` or `tools/__init__.py` in a flow's folder (not
+    anything below one: a flow in the home folder does not make the packages of a venv in it the flow's)."""
+    folder = source.parent.parent if source.name == "__init__.py" else source.parent
+    return str(folder) in _flow_folders
+
+
+def _load_local(top: str, source: Path) -> None:
+    """Import the flow's own module `top` from `source`, in place of another flow's module of that name:
+    two flows in different folders may each have a `tools.py`, and Python caches modules by name."""
     cached = sys.modules.get(top)
-    cached_file = getattr(cached, "__file__", None)
-    if cached is None or cached_file is None or not any(p.is_file() for p in local):
+    if cached is not None and getattr(cached, "__file__", None) and Path(str(cached.__file__)).resolve() == source:
         return
-    if Path(cached_file).resolve() not in [p.resolve() for p in local]:
-        for name in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
-            del sys.modules[name]
+    for name in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
+        del sys.modules[name]
+    package = [str(source.parent)] if source.name == "__init__.py" else None
+    spec = importlib.util.spec_from_file_location(top, source, submodule_search_locations=package)
+    assert spec is not None and spec.loader is not None  # a .py file always has a spec and a loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[top] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[top]
+        raise
 
 
 def check_signature(func: Callable[..., Any], parameters: dict[str, Any]) -> list[str]:
@@ -116,6 +192,8 @@ def parse_arguments(raw: str | None) -> tuple[dict[str, Any] | None, str | None]
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
         return None, f"arguments are not valid JSON ({exc.msg} at position {exc.pos})"
+    except ValueError:  # an integer longer than Python converts
+        return None, f"arguments are not valid JSON ({long_number(raw)})"
     if not isinstance(value, dict):
         return None, f"arguments must be a JSON object, got {type(value).__name__}"
     return value, None
@@ -123,20 +201,33 @@ def parse_arguments(raw: str | None) -> tuple[dict[str, Any] | None, str | None]
 
 def validate_arguments(arguments: dict[str, Any], parameters: dict[str, Any]) -> str | None:
     """The first reason `arguments` do not match the declared JSON Schema, or None."""
-    from jsonschema import Draft202012Validator
     from jsonschema.exceptions import best_match
 
-    if "additionalProperties" not in parameters and "properties" in parameters:
-        # Only the arguments the declaration names reach the function, even if the schema forgot to say so.
-        extra = [name for name in arguments if name not in parameters["properties"]]
+    from ._schema import schema_validator
+
+    if "additionalProperties" not in parameters:
+        # Only the arguments the declaration names reach the function (none, if it names none), unless its
+        # `additionalProperties` says which others may: JSON Schema would let any through.
+        declared = parameters.get("properties", {})
+        extra = [name for name in arguments if name not in declared]
         if extra:
-            allowed = ", ".join(parameters["properties"]) or "none"
+            allowed = ", ".join(declared) or "none"
             return f"unexpected argument {extra[0]!r} (the function takes: {allowed})"
-    error = best_match(Draft202012Validator(parameters).iter_errors(arguments))
+    error = best_match(schema_validator(parameters).iter_errors(arguments))
     if error is None:
         return None
     where = "/".join(str(p) for p in error.absolute_path)
     return f"{where + ': ' if where else ''}{error.message}"
+
+
+def refuse_call(call: Any, asked: int, cap: int) -> tuple[CallRecord, str, None]:
+    """A call past a step's `max_calls`: recorded, not run, and answered so (every call needs an answer)."""
+    arguments, _ = parse_arguments(call.arguments)
+    reason = (f"not run: the response asked for {asked} function calls, more than the {cap} allowed at once "
+              f"(max_calls)")
+    record = CallRecord(id=call.id, name=call.name, arguments=arguments,
+                        raw_arguments=call.arguments if arguments is None else None, error=reason)
+    return record, f"Error: {reason}. Call again with at most {cap}, if still needed.", None
 
 
 def to_content(result: Any) -> str:

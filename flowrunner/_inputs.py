@@ -9,7 +9,8 @@ from typing import Any, Iterable, Mapping
 
 from ._exceptions import InputError
 from ._model import MISSING, Flow, InputSpec
-from ._secrets import register, register_env_value
+from ._secrets import redact, register, register_env_value
+from ._yaml import long_number
 
 
 def parse_assignments(pairs: Iterable[str]) -> dict[str, str]:
@@ -33,8 +34,15 @@ def _from_text(spec: InputSpec, text: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError:
-        raise InputError(f"input {spec.name!r} expects {kind}, and {text!r} is not one "
+        raise InputError(f"input {spec.name!r} expects {kind}, and {_quote(text)} is not one "
                          f"(write it as JSON, e.g. {_example(kind)})") from None
+    except ValueError:  # JSON, but an integer longer than Python converts
+        raise InputError(f"input {spec.name!r} expects {kind}, and {_quote(text)} is {long_number(text)}") from None
+
+def _quote(text: str, limit: int = 40) -> str:
+    """The text as an error message quotes it: whole if short, else its start and its length."""
+    text = redact(text)  # before clipping, which could leave a secret's start unredacted
+    return repr(text) if len(text) <= limit else f"{text[:limit] + '...'!r} ({len(text):,} characters)"
 
 
 def _example(kind: str) -> str:

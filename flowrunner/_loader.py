@@ -202,6 +202,12 @@ class _Builder:
                          "OpenAI requires the arguments to be an object: "
                          "{type: object, properties: {...}, required: [...]}")
             params_ok = False
+        if params_ok and "properties" not in parameters and "additionalProperties" not in parameters:
+            # JSON Schema would let any argument through; flowrunner passes only declared ones: say which is meant.
+            self.problem(base + ("parameters",), f"{format_path(base)}.parameters is open (it declares no "
+                         "properties), and only declared arguments reach a function",
+                         "declare the arguments under properties (properties: {} for none), or write "
+                         "additionalProperties: true to let the model pass any")
         entry = decl["entry"]
         func = None
         try:
@@ -264,12 +270,14 @@ class _Builder:
         if "repair" in raw and "response_format" not in options and "response_format" not in self.data.get("defaults", {}):
             self.problem(base + ("repair",), f"repair is set on {format_path(base)}, which has no response_format",
                          "repair re-asks for a structured answer; set response_format, or remove repair", at_key=True)
-        if "on_max_rounds" in raw and not functions:
-            self.problem(base + ("on_max_rounds",), f"on_max_rounds is set on {format_path(base)}, which has no "
-                         "functions", "it only matters when the model calls functions; remove it", at_key=True)
+        for key in ("on_max_rounds", "max_calls"):
+            if key in raw and not functions:
+                self.problem(base + (key,), f"{key} is set on {format_path(base)}, which has no functions",
+                             "it only matters when the model calls functions; remove it", at_key=True)
         return Step(id=step_id, messages=tuple(messages), functions=functions, max_rounds=raw.get("max_rounds", 8),
                     on_max_rounds=raw.get("on_max_rounds", "fail"), repair=raw.get("repair", 2),
                     on_refusal=raw.get("on_refusal", "fail"), on_length=raw.get("on_length", "warn"),
+                    max_calls=raw.get("max_calls", self.data.get("max_calls", 32)),
                     retry=retry_policy(_merge_retry(self.data.get("retry", {}), raw.get("retry", {}))),
                     model=raw.get("model"), options=options, extra_body=dict(raw.get("extra_body", {})),
                     location=self.pos.value(base))

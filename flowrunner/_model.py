@@ -99,6 +99,8 @@ class Step:
     functions: tuple[str, ...] = ()
     max_rounds: int = 8
     on_max_rounds: OnMaxRounds = "fail"
+    max_calls: int = 32
+    """The most function calls run from one response; the rest are answered 'not run' (the step's, else the flow's)."""
     repair: int = 2
     """With a response_format: how many times an answer that does not match is sent back to be fixed."""
     on_refusal: OnRefusal = "fail"

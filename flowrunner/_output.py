@@ -42,10 +42,11 @@ def output_problem(content: str, response_format: Any) -> str | None:
         return f"the answer is not valid JSON ({getattr(exc, 'msg', exc)}; it starts {content[:60]!r})"
     if schema is None:
         return None if isinstance(value, dict) else f"the answer is JSON but not an object ({type(value).__name__})"
-    from jsonschema import Draft202012Validator
     from jsonschema.exceptions import best_match
 
-    error = best_match(Draft202012Validator(schema).iter_errors(value))
+    from ._schema import schema_validator
+
+    error = best_match(schema_validator(schema).iter_errors(value))
     if error is None:
         return None
     where = "/".join(str(p) for p in error.absolute_path)

@@ -14,7 +14,7 @@ from pathlib import Path
 from ._exceptions import UsageError
 from ._resources import schema_path
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 FLOW_TEMPLATE = '''\
 # yaml-language-server: $schema={schema}
@@ -66,7 +66,7 @@ def get_capital(country: str) -> dict[str, str]:
 
 def starter_files(name: str, folder: Path, schema: str | None = None) -> dict[Path, str]:
     """The files `flowrun init NAME` writes, by path; refuses names that cannot be module names."""
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise UsageError(f"cannot use {name!r} as a flow name: it also names the Python module {name}_tools\n"
                          "  hint: letters, digits and underscores, not starting with a digit, e.g. capitals")
     flow_file = folder / f"{name}.yaml"

@@ -11,7 +11,7 @@ import re
 from functools import lru_cache
 from typing import Any, Iterable, Iterator, cast
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, best_match
 
 from ._exceptions import Location, Problem
@@ -34,7 +34,47 @@ def flow_schema() -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def _validator() -> Draft202012Validator:
-    return Draft202012Validator(flow_schema())
+    return schema_validator(flow_schema())
+
+
+def schema_validator(schema: Any) -> Draft202012Validator:
+    """A draft 2020-12 validator for `schema` whose `pattern` means what JSON Schema says (see `_pattern`):
+    for the flow schema, and for every schema in a flow (function parameters, response formats, matchers)."""
+    return cast(Draft202012Validator, _validator_class()(schema))
+
+
+@lru_cache(maxsize=1)
+def _validator_class() -> Any:
+    return validators.extend(Draft202012Validator, {"pattern": _pattern})  # type: ignore[no-untyped-call]
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    """`pattern` as JSON Schema (ECMA-262) means it: a final `$` is the end of the text. jsonschema runs
+    Python's `re.search`, whose `$` also matches before a final newline, so `name: "boston\\n"` passed."""
+    if isinstance(instance, str) and not _ecma_pattern(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+@lru_cache(maxsize=256)
+def _ecma_pattern(pattern: str) -> re.Pattern[str]:
+    """The pattern with each `$` that is an anchor (not escaped, not in a [class]) as Python's `\\Z`."""
+    out: list[str] = []
+    index, in_class = 0, False
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            out.append(pattern[index:index + 2])
+            index += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "$":
+            char = "\\Z"
+        out.append(char)
+        index += 1
+    return re.compile("".join(out))
 
 
 def request_option_names() -> tuple[str, ...]:
@@ -76,6 +116,8 @@ def describe(value: Any) -> str:
         return "a list"
     if isinstance(value, str):
         return repr(value if len(value) <= 40 else value[:37] + "...")
+    if isinstance(value, int) and abs(value) >= 10**40:
+        return f"a number of {len(str(abs(value))):,} digits"
     return repr(value)
 
 

@@ -8,6 +8,7 @@ walks it into dicts, lists and scalars so that every later error can point into 
 from __future__ import annotations
 
 import re
+import sys
 from typing import TYPE_CHECKING, Any, Union, cast
 
 import yaml
@@ -33,7 +34,7 @@ MAX_DEPTH = 200
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:set", "tag:yaml.org,2002:omap")
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class _Refused(Exception):
@@ -132,7 +133,7 @@ def format_path(path: JsonPath) -> str:
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif _IDENTIFIER.match(part):
+        elif _IDENTIFIER.fullmatch(part):
             out += f".{part}" if out else part
         else:
             out += f"[{part!r}]"
@@ -312,6 +313,10 @@ class _Walker:
                                          f"cannot read this value: {exc.problem}",
                                          "remove the YAML tag (the word starting with '!') or quote the value"))
             return node.value
+        except ValueError:  # an integer longer than Python converts (sys.get_int_max_str_digits())
+            self.problems.append(Problem(_location(node, self.filename), f"this value is {long_number(node.value)}",
+                                         "write a number of sensible size, or quote the value to make it text"))
+            return node.value
         if value is None or isinstance(value, (str, bool, int, float)):
             return value
         return node.value  # a date, !!binary, ...: keep the text as written, as JSON would have it
@@ -329,6 +334,14 @@ class _Walker:
 
     def _top_location(self, path: JsonPath) -> Location:
         return self.keys.get(path[:1]) or Location(self.filename, 1, 1)
+
+
+def long_number(text: str) -> str:
+    """Why Python refused to read an integer in `text` (its json and yaml both raise a bare ValueError):
+    `a number of 5,000 digits, more than the 4,300 a number may have`."""
+    digits = max((len(run) for run in re.findall(r"\d+", text)), default=0)
+    limit: int = getattr(sys, "get_int_max_str_digits", lambda: 4300)()  # 0: no limit, never refused
+    return f"a number of {digits:,} digits, more than the {limit:,} a number may have"
 
 
 def _location(node: Node, filename: str) -> Location:

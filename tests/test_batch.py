@@ -584,3 +584,30 @@ def test_the_command_to_finish_a_batch_never_shows_the_base_urls_credentials(tmp
         assert "--base-url" not in command
     else:  # to be put back by whoever runs it
         assert f"--base-url 'http://****@127.0.0.1:{server.port}/v1'" in command
+
+
+def test_a_second_batch_on_the_same_out_is_refused_while_the_first_runs_and_kill_9_frees_it(tmp_path):
+    inputs, out = many_inputs(tmp_path, 40), tmp_path / "out.jsonl"
+    with SlowServer(0.1) as server:
+        args = ["batch", "flows/weather.yaml", "--inputs", str(inputs), "--out", str(out),
+                "--base-url", server.base_url, "--concurrency", "2"]
+        first = flowrun(*args)
+        try:
+            wait_for_lines(out, 2, first)
+            for extra in (["--resume"], []):  # a resume would run every remaining input twice; a fresh batch too
+                second = flowrun(*args, *extra)
+                stdout, stderr = second.communicate(timeout=60)
+                assert second.returncode == 2, stderr
+                assert f"{out} is in use by another batch (pid {first.pid}: python -m flowrunner._cli batch flows" in stderr, stderr
+                assert "Traceback" not in stderr and stdout == ""
+                assert first.poll() is None  # refused at once, long before the first could end
+        finally:
+            os.kill(first.pid, signal.SIGKILL)  # the kernel drops the lock with the process
+            first.communicate()
+        done = results(out)
+        third = flowrun(*args, "--resume")
+        stdout, stderr = third.communicate(timeout=60)
+    assert third.returncode == 0, stderr
+    assert f"{len(done)} skipped" in stdout
+    keys = [r["key"] for r in results(out)]
+    assert len(keys) == 40 == len(set(keys))

@@ -120,6 +120,74 @@ def test_a_broken_cassette_file_is_a_clear_error(tmp_path, content, message):
             pass
 
 
+def damage(cassette, change):
+    """A recorded cassette damaged as a hand edit, a bad merge or a cut-off copy leaves it: `change`
+    alters its second interaction (the first is left sound, so the message must say which)."""
+    data = yaml.safe_load(cassette.read_text())
+    change(data["interactions"][1])
+    cassette.write_text(yaml.safe_dump(data))
+    return cassette
+
+
+def record_weather(server, folder):
+    cassette = folder / "weather.yaml"
+    assert run(FLOWS / "weather.yaml", cassette, "once", base_url=server.base_url).status == "succeeded"
+    return cassette
+
+
+DAMAGES = [
+    (lambda i: i["response"].pop("body"), "response: no 'body'"),
+    (lambda i: i["response"].update(status="OK"),
+     "response.status: expected a mapping such as {code: 200, message: OK}, got 'OK'"),
+    (lambda i: i["response"]["status"].update(code="200"),
+     "response.status.code: expected an HTTP status code (100 to 599), got '200'"),
+    (lambda i: i["response"]["status"].pop("message"), "response.status: no 'message'"),
+    (lambda i: i["response"]["status"].update(message="Ökay"),
+     "response.status.message: expected ASCII text or null, got 'Ökay'"),
+    (lambda i: i["response"].update(headers="x"),
+     "response.headers: expected a mapping of header names to lists of values, got 'x'"),
+    (lambda i: i["response"]["headers"].update({"x-thing": [3]}),
+     "response.headers.x-thing[0]: expected text, got 3"),
+    (lambda i: i["response"]["body"].update(string=5), "response.body.string: expected text, got 5"),
+    (lambda i: i["request"].pop("body"), "request: no 'body'"),
+    (lambda i: i["request"].update(uri=5), "request.uri: expected a URL, got 5"),
+    (lambda i: i.pop("request"), "no 'request'"),
+]
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("change, what", DAMAGES)
+def test_a_malformed_interaction_is_named_with_what_is_wrong_before_the_run(change, what, chat_server, tmp_path):
+    cassette = damage(record_weather(chat_server, tmp_path), change)
+    where = "interaction 2 of 2" + ("" if what in ("no 'request'", "request.uri: expected a URL, got 5")
+                                    else " (POST /v1/chat/completions)")
+    with pytest.raises(ConfigError) as info:
+        run(FLOWS / "weather.yaml", cassette, "none")
+    assert str(info.value) == (f"{cassette} is not a readable cassette: {where}: {what}\n  hint: delete it and "
+                               "record it again, or point --cassette elsewhere")
+
+
+@pytest.mark.server
+def test_a_malformed_cassette_exits_2_from_run_and_batch_without_a_traceback(chat_server, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT, clean_env
+
+    cassette = damage(record_weather(chat_server, tmp_path), lambda i: i["response"].update(status="OK"))
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text('{"question": "What\'s the weather in Boston?"}\n')
+    for command in (["run", "flows/weather.yaml"],
+                    ["batch", "flows/weather.yaml", "--inputs", str(inputs), "--out", str(tmp_path / "out.jsonl")]):
+        done = subprocess.run([sys.executable, "-m", "flowrunner._cli", *command, "--cassette", str(cassette),
+                               "--record-mode", "none"], cwd=ROOT, env=clean_env(), capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 2, done.stderr
+        assert f"error: {cassette} is not a readable cassette: interaction 2 of 2 (POST /v1/chat/completions): " \
+               "response.status: expected a mapping" in done.stderr
+        assert "Traceback" not in done.stderr
+
+
 def test_a_cassette_path_that_cannot_be_written_is_said_before_the_run(tmp_path):
     with pytest.raises(ConfigError, match="is a directory"):
         with use_cassette(tmp_path, "once"):

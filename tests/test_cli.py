@@ -191,6 +191,19 @@ def test_usage_errors_exit_2(args, message):
     assert message in done.stderr and "Traceback" not in done.stderr
 
 
+def test_numbers_too_long_to_read_exit_2_without_a_traceback(tmp_path):
+    flow = tmp_path / "n.yaml"
+    flow.write_text("model: m\ninputs:\n  n: {type: integer}\nsteps:\n  - id: a\n    max_rounds: 1"
+                    + "0" * 4400 + "\n    messages: [{role: user, content: '{{ inputs.n }}'}]\n")
+    done = flowrun("validate", str(flow))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"{flow}:6:17: error: this value is a number of 4,401 digits" in done.stderr
+    flow.write_text(flow.read_text().replace("1" + "0" * 4400, "2"))
+    done = flowrun(str(flow), "-i", "n=" + "1" * 5000, "--base-url", "http://127.0.0.1:9/v1")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "error: input 'n' expects integer, and '1111" in done.stderr and "5,000 digits" in done.stderr
+
+
 def test_help_teaches():
     done = flowrun("--help")
     assert done.returncode == 0

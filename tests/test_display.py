@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import io
+import json
+import subprocess
+import sys
+
+import pytest
 
 from flowrunner._cli._display import Display
 from flowrunner._engine import Event
 from flowrunner._record import AttemptRecord, CallRecord
+
+from conftest import ROOT, clean_env
 
 
 class Terminal(io.StringIO):
@@ -67,3 +74,46 @@ def test_a_secret_streamed_in_pieces_never_reaches_the_screen():
     assert out.getvalue() == "Your key: [redacted:OPENAI_API_KEY]. Bye\n"
     assert display.shown == ["Your key: [redacted:OPENAI_API_KEY]. Bye"]  # as the record has it: not printed twice
     assert "sk-live-0" not in err.getvalue() and "[redacted:OPENAI_API_KEY]" in err.getvalue()
+
+
+ECHO_FLOW = """
+    model: gpt-4o-mini
+    functions:
+      echo:
+        entry: tools:echo
+        parameters: {type: object, properties: {text: {type: string}}, required: [text]}
+    steps:
+      - id: answer
+        messages: [{role: user, content: "Echo something long."}]
+        functions: [echo]
+"""
+
+
+@pytest.mark.server
+def test_a_huge_call_is_clipped_on_stderr_with_its_size_and_kept_whole_in_the_record(make_flow, chat_server):
+    from test_faults import completion
+
+    flow = make_flow(ECHO_FLOW, tools="def echo(text):\n    return text\n")
+    big = "x" * 1_000_000
+    chat_server.enqueue(completion(calls=[("echo", {"text": big})]), completion("Done."))
+    done = subprocess.run([sys.executable, "-m", "flowrunner._cli", "run", str(flow.path), "--json",
+                           "--base-url", chat_server.base_url], cwd=ROOT, env=clean_env(), capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if "[answer] echo(" in line]
+    assert line == ('  [answer] echo({"text": "' + "x" * 190 + "... (1,000,012 characters)) -> "
+                    + "x" * 200 + "... (1,000,000 characters)")
+    call = json.loads(done.stdout)["steps"][0]["rounds"][0]["calls"][0]
+    assert call["arguments"] == {"text": big} and call["result"] == big  # the record keeps everything
+
+
+def test_a_secret_cut_by_the_clip_is_still_redacted(capsys):
+    from flowrunner._cli._common import show_call
+    from flowrunner._secrets import register
+
+    secret = "sk-live-" + "0123456789" * 3
+    register(secret, "OPENAI_API_KEY")
+    arguments = {"text": "y" * 185 + secret}  # the clip falls inside the secret
+    show_call(Event("call", "answer", 1, call=CallRecord(id="c", name="echo", arguments=arguments, result="ok")))
+    err = capsys.readouterr().err
+    assert "sk-live" not in err and "0123456789" not in err and "[reda..." in err

@@ -32,6 +32,7 @@ AT = Location("f.yaml", 3, 7)
     ("schema", {"type": "object", "required": ["a"]}, '```json\n{"a": 1}\n```', True),
     ("schema", {"type": "object", "required": ["a"]}, '{"b": 1}', False),
     ("schema", {"type": "object"}, "not json", False),
+    ("schema", {"type": "string", "pattern": "^[0-9]+$"}, '"12\\n"', False),  # JSON Schema's $: the end
 ])
 def test_matchers(kind, expected, actual, ok):
     assert (Matcher(kind, expected).mismatch(actual) is None) is ok

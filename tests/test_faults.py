@@ -172,6 +172,17 @@ def test_invalid_tool_arguments_then_correction(chat_server, flow):
     assert told.startswith("Error: invalid arguments for get_current_weather: unit: 'kelvin'")
 
 
+def test_arguments_with_a_number_too_long_to_read_are_invalid_arguments_not_a_crash(chat_server, flow):
+    huge = '{"location": "Boston", "unit": ' + "9" * 5000 + "}"
+    record = run(chat_server, flow, completion(calls=[("get_current_weather", huge)]), completion("Sorry."))
+    assert record.status == "succeeded", record.error
+    error = record.steps[0].rounds[0].calls[0].error
+    assert error == ("invalid arguments for get_current_weather: arguments are not valid JSON (a number of "
+                     "5,000 digits, more than the 4,300 a number may have)")
+    told = chat_server.requests[1].body["messages"][-1]["content"]
+    assert told.startswith("Error: invalid arguments for get_current_weather: arguments are not valid JSON")
+
+
 def test_a_function_that_raises_is_reported_to_the_model(chat_server, flow):
     record = run(chat_server, flow, completion(calls=[("explode", {})]), completion("The service is down."))
     assert record.status == "succeeded", record.error
@@ -184,6 +195,56 @@ def test_a_function_that_hangs_times_out_and_the_run_goes_on(chat_server, flow):
     record = run(chat_server, flow, completion(calls=[("hang", {})]), completion("No answer in time."))
     assert record.status == "succeeded", record.error
     assert "did not finish within its timeout of 100ms" in record.steps[0].rounds[0].calls[0].error
+
+
+COUNTED = """
+    model: gpt-4o-mini
+    functions:
+      lookup:
+        entry: tools:lookup
+        parameters: {type: object, properties: {n: {type: integer}}, required: [n]}
+    steps:
+      - id: answer
+        messages: [{role: user, content: "Look everything up."}]
+        functions: [lookup]
+"""
+
+COUNTING_TOOLS = """
+    looked_up = []
+
+    def lookup(n):
+        looked_up.append(n)
+        return n
+"""
+
+
+@pytest.mark.parametrize("where, limit, calls", [(None, 32, 5000), ("step", 3, 10), ("flow", 4, 10)])
+def test_calls_over_max_calls_are_not_run_and_each_gets_a_reply_saying_so(where, limit, calls, chat_server,
+                                                                          make_flow):
+    import sys
+
+    text = COUNTED
+    if where == "step":
+        text += f"        max_calls: {limit}\n"
+    elif where == "flow":
+        text = text.replace("    model: gpt-4o-mini\n", f"    model: gpt-4o-mini\n    max_calls: {limit}\n")
+    flow = make_flow(text, tools=COUNTING_TOOLS)
+    chat_server.enqueue(completion(calls=[("lookup", {"n": n}) for n in range(calls)]), completion("Done."))
+    shown = []
+    with OpenAITransport(base_url=chat_server.base_url) as transport:
+        record = Engine(transport, on_event=lambda e: shown.append(e) if e.kind == "call" else None).run(flow)
+    assert record.status == "succeeded", record.error
+    assert len(shown) == limit + 1 and "max_calls" in shown[-1].call.error  # one event stands for the calls not run
+    tools = sys.modules[flow.functions["lookup"].entry.partition(":")[0]]
+    assert sorted(tools.looked_up) == list(range(limit))  # only the first `limit` ran
+    told = [m for m in chat_server.requests[1].body["messages"] if m["role"] == "tool"]
+    assert [m["tool_call_id"] for m in told] == [f"call_{n}" for n in range(calls)]  # every call answered
+    assert [m["content"] for m in told[:limit]] == [str(n) for n in range(limit)]
+    refusal = (f"Error: not run: the response asked for {calls} function calls, more than the {limit} "
+               f"allowed at once (max_calls). Call again with at most {limit}, if still needed.")
+    assert all(m["content"] == refusal for m in told[limit:])
+    refused = record.steps[0].rounds[0].calls[limit:]
+    assert len(refused) == calls - limit and all(c.error and "max_calls" in c.error for c in refused)
 
 
 def test_max_rounds_fails_with_a_hint(chat_server, flow):

@@ -234,3 +234,20 @@ tests:
     # Recorded, the refusal is in the cassette as the server sent it, and replays to the same failure.
     refused = run_case(flow, flow.tests[0])
     assert refused.record is not None and refused.record.error["type"] == "RefusalError"
+
+
+def test_a_malformed_cassette_fails_its_case_naming_the_interaction_and_the_others_still_run(weather, chat_server):
+    import yaml
+
+    with_tests(weather, CASES + CASES.replace("tests:\n", "").replace("boston", "paris").replace("Boston", "Paris"))
+    recorded = flowrun("test", str(weather), "--record", "--base-url", chat_server.base_url)
+    assert recorded.returncode == 0, recorded.stdout + recorded.stderr
+    cassette = weather.parent / "cassettes" / "weather" / "boston.yaml"
+    data = yaml.safe_load(cassette.read_text())  # damaged as a hand edit or a bad merge would leave it
+    del data["interactions"][1]["response"]["body"]
+    cassette.write_text(yaml.safe_dump(data))
+    done = flowrun("test", str(weather))
+    assert done.returncode == 1 and "Traceback" not in done.stdout + done.stderr, done.stdout + done.stderr
+    assert f"{weather}::boston FAILED" in done.stdout and f"{weather}::paris PASSED" in done.stdout
+    assert f"{cassette} is not a readable cassette: interaction 2 of 2 (POST /v1/chat/completions): " \
+           "response: no 'body'" in done.stdout

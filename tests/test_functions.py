@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from flowrunner import FunctionError
-from flowrunner._functions import EntryPointError, call_function, check_signature, parse_arguments, resolve_entry
+from flowrunner._functions import (EntryPointError, call_function, check_signature, parse_arguments, resolve_entry,
+                                   validate_arguments)
 
 PARAMS = {"type": "object", "properties": {"location": {"type": "string"}, "unit": {"type": "string"}},
           "required": ["location"]}
@@ -17,7 +18,8 @@ def test_same_module_name_in_two_folders_gives_each_flow_its_own(tmp_path):
         (tmp_path / name / "same_named_tools.py").write_text(f"def which():\n    return {name!r}\n")
     first = resolve_entry("same_named_tools:which", tmp_path / "a")
     second = resolve_entry("same_named_tools:which", tmp_path / "b")
-    assert (first(), second()) == ("a", "b")
+    again = resolve_entry("same_named_tools:which", tmp_path / "a")  # the first folder, loaded once more
+    assert (first(), second(), again()) == ("a", "b", "a")
 
 
 @pytest.mark.parametrize("entry, message", [
@@ -86,3 +88,88 @@ def test_a_module_that_exits_or_raises_on_import_is_a_located_problem(body, mess
     (tmp_path / "exits_on_import.py").write_text(body)
     with pytest.raises(EntryPointError, match=message):
         resolve_entry("exits_on_import:f", tmp_path)
+
+
+@pytest.mark.parametrize("parameters, problem", [
+    ({"type": "object"}, "unexpected argument 'admin' (the function takes: none)"),  # built without the loader
+    ({"type": "object", "properties": {}}, "unexpected argument 'admin' (the function takes: none)"),
+    ({"type": "object", "properties": {"path": {"type": "string"}}}, "unexpected argument 'admin' (the function takes: path)"),
+    ({"type": "object", "additionalProperties": True}, None),  # open, and saying so
+])
+def test_only_declared_arguments_pass_unless_the_schema_says_any_may(parameters, problem):
+    assert validate_arguments({"admin": True, "path": "/etc/shadow"}, parameters) == problem
+
+
+def test_a_flows_module_imports_its_siblings(tmp_path):
+    (tmp_path / "sibling_helper_x.py").write_text("VALUE = 'helped'\n")
+    (tmp_path / "uses_sibling_x.py").write_text("import sibling_helper_x\n\ndef f():\n    return sibling_helper_x.VALUE\n")
+    assert resolve_entry("uses_sibling_x:f", tmp_path)() == "helped"
+
+
+# -- a module beside the flow named like an installed one: it must neither shadow it nor be skipped ----
+
+SHADOW = """\
+model: gpt-4o-mini
+functions:
+  where:
+    entry: {entry}
+    parameters: {{type: object, properties: {{}}}}
+steps:
+  - id: a
+    messages: [{{role: user, content: hi}}]
+    functions: [where]
+"""
+
+
+def flowrun(*args, cwd):
+    import subprocess
+    import sys
+
+    from conftest import clean_env
+
+    return subprocess.run([sys.executable, "-m", "flowrunner._cli", *args], cwd=cwd, env=clean_env(),
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.server
+def test_an_openai_py_beside_the_flow_does_not_replace_the_sdk(tmp_path, chat_server):
+    (tmp_path / "openai.py").write_text("raise ImportError('the openai.py beside the flow was imported')\n")
+    (tmp_path / "where_tools.py").write_text("import json\n\ndef where():\n    return json.__file__\n")
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(SHADOW.format(entry="where_tools:where"))
+    from test_faults import completion
+
+    chat_server.enqueue(completion(calls=[("where", {})]), completion("Done."))
+    done = flowrun("run", str(flow), "--base-url", chat_server.base_url, cwd=tmp_path.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "Done.\n"
+
+
+@pytest.mark.parametrize("name", ["json", "openai"])
+def test_a_flow_naming_a_module_that_has_an_installed_ones_name_is_a_located_problem(name, tmp_path):
+    (tmp_path / f"{name}.py").write_text("def where():\n    return 'beside the flow'\n")
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(SHADOW.format(entry=f"{name}:where"))
+    done = flowrun("validate", str(flow), cwd=tmp_path.parent)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"{flow}:4:12: error: {name}.py beside the flow has the name of an installed module (" in done.stderr
+    assert f"hint: rename it, e.g. to {name}_tools.py, and write entry: {name}_tools:where" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_package_beside_the_flow_is_the_flows_own_in_each_folder(tmp_path):
+    for name in ("a", "b"):
+        package = tmp_path / name / "same_named_pkg"
+        package.mkdir(parents=True)
+        (package / "__init__.py").write_text("")
+        (package / "mod.py").write_text(f"from . import helper\n\ndef which():\n    return helper.NAME\n")
+        (package / "helper.py").write_text(f"NAME = {name!r}\n")
+    first = resolve_entry("same_named_pkg.mod:which", tmp_path / "a")
+    second = resolve_entry("same_named_pkg.mod:which", tmp_path / "b")
+    assert (first(), second()) == ("a", "b")
+
+
+def test_a_pattern_ending_in_dollar_does_not_let_a_trailing_newline_through():
+    parameters = {"type": "object", "properties": {"code": {"type": "string", "pattern": "^[0-9]+$"}}}
+    assert validate_arguments({"code": "12"}, parameters) is None
+    assert validate_arguments({"code": "12\n"}, parameters) == "code: '12\\n' does not match '^[0-9]+$'"

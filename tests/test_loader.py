@@ -25,6 +25,9 @@ def get_weather(location, unit="celsius"):
 
 def needs_city(city):
     return city
+
+def anything(**kwargs):
+    return kwargs
 '''
 
 
@@ -369,7 +372,7 @@ BROKEN = [
     ("entry-module-missing", "functions:\n  f: {entry: 'no_such_module:f'}\n" + ONE_STEP,
      "2:14", "cannot import module 'no_such_module'", "beside the flow file"),
     ("entry-attribute-missing", "functions:\n  f: {entry: 'tools:nope'}\n" + ONE_STEP,
-     "2:14", "module 'tools' has no attribute 'nope'", "callables in tools: get_weather, needs_city"),
+     "2:14", "module 'tools' has no attribute 'nope'", "callables in tools: anything, get_weather, needs_city"),
     ("signature-mismatch", textwrap.dedent("""
         functions:
           f:
@@ -389,6 +392,14 @@ BROKEN = [
               required: [location]
         """) + ONE_STEP, "7:26",
      "invalid JSON Schema: functions.f.parameters.properties.location.type: expected one of", "did you mean 'string'?"),
+    ("parameters-open-without-saying-so", "functions:\n  f: {entry: 'tools:anything', parameters: {type: object}}\n"
+     + ONE_STEP, "2:44", "functions.f.parameters is open (it declares no properties), and only declared "
+     "arguments reach a function", "declare the arguments under properties (properties: {} for none), or write "
+     "additionalProperties: true to let the model pass any"),
+    ("parameters-open-by-pattern", "functions:\n  f: {entry: 'tools:anything', parameters: {type: object, "
+     "patternProperties: {'^x_': {type: string}}}}\n" + ONE_STEP, "2:44",
+     "functions.f.parameters is open (it declares no properties), and only declared arguments reach a function",
+     "additionalProperties: true"),
     ("parameters-not-an-object", "functions:\n  f: {entry: 'tools:get_weather', parameters: {type: array}}\n" + ONE_STEP,
      "2:54", "functions.f.parameters must be of type object, got 'array'", "OpenAI requires"),
     ("yaml-syntax-error", "steps:\n  - id: a\n    messages: [{role: user, content: hi}\n",
@@ -426,6 +437,13 @@ BROKEN = [
             on_max_rounds: answer
             messages: [{role: user, content: hi}]
         """, "3:5", "on_max_rounds is set on steps[0], which has no functions", "remove it"),
+    ("max-calls-without-functions", """
+        steps:
+          - id: a
+            max_calls: 4
+            messages: [{role: user, content: hi}]
+        """, "3:5", "max_calls is set on steps[0], which has no functions", "remove it"),
+    ("zero-max-calls", "max_calls: 0\n" + ONE_STEP, "1:12", "max_calls: expected at least 1, got 0", None),
 ]
 
 
@@ -442,6 +460,14 @@ def test_broken_flow_is_located(tmp_path: Path, text: str, at: str | None, messa
     if hint is not None:
         assert problem.hint is not None and hint in problem.hint
     assert str(problem).startswith(str(tmp_path / "flow.yaml"))
+
+
+def test_parameters_open_on_purpose_or_closed_by_default_load(tmp_path: Path) -> None:
+    for parameters in ("{type: object, additionalProperties: true}", "{type: object, properties: {}}", None):
+        declared = f", parameters: {parameters}" if parameters else ""
+        flow = load_flow(write(tmp_path, "functions:\n  f: {entry: 'tools:anything'" + declared + "}\n"
+                               + ONE_STEP.replace("content: hi}]", "content: hi}]\n    functions: [f]")))
+        assert flow.functions["f"].func is not None
 
 
 def test_several_problems_are_reported_together_in_file_order(tmp_path: Path) -> None:
@@ -534,6 +560,20 @@ def test_huge_string_value_still_loads(tmp_path: Path) -> None:
     big = "x" * 2_000_000
     flow = load_flow(write(tmp_path, ONE_STEP.replace("content: hi", f"content: {big}")))
     assert flow.steps[0].messages[0].content.source == big
+
+
+def test_a_number_with_more_digits_than_python_reads_is_a_located_problem(tmp_path: Path) -> None:
+    path = write(tmp_path, ONE_STEP.replace("  - id: a\n", "  - id: a\n    max_rounds: 1" + "0" * 4400 + "\n"))
+    (problem,) = problems_of(path)
+    assert where(problem) == "3:17"
+    assert problem.message == "this value is a number of 4,401 digits, more than the 4,300 a number may have"
+    assert problem.hint is not None and "max_rounds" not in problem.hint
+
+
+def test_a_long_number_is_described_by_its_size_not_quoted_whole(tmp_path: Path) -> None:
+    path = write(tmp_path, ONE_STEP.replace("  - id: a\n", "  - id: a\n    max_rounds: 1" + "0" * 4000 + "\n"))
+    (problem,) = problems_of(path)
+    assert problem.message == "steps[0].max_rounds: expected at most 100, got a number of 4,001 digits"
 
 
 def test_alias_bomb_fails_fast(tmp_path: Path) -> None:

@@ -70,3 +70,11 @@ def test_with_repair_0_an_answer_that_is_not_an_object_fails_the_run(make_flow):
     assert record.error["message"].startswith(
         "step 'extract': the answer is JSON but not an object (list), after 0 repair requests")
     assert record.error["step"] == "extract" and len(transport.requests) == 1
+
+
+def test_a_schema_pattern_ending_in_dollar_does_not_let_a_trailing_newline_through():
+    schema = {"type": "object", "properties": {"code": {"type": "string", "pattern": "^[A-Z]{3}$"}}}
+    response_format = {"type": "json_schema", "json_schema": {"name": "c", "schema": schema}}
+    assert output_problem('{"code": "BOS"}', response_format) is None
+    assert output_problem('{"code": "BOS\\n"}', response_format) == \
+        "the answer does not match the schema: code: 'BOS\\n' does not match '^[A-Z]{3}$'"

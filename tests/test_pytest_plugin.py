@@ -173,3 +173,22 @@ def test_new_episodes_replays_what_the_cassette_has_and_records_what_it_lacks(pr
     sent = len(chat_server.requests)
     project.runpytest("test_mod.py").assert_outcomes(passed=1)  # now both replay with no server
     assert len(chat_server.requests) == sent
+
+
+@pytest.mark.server
+def test_a_malformed_cassette_fails_the_case_and_the_fixture_naming_the_interaction(project, chat_server):
+    project.makepyfile(test_mod=TEST_MODULE)
+    project.runpytest("flows", "test_mod.py", "--record-mode", "all", "--flowrun-base-url", chat_server.base_url) \
+        .assert_outcomes(passed=2)
+    for cassette in (project.path / "flows" / "cassettes" / "weather" / "boston.yaml",
+                     project.path / "cassettes" / "test_mod" / "test_weather.yaml"):
+        data = yaml.safe_load(cassette.read_text())  # damaged as a hand edit or a bad merge would leave it
+        data["interactions"][0]["response"]["status"] = "OK"
+        cassette.write_text(yaml.safe_dump(data))
+    result = project.runpytest("flows", "test_mod.py")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*boston.yaml is not a readable cassette: interaction 1 of 2 "
+                                 "(POST /v1/chat/completions): response.status: expected a mapping such as "
+                                 "{code: 200, message: OK}, got 'OK'"], consecutive=False)
+    result.stdout.fnmatch_lines(["*test_weather.yaml is not a readable cassette: interaction 1 of 2 *"])
+    assert "Traceback" not in result.stdout.str() and "KeyError" not in result.stdout.str()

@@ -36,7 +36,7 @@ def test_init_refuses_to_overwrite(tmp_path, capsys):
     assert (tmp_path / "capitals_tools.py").read_text() == "# mine\n"
 
 
-@pytest.mark.parametrize("name", ["my-flow", "1st", "a b"])
+@pytest.mark.parametrize("name", ["my-flow", "1st", "a b", "capitals\n"])
 def test_init_wants_a_module_friendly_name(tmp_path, capsys, name):
     assert main(["init", name, "--dir", str(tmp_path)]) == 2
     assert "letters, digits and underscores" in capsys.readouterr().err

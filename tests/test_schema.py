@@ -166,6 +166,19 @@ def test_invalid_map_names_point_at_the_key() -> None:
     ]
 
 
+@pytest.mark.parametrize("text, at", [
+    ('name: "flow\\n"\n' + "steps:\n  - {id: a, messages: [{role: user, content: x}]}\n", "1:7"),
+    ('steps:\n  - {id: "a\\n", messages: [{role: user, content: x}]}\n', "2:10"),
+    ('inputs: {"q\\n": {type: string}}\nsteps:\n  - {id: a, messages: [{role: user, content: x}]}\n', "1:10"),
+    ('functions: {f: {entry: "tools:f\\n"}}\nsteps:\n  - {id: a, messages: [{role: user, content: x}]}\n', "1:24"),
+    ('steps:\n  - {id: a, messages: [{role: user, content: x}]}\ntests:\n  - {name: "boston\\n"}\n', "4:12"),
+])
+def test_a_name_with_a_trailing_newline_is_refused(text: str, at: str) -> None:
+    """Python's `$` also matches before a final newline; the schema's patterns mean the end of the text."""
+    (problem,) = problems(text)
+    assert problem.startswith(f"{at} ") and "\\n'" in problem, problem
+
+
 def test_named_tool_choice_form_is_explained() -> None:
     assert problems("steps: [{id: a, tool_choice: {type: function, function: {nam: f}},"
                     " messages: [{role: user, content: x}]}]\n") == [

@@ -121,8 +121,8 @@ def show_call(event: Any) -> None:
     call = event.call
     args = json.dumps(call.arguments, ensure_ascii=False) if call.arguments is not None else call.raw_arguments
     result = call.result if isinstance(call.result, str) else json.dumps(call.result, ensure_ascii=False)
-    outcome = f"error: {call.error}" if call.error else clip(result)
-    print(redact(f"  [{event.step}] {call.name}({args}) -> {outcome}"), file=sys.stderr)
+    outcome = f"error: {shorten(call.error)}" if call.error else shorten(result)
+    print(f"  [{event.step}] {shorten(call.name, 80)}({shorten(args or '')}) -> {outcome}", file=sys.stderr)
 
 
 def show_retry(event: Any) -> None:
@@ -144,6 +144,13 @@ def redact(text: str) -> str:
 
 def count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def shorten(text: str, limit: int = 200) -> str:
+    """Redacted text for a log line, clipped to `limit` characters with its full size said: a model's
+    arguments or a function's result can be megabytes (the run record keeps them whole)."""
+    text = redact(text)  # before clipping, which could leave a secret's start unredacted
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def clip(text: str, limit: int = 160) -> str:

@@ -30,7 +30,12 @@ is a hash of the line. Each result line is
 answer cut at the token limit), appended as soon as its run ends (in the order runs end); the
 latest line per key wins.
 
-exit status: 0 every run succeeded, 1 some failed, 2 invalid flow or usage, 130 interrupted.
+One batch at a time may write to an --out: a second one (resumed or not) is refused at once
+with exit status 2, naming the first one's pid (the lock is OUT.jsonl.lock, dropped however the
+first one ends, kill -9 included).
+
+exit status: 0 every run succeeded, 1 some failed, 2 invalid flow or usage (or --out in use),
+130 interrupted.
 """
 
 

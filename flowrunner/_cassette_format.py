@@ -1,0 +1,134 @@
+"""What a cassette file must hold for its interactions to replay, checked as it is read.
+
+vcrpy trusts the file: a response without `body`, or a `status` that is text, loads without a word
+and fails later, as a KeyError or TypeError deep in its httpx stub, when that response is played.
+A cassette is a file people edit, merge and copy, so every interaction is checked when the file
+is read, and the first problem is said with the interaction's number and what is wrong there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._schema import describe
+
+
+class CassetteFormatError(ValueError):
+    """An interaction vcrpy could not replay; `use_cassette` says it with the cassette's path."""
+
+
+class CheckedYamlSerializer:
+    """vcrpy's YAML serializer, with what it reads checked by `check_cassette` (a vcrpy serializer:
+    an object with `serialize` and `deserialize`; registered by `use_cassette`)."""
+
+    @staticmethod
+    def deserialize(text: str) -> Any:
+        from vcr.serializers import yamlserializer
+
+        data = yamlserializer.deserialize(text)
+        check_cassette(data)
+        return data
+
+    @staticmethod
+    def serialize(data: Any) -> str:
+        from vcr.serializers import yamlserializer
+
+        text: str = yamlserializer.serialize(data)
+        return text
+
+
+def check_cassette(data: Any) -> None:
+    """CassetteFormatError for the first thing in `data` (a parsed cassette) that cannot be replayed."""
+    if not isinstance(data, dict):
+        raise CassetteFormatError(f"it holds {describe(data)}, not a mapping with 'interactions'")
+    if "interactions" not in data:
+        raise CassetteFormatError("no 'interactions' in it")
+    interactions = data["interactions"]
+    if not isinstance(interactions, list):
+        raise CassetteFormatError(f"interactions: expected a list, got {describe(interactions)}")
+    for number, interaction in enumerate(interactions, start=1):
+        problem = _interaction_problem(interaction)
+        if problem is not None:
+            where = f"interaction {number} of {len(interactions)}"
+            request = interaction.get("request") if isinstance(interaction, dict) else None
+            if isinstance(request, dict) and isinstance(request.get("method"), str) \
+                    and isinstance(request.get("uri"), str):
+                where += f" ({request['method']} {_path(request['uri'])})"
+            raise CassetteFormatError(f"{where}: {problem}")
+
+
+def _path(uri: str) -> str:
+    from urllib.parse import urlparse
+
+    path = urlparse(uri).path or "/"
+    return path if len(path) <= 80 else path[:77] + "..."
+
+
+def _interaction_problem(interaction: Any) -> str | None:
+    if not isinstance(interaction, dict):
+        return f"expected a mapping with 'request' and 'response', got {describe(interaction)}"
+    for key in ("request", "response"):
+        if key not in interaction:
+            return f"no {key!r}"
+        if not isinstance(interaction[key], dict):
+            return f"{key}: expected a mapping, got {describe(interaction[key])}"
+    return _request_problem(interaction["request"]) or _response_problem(interaction["response"])
+
+
+def _request_problem(request: dict[str, Any]) -> str | None:
+    for key in ("method", "uri", "body", "headers"):
+        if key not in request:
+            return f"request: no {key!r}"
+    if not isinstance(request["method"], str):
+        return f"request.method: expected text such as POST, got {describe(request['method'])}"
+    if not isinstance(request["uri"], str):
+        return f"request.uri: expected a URL, got {describe(request['uri'])}"
+    if request["body"] is not None and not isinstance(request["body"], (str, bytes)):
+        return f"request.body: expected text or null, got {describe(request['body'])}"
+    return _headers_problem("request.headers", request["headers"])
+
+
+def _response_problem(response: dict[str, Any]) -> str | None:
+    for key in ("status", "headers", "body"):
+        if key not in response:
+            return f"response: no {key!r}"
+    status = response["status"]
+    if not isinstance(status, dict):
+        return f"response.status: expected a mapping such as {{code: 200, message: OK}}, got {describe(status)}"
+    for key in ("code", "message"):
+        if key not in status:
+            return f"response.status: no {key!r}"
+    code, message = status["code"], status["message"]
+    if not isinstance(code, int) or isinstance(code, bool) or not 100 <= code <= 599:
+        return f"response.status.code: expected an HTTP status code (100 to 599), got {describe(code)}"
+    if message is not None and not (isinstance(message, str) and message.isascii()):
+        return f"response.status.message: expected ASCII text or null, got {describe(message)}"
+    problem = _headers_problem("response.headers", response["headers"])
+    if problem is not None:
+        return problem
+    body = response["body"]
+    if not isinstance(body, dict):
+        return f"response.body: expected a mapping with 'string', got {describe(body)}"
+    if "string" not in body:
+        return "response.body: no 'string'"
+    if not isinstance(body["string"], (str, bytes)):
+        return f"response.body.string: expected text, got {describe(body['string'])}"
+    return None
+
+
+def _headers_problem(where: str, headers: Any) -> str | None:
+    if headers is None and where.startswith("request"):
+        return None  # vcrpy reads a request's null headers as none
+    if not isinstance(headers, dict):
+        return f"{where}: expected a mapping of header names to lists of values, got {describe(headers)}"
+    for name, values in headers.items():
+        if not isinstance(name, str):
+            return f"{where}: expected header names, got {describe(name)}"
+        if isinstance(values, str) and where.startswith("request"):
+            continue  # vcrpy reads a request header's lone value as its list of one
+        if not isinstance(values, list):
+            return f"{where}.{name}: expected a list of values, got {describe(values)}"
+        for index, value in enumerate(values):
+            if not isinstance(value, (str, bytes)):
+                return f"{where}.{name}[{index}]: expected text, got {describe(value)}"
+    return None
