@@ -53,30 +53,20 @@ def accumulate(chunks: Iterable[dict[str, Any]],
                on_chunk: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """One `chat.completion` dict built from `chat.completion.chunk` dicts (first choice only).
 
-    `on_chunk` sees each chunk as it arrives (a live display); what it raises is its own error, never
-    reported as a malformed stream.
+    `on_chunk` sees each chunk as it arrives (a live display), once the chunk is known to be well
+    shaped; what it raises is its own error, raised as it is, never reported as a malformed stream.
     """
     fold = _Fold()
-    try:
-        for chunk in chunks:
-            if on_chunk is not None and isinstance(chunk, dict):
-                try:
-                    on_chunk(chunk)
-                except Exception as exc:  # noqa: BLE001 - the handler's own failure, not the stream's
-                    raise _HandlerError() from exc
+    for chunk in chunks:
+        try:
             fold.add(chunk)
-        return fold.result()
-    except _HandlerError as exc:
-        assert exc.__cause__ is not None
-        raise exc.__cause__ from None
-    except StreamFormatError:
-        raise
-    except (AttributeError, TypeError, KeyError, ValueError) as exc:
-        raise StreamFormatError(f"a stream chunk is not shaped like a chat.completion.chunk ({exc})") from None
-
-
-class _HandlerError(Exception):
-    """Carries what `on_chunk` raised past the check for malformed chunks."""
+        except (AttributeError, TypeError, KeyError, ValueError) as exc:
+            raise StreamFormatError(f"a stream chunk is not shaped like a chat.completion.chunk ({exc})") from None
+        # Outside the `try`: re-raising the handler's error from inside an `except` that wraps it
+        # would link the two exceptions both ways, a cycle in the chain.
+        if on_chunk is not None:
+            on_chunk(chunk)
+    return fold.result()
 
 
 class _Fold:

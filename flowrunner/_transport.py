@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
+from ._chain import exception_chain
 from ._exceptions import (BILLING_CODES, APIConnectionError, APIError, APITimeoutError, CassetteMissError,
                           ResponseError)
 from ._secrets import register
@@ -314,13 +315,11 @@ def _plain(text: str | None) -> str | None:
 
 def cassette_miss(exc: BaseException) -> CassetteMissError | None:
     """vcrpy refusing a request it has not recorded, found in the exception chain without importing vcr."""
-    cause: BaseException | None = exc
-    while cause is not None:
+    for cause in exception_chain(exc):
         if type(cause).__name__ == "CannotOverwriteExistingCassetteException":
             from ._cassette import describe_miss
 
             return CassetteMissError(describe_miss(cause))
-        cause = cause.__cause__ or cause.__context__
     return None
 
 

@@ -531,3 +531,38 @@ def test_resumed_progress_counts_the_inputs_already_done_from_the_start(make_flo
     # From the first report the ETA counts the 10 left to do, not the 2,000 still being read.
     assert seen and seen[0].skipped == 1990 and seen[0].total - seen[0].skipped == 10
     assert seen[-1].skipped == 1990 and seen[-1].done == 10
+
+
+# --- hostile answers fail their own input; every other input still gets its line ------------------
+
+def run_hostile_batch(tmp_path, flow_text, hostile, *extra):
+    """A batch of five inputs through the CLI in which one answer (the first request's) is `hostile`;
+    the results by status, and the finished process."""
+    import textwrap
+
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(textwrap.dedent(flow_text))
+    inputs, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inputs.write_text("".join(json.dumps({"id": f"q{n}", "question": f"Say {n}"}) + "\n" for n in range(5)))
+    with ChatServer() as server:
+        server.enqueue(hostile)
+        done = subprocess.run([sys.executable, "-m", "flowrunner._cli", "batch", str(flow), "--inputs", str(inputs),
+                               "--out", str(out), "--base-url", server.base_url, "--concurrency", "2", *extra],
+                              cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=60)
+    lines = results(out) if out.exists() else []
+    by_status: dict[str, list[dict[str, Any]]] = {"succeeded": [], "failed": []}
+    for line in lines:
+        by_status[line["status"]].append(line)
+    return by_status, done
+
+
+@pytest.mark.server
+def test_a_stream_chunk_of_the_wrong_shape_fails_only_its_input(tmp_path):
+    from test_stream import STREAMED_PLAIN, sse
+
+    by_status, done = run_hostile_batch(tmp_path, STREAMED_PLAIN, sse('{"choices": 5}'))
+    assert len(by_status["succeeded"]) == 4, done.stderr
+    (failed,) = by_status["failed"]
+    assert failed["error"]["type"] == "ResponseError"
+    assert "not shaped like a chat.completion.chunk" in failed["error"]["message"]
+    assert done.returncode == 1 and "Traceback" not in done.stderr

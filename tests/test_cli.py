@@ -13,7 +13,7 @@ import pytest
 from flowrunner.testing import ChatServer
 
 from conftest import FLOWS, ROOT, clean_env
-from test_stream import CHUNK_DELAY, PACED_ANSWER, PACED_TOOLS, STREAMED
+from test_stream import CHUNK_DELAY, PACED_ANSWER, PACED_TOOLS, STREAMED, STREAMED_PLAIN, sse
 
 
 def flowrun(*args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
@@ -270,3 +270,46 @@ def test_validate_searches_folders_as_test_does():
     assert "flows/weather.yaml: ok" in done.stdout and "cassettes" not in done.stdout
     done = flowrun("validate", "no/such/folder")
     assert done.returncode == 2 and "no such file or folder: no/such/folder" in done.stderr
+
+
+# -- hostile answers: the run ends with an error, never a hang or a traceback ------------------------
+
+def write_flow(tmp_path, text: str, name: str = "flow.yaml") -> str:
+    import textwrap
+
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+@pytest.mark.server
+def test_a_stream_chunk_of_the_wrong_shape_ends_flowrun_with_an_error(tmp_path):
+    flow = write_flow(tmp_path, STREAMED_PLAIN)
+    with ChatServer() as server:
+        server.enqueue(sse('{"choices": 5}'))
+        done = flowrun("run", flow, "--base-url", server.base_url, "--timeout", "5")  # hangs: TimeoutExpired
+    assert done.returncode == 1
+    assert "a stream chunk is not shaped like a chat.completion.chunk" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.server
+def test_a_streamed_answer_into_a_pipe_closed_midway_ends_quietly(tmp_path):
+    flow = write_flow(tmp_path, STREAMED_PLAIN)
+    question = "Tell me " + " ".join(f"word{n}" for n in range(60))  # echoed three words an event
+    with ChatServer(chunk_delay=CHUNK_DELAY) as server:
+        # `flowrun streamed.yaml | head -c 10`: the reader takes the first bytes and leaves.
+        with subprocess.Popen([sys.executable, "-m", "flowrunner._cli", "run", flow, "-i", f"question={question}",
+                               "--base-url", server.base_url], cwd=ROOT, env=clean_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+            assert process.stdout is not None and process.stderr is not None
+            first = os.read(process.stdout.fileno(), 10)
+            process.stdout.close()
+            try:
+                code = process.wait(timeout=60)
+            finally:
+                process.kill()
+            err = process.stderr.read().decode()
+    assert first.startswith(b"You said")
+    assert code == 1
+    assert "Traceback" not in err and "BrokenPipe" not in err
