@@ -208,12 +208,16 @@ def test_help_and_validate_do_not_import_openai_or_vcr(args):
     assert "LOADED []" in done.stdout, done.stdout + done.stderr
 
 
-def test_output_into_a_closed_pipe_is_quiet():
+@pytest.mark.parametrize("args", [["flows/hello.yaml", "--json"], ["flows/hello.yaml"], ["validate", "flows/hello.yaml"]])
+@pytest.mark.parametrize("buffered", [True, False])
+def test_output_into_a_closed_pipe_is_quiet(args, buffered):
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before flowrun writes: like `flowrun ... | head -0`
     clean = clean_env()
+    if buffered:  # as a user runs it: stdout into a pipe is block-buffered, written at the end
+        clean.pop("PYTHONUNBUFFERED", None)
     try:
-        done = subprocess.run([sys.executable, "-m", "flowrunner._cli", "flows/hello.yaml", "--json"], cwd=ROOT,
+        done = subprocess.run([sys.executable, "-m", "flowrunner._cli", *args], cwd=ROOT,
                               env=clean, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60)
     finally:
         os.close(write_end)

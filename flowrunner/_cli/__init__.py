@@ -67,6 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         code: int = args.handler(args)
+        sys.stdout.flush()  # a reader gone from the pipe shows here, where it is handled, not at exit
         return code
     except FlowValidationError as exc:
         print_problems(exc)
