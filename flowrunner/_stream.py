@@ -58,15 +58,23 @@ def accumulate(chunks: Iterable[dict[str, Any]],
     """
     fold = _Fold()
     for chunk in chunks:
-        try:
-            fold.add(chunk)
-        except (AttributeError, TypeError, KeyError, ValueError) as exc:
-            raise StreamFormatError(f"a stream chunk is not shaped like a chat.completion.chunk ({exc})") from None
-        # Outside the `try`: re-raising the handler's error from inside an `except` that wraps it
-        # would link the two exceptions both ways, a cycle in the chain.
+        _checked(fold.add, chunk)
+        # Not inside an `except`: re-raising the handler's error from the handler of an exception
+        # that wraps it would link the two both ways, a cycle in the chain.
         if on_chunk is not None:
             on_chunk(chunk)
-    return fold.result()
+    result: dict[str, Any] = _checked(fold.result)
+    return result
+
+
+def _checked(step: Callable[..., Any], *args: Any) -> Any:
+    """`step(*args)` of the fold; a chunk of the wrong shape failing it is a StreamFormatError."""
+    try:
+        return step(*args)
+    except (AttributeError, TypeError, KeyError, ValueError) as exc:
+        if isinstance(exc, StreamFormatError):
+            raise
+        raise StreamFormatError(f"a stream chunk is not shaped like a chat.completion.chunk ({exc})") from None
 
 
 class _Fold:
