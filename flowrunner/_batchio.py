@@ -26,6 +26,7 @@ from typing import Any, Iterator
 
 from ._cassette import canonical_json
 from ._exceptions import ConfigError
+from ._json import JSONError, loads
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,8 @@ def _digest(text: str) -> str:
 def _parse(number: int, text: str) -> tuple[str, Any, str | None]:
     """(key before repeats, value, problem) for one non-blank line."""
     try:
-        value = json.loads(text)
-    except ValueError as exc:
+        value = loads(text)
+    except JSONError as exc:
         return _digest(text), text, f"line {number} is not JSON ({exc})"
     if not isinstance(value, dict):
         return _digest(canonical_json(value)), value, \
@@ -124,9 +125,9 @@ def read_results(path: str | Path, *, repair: bool) -> PreviousResults:
                 if not raw.strip():
                     continue
                 try:
-                    record = json.loads(raw)
+                    record = loads(raw)
                     key, state = record["key"], record["status"]
-                except (ValueError, KeyError, TypeError):
+                except (JSONError, KeyError, TypeError):
                     raise ConfigError(f"{path}:{number} is not a flowrunner result line\n  hint: is --out "
                                       "the results file of this batch? Give a new file to start "
                                       "afresh") from None

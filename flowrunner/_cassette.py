@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ._exceptions import ConfigError
+from ._json import dumps, loads
 from ._secrets import active as secrets_active
 from ._secrets import redact, redact_data
 
@@ -134,9 +135,9 @@ def _redact_body(body: str | bytes) -> str | bytes:
         return body
     text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
     try:
-        data = json.loads(text)
-        redacted = json.dumps(redact_data(data), ensure_ascii=False)
-        if redacted == json.dumps(data, ensure_ascii=False):
+        data = loads(text)  # bounded: the body is the server's
+        redacted = dumps(redact_data(data))
+        if redacted == dumps(data):
             return body  # nothing secret: keep the bytes exactly as they were
     except ValueError:
         redacted = redact(text)  # a stream (SSE) or an error page

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from ._durations import format_duration
 from ._exceptions import FunctionError
+from ._json import JSONError, loads
 
 
 class EntryPointError(Exception):
@@ -113,9 +114,9 @@ def parse_arguments(raw: str | None) -> tuple[dict[str, Any] | None, str | None]
     if raw is None or raw.strip() == "":
         return {}, None
     try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        return None, f"arguments are not valid JSON ({exc.msg} at position {exc.pos})"
+        value = loads(raw)
+    except JSONError as exc:
+        return None, f"arguments are not valid JSON ({exc})"
     if not isinstance(value, dict):
         return None, f"arguments must be a JSON object, got {type(value).__name__}"
     return value, None

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import difflib
-import json
 import os
 from typing import Any, Iterable, Mapping
 
 from ._exceptions import InputError
+from ._json import JSONError, loads
 from ._model import MISSING, Flow, InputSpec
 from ._secrets import register
 
@@ -31,8 +31,8 @@ def _from_text(spec: InputSpec, text: str) -> Any:
     if kind == "boolean" and text.lower() in ("true", "yes", "1", "false", "no", "0"):
         return text.lower() in ("true", "yes", "1")
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
+        return loads(text)
+    except JSONError:
         raise InputError(f"input {spec.name!r} expects {kind}, and {text!r} is not one "
                          f"(write it as JSON, e.g. {_example(kind)})") from None
 

@@ -7,8 +7,9 @@ and the usage. The engine handles one shape only, so the stream becomes a `chat.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Callable, Iterable, Iterator
+
+from ._json import JSONError, loads
 
 
 class StreamFormatError(ValueError):
@@ -41,9 +42,9 @@ def iter_events(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
 
 def _decode(payload: str) -> dict[str, Any]:
     try:
-        event = json.loads(payload)
-    except json.JSONDecodeError:
-        raise StreamFormatError(f"a stream event is not JSON: {payload[:200]!r}") from None
+        event = loads(payload)
+    except JSONError as exc:
+        raise StreamFormatError(f"a stream event is not JSON ({exc.msg}): {payload[:200]!r}") from None
     if not isinstance(event, dict):
         raise StreamFormatError(f"a stream event is not a JSON object: {payload[:200]!r}")
     return event

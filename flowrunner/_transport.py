@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 from ._chain import exception_chain
 from ._exceptions import (BILLING_CODES, APIConnectionError, APIError, APITimeoutError, CassetteMissError,
                           ResponseError)
+from ._json import JSONError, loads
 from ._secrets import register
 from ._stream import StreamFormatError, accumulate, iter_events
 
@@ -221,9 +222,9 @@ class OpenAITransport:
                 else:
                     text = response.text()
                     try:
-                        data = json.loads(text)
-                    except json.JSONDecodeError:
-                        raise ResponseError(f"the server's answer is not JSON: {text[:200]!r}") from None
+                        data = loads(text)
+                    except JSONError as exc:
+                        raise ResponseError(f"the server's answer is not JSON ({exc.msg}): {text[:200]!r}") from None
         except openai.APIStatusError as exc:
             raise status_error(exc.status_code, exc.body, exc.response.headers.get("x-request-id"),
                                exc.message, {k.lower(): v for k, v in exc.response.headers.items()},

@@ -18,7 +18,7 @@ import pytest
 
 from flowrunner import ConfigError, Engine, FunctionTransport, OpenAITransport, use_cassette
 from flowrunner._batch import BatchRunner
-from flowrunner.testing import ChatServer
+from flowrunner.testing import ChatServer, Reply
 
 from conftest import FLOWS, ROOT, clean_env
 
@@ -566,3 +566,47 @@ def test_a_stream_chunk_of_the_wrong_shape_fails_only_its_input(tmp_path):
     assert failed["error"]["type"] == "ResponseError"
     assert "not shaped like a chat.completion.chunk" in failed["error"]["message"]
     assert done.returncode == 1 and "Traceback" not in done.stderr
+
+
+@pytest.mark.server
+def test_an_answer_nested_100000_deep_fails_only_its_input(tmp_path):
+    from test_json import DEEP
+    from test_stream import STREAMED_PLAIN
+
+    flow = STREAMED_PLAIN.replace("stream: true", "stream: false")
+    hostile = Reply(body='{"choices": ' + DEEP + "}", content_type="application/json")
+    by_status, done = run_hostile_batch(tmp_path, flow, hostile)
+    assert len(by_status["succeeded"]) == 4, done.stderr
+    (failed,) = by_status["failed"]
+    assert failed["error"]["type"] == "ResponseError" and "nested deeper than 100 levels" in failed["error"]["message"]
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+
+
+LOOKUP = """
+    model: m
+    inputs:
+      question: {type: string}
+    functions:
+      lookup:
+        entry: tools:lookup
+        description: Look a word up
+        parameters: {type: object, properties: {x: {}}}
+    steps:
+      - id: answer
+        functions: [lookup]
+        messages: [{role: user, content: "{{ inputs.question }}"}]
+"""
+
+
+@pytest.mark.server
+def test_arguments_nested_940_deep_leave_every_full_record_line_whole(tmp_path):
+    from test_json import nested, tool_call
+
+    (tmp_path / "tools.py").write_text("def lookup(x=None):\n    return 'found'\n")
+    arguments = '{"x": ' + nested(940) + "}"  # Python reads it, but writing it inside a record recursed too deep
+    by_status, done = run_hostile_batch(tmp_path, LOOKUP, tool_call(arguments), "--full-record")
+    assert len(by_status["succeeded"]) == 5, done.stderr
+    assert done.returncode == 0
+    (called,) = [line["record"]["steps"][0]["rounds"][0]["calls"] for line in by_status["succeeded"]
+                 if line["record"]["steps"][0]["rounds"][0]["calls"]]
+    assert called[0]["raw_arguments"] == arguments and "nested deeper than 100 levels" in called[0]["error"]

@@ -10,10 +10,11 @@ import time
 
 import pytest
 
-from flowrunner.testing import ChatServer
+from flowrunner.testing import ChatServer, Reply
 
 from conftest import FLOWS, ROOT, clean_env
 from test_stream import CHUNK_DELAY, PACED_ANSWER, PACED_TOOLS, STREAMED, STREAMED_PLAIN, sse
+from test_json import DEEP, nested, tool_call
 
 
 def flowrun(*args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
@@ -317,3 +318,43 @@ def test_a_streamed_answer_into_a_pipe_closed_midway_ends_quietly(tmp_path):
     assert first.startswith(b"You said")
     assert code == 1
     assert "Traceback" not in err and "BrokenPipe" not in err
+
+
+LOOKUP_FLOW = """
+    model: m
+    functions:
+      lookup:
+        entry: tools:lookup
+        description: Look a word up
+        parameters: {type: object, properties: {x: {}}}
+    steps:
+      - id: answer
+        functions: [lookup]
+        messages: [{role: user, content: "Say hi"}]
+"""
+
+
+@pytest.mark.server
+def test_arguments_nested_940_deep_leave_json_output_whole(tmp_path):
+    (tmp_path / "tools.py").write_text("def lookup(x=None):\n    return 'found'\n")
+    flow = write_flow(tmp_path, LOOKUP_FLOW)
+    arguments = '{"x": ' + nested(940) + "}"  # Python reads it, but writing it inside a record recursed too deep
+    with ChatServer() as server:
+        server.enqueue(tool_call(arguments))
+        done = flowrun("run", flow, "--json", "--base-url", server.base_url)
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    call = record["steps"][0]["rounds"][0]["calls"][0]
+    assert call["raw_arguments"] == arguments and "nested deeper than 100 levels" in call["error"]
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_an_answer_nested_100000_deep_ends_flowrun_with_an_error(tmp_path, json_flag):
+    flow = write_flow(tmp_path, STREAMED_PLAIN.replace("stream: true", "stream: false"))
+    with ChatServer() as server:
+        server.enqueue(Reply(body='{"choices": ' + DEEP + "}", content_type="application/json"))
+        done = flowrun("run", flow, "--base-url", server.base_url, *json_flag)
+    assert done.returncode == 1
+    assert "the server's answer is not JSON (nested deeper than 100 levels" in (done.stdout + done.stderr)
+    assert "Traceback" not in done.stderr

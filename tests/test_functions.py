@@ -7,6 +7,8 @@ import pytest
 from flowrunner import FunctionError
 from flowrunner._functions import EntryPointError, call_function, check_signature, parse_arguments, resolve_entry
 
+from test_json import DEEP, LONG_INT, tool_call
+
 PARAMS = {"type": "object", "properties": {"location": {"type": "string"}, "unit": {"type": "string"}},
           "required": ["location"]}
 
@@ -86,3 +88,54 @@ def test_a_module_that_exits_or_raises_on_import_is_a_located_problem(body, mess
     (tmp_path / "exits_on_import.py").write_text(body)
     with pytest.raises(EntryPointError, match=message):
         resolve_entry("exits_on_import:f", tmp_path)
+
+
+@pytest.mark.parametrize("raw, reason", [
+    ('{"x": ' + DEEP + "}", "nested deeper than 100 levels"),
+    ('{"x": ' + LONG_INT + "}", "an integer with too many digits"),
+    ('{"x": NaN}', "NaN is not a JSON number"),
+], ids=["deep", "long-int", "nan"])
+def test_arguments_json_cannot_hold_are_invalid_arguments(raw, reason):
+    arguments, problem = parse_arguments(raw)
+    assert arguments is None and problem.startswith(f"arguments are not valid JSON ({reason}")
+
+
+LOOKUP = """
+    model: m
+    functions:
+      lookup:
+        entry: tools:lookup
+        description: Look a word up
+        parameters: {type: object, properties: {x: {}}}
+        on_invalid_arguments: %s
+    steps:
+      - id: answer
+        functions: [lookup]
+        messages: [{role: user, content: "Say hi"}]
+"""
+LOOKUP_TOOLS = """
+    def lookup(x=None):
+        return "found"
+"""
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("arguments", ['{"x": ' + DEEP + "}", '{"x": ' + LONG_INT + "}"], ids=["deep", "long-int"])
+def test_arguments_json_cannot_hold_go_back_to_the_model_or_fail_as_the_function_says(make_flow, chat_server,
+                                                                                       arguments):
+    from flowrunner import Engine, OpenAITransport
+
+    chat_server.enqueue(tool_call(arguments))
+    with OpenAITransport(base_url=chat_server.base_url, api_key="test") as transport:
+        record = Engine(transport).run(make_flow(LOOKUP % "reply", tools=LOOKUP_TOOLS))
+        assert record.status == "succeeded", record.error
+        call = record.steps[0].rounds[0].calls[0]
+        assert call.arguments is None and call.raw_arguments == arguments
+        assert call.error.startswith("invalid arguments for lookup: arguments are not valid JSON (")
+        sent_back = chat_server.requests[1].body["messages"][-1]
+        assert sent_back["role"] == "tool" and "arguments are not valid JSON" in sent_back["content"]
+
+        chat_server.enqueue(tool_call(arguments))
+        record = Engine(transport).run(make_flow(LOOKUP % "fail", tools=LOOKUP_TOOLS))
+    assert record.status == "failed" and record.error["type"] == "FunctionError"
+    assert "arguments are not valid JSON" in record.error["message"]

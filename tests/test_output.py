@@ -10,6 +10,8 @@ import pytest
 from flowrunner import Engine, FunctionTransport
 from flowrunner._output import output_problem
 
+from test_json import DEEP, LONG_INT
+
 JSON_OBJECT = """
     model: m
     steps:
@@ -70,3 +72,20 @@ def test_with_repair_0_an_answer_that_is_not_an_object_fails_the_run(make_flow):
     assert record.error["message"].startswith(
         "step 'extract': the answer is JSON but not an object (list), after 0 repair requests")
     assert record.error["step"] == "extract" and len(transport.requests) == 1
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("content, reason", [
+    ('{"x": ' + DEEP + "}", "nested deeper than 100 levels"),
+    ('{"x": ' + LONG_INT + "}", "an integer with too many digits"),
+], ids=["deep", "long-int"])
+def test_structured_output_json_cannot_hold_is_an_output_problem(make_flow, chat_server, content, reason):
+    from flowrunner import OpenAITransport
+    from flowrunner.testing import faults
+
+    chat_server.enqueue(faults.completion(content), faults.completion('{"city": "Boston"}'))
+    with OpenAITransport(base_url=chat_server.base_url, api_key="test") as transport:
+        record = Engine(transport).run(make_flow(JSON_OBJECT))
+    assert record.status == "succeeded", record.error  # repaired
+    assert record.steps[0].rounds[0].invalid_output.startswith(f"the answer is not valid JSON ({reason}")
+    assert record.outputs == {"city": "Boston"}

@@ -15,6 +15,8 @@ from flowrunner._stream import StreamFormatError, accumulate, iter_events
 from flowrunner._transport import parse_completion
 from flowrunner.testing import Reply
 
+from test_json import DEEP, LONG_INT
+
 T = TypeVar("T")
 
 REAL = Path(__file__).parent / "data" / "real-responses"
@@ -271,3 +273,18 @@ def test_a_stream_chunk_of_the_wrong_shape_fails_the_step_over_http(make_flow, c
     assert record.status == "failed"
     assert record.error["type"] == "ResponseError"
     assert "a stream chunk is not shaped like a chat.completion.chunk" in record.error["message"]
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("event, reason", [
+    ('{"id": "c", "choices": ' + DEEP + "}", "nested deeper than 100 levels"),
+    ('{"id": "c", "created": ' + LONG_INT + ', "choices": []}', "an integer with too many digits"),
+], ids=["deep", "long-int"])
+def test_a_stream_event_json_cannot_hold_fails_the_step_over_http(make_flow, chat_server, event, reason):
+    from flowrunner import Engine, OpenAITransport
+
+    chat_server.enqueue(sse(event))
+    with OpenAITransport(base_url=chat_server.base_url, api_key="test", timeout=5) as transport:
+        record = finishes(lambda: Engine(transport, on_event=lambda event: None).run(make_flow(STREAMED_PLAIN)))
+    assert record.status == "failed" and record.error["type"] == "ResponseError"
+    assert f"a stream event is not JSON ({reason}" in record.error["message"]
