@@ -32,9 +32,10 @@ def _from_text(spec: InputSpec, text: str) -> Any:
         return text.lower() in ("true", "yes", "1")
     try:
         return loads(text)
-    except JSONError:
-        raise InputError(f"input {spec.name!r} expects {kind}, and {text!r} is not one "
-                         f"(write it as JSON, e.g. {_example(kind)})") from None
+    except JSONError as exc:
+        shown = repr(text) if len(text) <= 80 else f"{text[:60]!r}... ({len(text):,} characters)"
+        raise InputError(f"input {spec.name!r} expects {kind}, and {shown} is not one "
+                         f"({exc.msg}; write it as JSON, e.g. {_example(kind)})") from None
 
 
 def _example(kind: str) -> str:

@@ -358,3 +358,21 @@ def test_an_answer_nested_100000_deep_ends_flowrun_with_an_error(tmp_path, json_
     assert done.returncode == 1
     assert "the server's answer is not JSON (nested deeper than 100 levels" in (done.stdout + done.stderr)
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("value, reason", [(nested(10_000), "nested deeper than 100 levels"),
+                                           ("1" * 5000, "too many digits")],
+                         ids=["deep", "long-int"])
+def test_an_input_value_json_cannot_hold_is_a_usage_error(tmp_path, value, reason):
+    flow = write_flow(tmp_path, """
+        model: m
+        inputs:
+          items: {type: array}
+        steps:
+          - id: answer
+            messages: [{role: user, content: "{{ inputs.items }}"}]
+    """)
+    done = flowrun("run", flow, "-i", f"items={value}", "--base-url", "http://127.0.0.1:9/v1")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "input 'items' expects array" in done.stderr and reason in done.stderr
+    assert len(done.stderr) < 1000
