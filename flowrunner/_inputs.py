@@ -9,7 +9,7 @@ from typing import Any, Iterable, Mapping
 from ._exceptions import InputError
 from ._json import JSONError, loads
 from ._model import MISSING, Flow, InputSpec
-from ._secrets import register
+from ._secrets import redact, register
 
 
 def parse_assignments(pairs: Iterable[str]) -> dict[str, str]:
@@ -33,6 +33,7 @@ def _from_text(spec: InputSpec, text: str) -> Any:
     try:
         return loads(text)
     except JSONError as exc:
+        text = redact(text)  # before it is cut: a secret cut short is no longer found
         shown = repr(text) if len(text) <= 80 else f"{text[:60]!r}... ({len(text):,} characters)"
         raise InputError(f"input {spec.name!r} expects {kind}, and {shown} is not one "
                          f"({exc.msg}; write it as JSON, e.g. {_example(kind)})") from None

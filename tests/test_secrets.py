@@ -207,3 +207,13 @@ def test_the_api_key_echoed_by_the_server_is_redacted_in_the_record_the_log_and_
     assert any(line.startswith("error in step 'second': HTTP 400 invalid_value: Invalid request for key "
                                "[redacted:OPENAI_API_KEY]") for line in lines), err
     assert KEY not in out and KEY not in err
+
+
+def test_a_long_secret_in_an_input_error_is_redacted_before_it_is_cut_short(make_flow, capsys, monkeypatch):
+    flow = make_flow(FLOW.replace("type: string, env", "type: integer, env"), tools=TOOLS)
+    long_token = "tok-" + "0123456789" * 12
+    monkeypatch.setenv("FLOWRUNNER_TEST_TOKEN", long_token)
+    code = main(["run", str(flow.path), "--base-url", "http://127.0.0.1:9/v1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "input 'token' expects integer, and '[redacted:FLOWRUNNER_TEST_TOKEN]'" in err
+    assert long_token[:20] not in err
