@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import json
 import sys
 import threading
 import traceback
@@ -18,7 +17,7 @@ from typing import Any, Callable
 
 from ._durations import format_duration
 from ._exceptions import FunctionError
-from ._json import JSONError, loads
+from ._json import JSONError, dumps, loads
 
 
 class EntryPointError(Exception):
@@ -144,7 +143,7 @@ def to_content(result: Any) -> str:
     """A function's return value as the text of a tool message: strings as they are, else JSON."""
     if isinstance(result, str):
         return result
-    return json.dumps(result, ensure_ascii=False, default=str)
+    return dumps(result)
 
 
 def call_function(name: str, func: Callable[..., Any], arguments: dict[str, Any],

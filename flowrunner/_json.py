@@ -13,6 +13,9 @@ results sent to the model) goes through `dumps`, which never raises: a lone UTF-
 models do emit, `"\\ud800"`, and undecodable bytes in argv become) is written as its `\\udXXX`
 escape, so the text stays valid UTF-8 and reads back the same; a value nested deeper than
 `MAX_DUMP_DEPTH` or holding itself is cut there; a key or value JSON has no form for is written as text.
+
+Where such text cannot be escaped, `readable` replaces a lone surrogate with U+FFFD: in requests
+(`sendable`: the SDK encodes them as UTF-8 without escapes) and on a terminal (the CLI's stdout).
 """
 
 from __future__ import annotations
@@ -97,6 +100,26 @@ def dumps(value: Any, *, indent: int | None = None, sort_keys: bool = False) -> 
         text = json.dumps(_cut(value, MAX_DUMP_DEPTH, set()), ensure_ascii=False, indent=indent,
                           sort_keys=sort_keys, default=str)
     return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def readable(text: str) -> str:
+    """`text` as valid Unicode, for a terminal or a request: surrogate pairs joined, a lone one as U+FFFD."""
+    if not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def sendable(value: Any) -> Any:
+    """A request with every string `readable`, keys included: the SDK encodes it as UTF-8 without
+    escaping anything, and a lone surrogate cannot be encoded (its JSON escape would be lossless,
+    but the SDK writes none)."""
+    if isinstance(value, str):
+        return readable(value)
+    if isinstance(value, dict):
+        return {sendable(k): sendable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [sendable(item) for item in value]
+    return value
 
 
 def _cut(value: Any, levels: int, holding: set[int]) -> Any:

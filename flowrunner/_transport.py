@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 from ._chain import exception_chain
 from ._exceptions import (BILLING_CODES, APIConnectionError, APIError, APITimeoutError, CassetteMissError,
                           ResponseError)
-from ._json import JSONError, loads
+from ._json import JSONError, loads, sendable
 from ._secrets import register
 from ._stream import StreamFormatError, accumulate, iter_events
 
@@ -207,7 +207,7 @@ class OpenAITransport:
         import openai
 
         self._local.on_sent = on_sent
-        body = dict(request)
+        body = dict(sendable(request))  # a lone surrogate (argv, a model's answer) as U+FFFD
         kwargs: dict[str, Any] = {"model": body.pop("model"), "messages": body.pop("messages")}
         if "stream" in body:
             kwargs["stream"] = body.pop("stream")

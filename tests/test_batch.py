@@ -610,3 +610,23 @@ def test_arguments_nested_940_deep_leave_every_full_record_line_whole(tmp_path):
     (called,) = [line["record"]["steps"][0]["rounds"][0]["calls"] for line in by_status["succeeded"]
                  if line["record"]["steps"][0]["rounds"][0]["calls"]]
     assert called[0]["raw_arguments"] == arguments and "nested deeper than 100 levels" in called[0]["error"]
+
+
+@pytest.mark.server
+def test_an_answer_with_a_lone_surrogate_is_written_losslessly_and_resume_skips_it(tmp_path):
+    from test_json import SURROGATE, raw_answer
+    from test_stream import STREAMED_PLAIN
+
+    flow = STREAMED_PLAIN.replace("stream: true", "stream: false")
+    by_status, done = run_hostile_batch(tmp_path, flow, raw_answer(f'"{SURROGATE}"'))
+    assert len(by_status["succeeded"]) == 5 and not by_status["failed"], done.stderr
+    assert done.returncode == 0
+    out = tmp_path / "out.jsonl"
+    out.read_bytes().decode("utf-8")  # valid UTF-8
+    assert sum(line["outputs"] == {"answer": "hel\ud800lo"} for line in by_status["succeeded"]) == 1
+    resumed = subprocess.run([sys.executable, "-m", "flowrunner._cli", "batch", str(tmp_path / "flow.yaml"),
+                              "--inputs", str(tmp_path / "in.jsonl"), "--out", str(out), "--resume",
+                              "--base-url", "http://127.0.0.1:9/v1"],
+                             cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=60)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "0 succeeded, 0 failed, 5 skipped" in resumed.stdout

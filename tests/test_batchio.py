@@ -189,3 +189,17 @@ def test_a_results_line_json_cannot_hold_is_refused_with_its_line_number(tmp_pat
                        '{"key": "b", "status": "failed", "deep": ' + DEEP + "}")
     with pytest.raises(ConfigError, match=r"out.jsonl:2 is not a flowrunner result line"):
         read_results(path, repair=True)
+
+
+def test_lone_surrogates_in_input_lines_and_results_keep_their_keys(tmp_path):
+    path = write_lines(tmp_path / "in.jsonl", '{"id": "a\\ud800", "q": 1}', '{"q": "b\\udcff"}', '{"q": "b\\udcff"}')
+    items = list(read_inputs(path))
+    assert [item.problem for item in items] == [None, None, None]
+    assert items[0].key == "a\ud800" and items[2].key == items[1].key + "#2"
+    out = tmp_path / "out.jsonl"
+    writer = ResultWriter(out)
+    for item in items:
+        assert writer.write({"key": item.key, "status": "succeeded", "input": item.value})
+    writer.close()
+    out.read_bytes().decode("utf-8")  # valid UTF-8, the surrogates escaped
+    assert read_results(out, repair=False).status == {item.key: "succeeded" for item in items}

@@ -14,7 +14,7 @@ from flowrunner.testing import ChatServer, Reply
 
 from conftest import FLOWS, ROOT, clean_env
 from test_stream import CHUNK_DELAY, PACED_ANSWER, PACED_TOOLS, STREAMED, STREAMED_PLAIN, sse
-from test_json import DEEP, nested, tool_call
+from test_json import DEEP, SURROGATE, nested, raw_answer, tool_call
 
 
 def flowrun(*args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
@@ -376,3 +376,117 @@ def test_an_input_value_json_cannot_hold_is_a_usage_error(tmp_path, value, reaso
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "input 'items' expects array" in done.stderr and reason in done.stderr
     assert len(done.stderr) < 1000
+
+
+# -- lone surrogates (broken UTF-16 from a model, undecodable bytes in argv): lossless JSON, readable text --
+
+ECHO_FLOW = """
+    model: m
+    inputs:
+      question: {type: string, default: "Say hi"}
+    steps:
+      - id: reply
+        stream: %s
+        messages: [{role: user, content: "{{ inputs.question }}"}]
+"""
+
+
+def flowrun_bytes(*args: str | bytes) -> subprocess.CompletedProcess[bytes]:
+    """`flowrun` as a user runs it, stdout block-buffered, output as bytes."""
+    env = clean_env()
+    env.pop("PYTHONUNBUFFERED", None)
+    env.pop("PYTHONIOENCODING", None)
+    return subprocess.run([sys.executable, "-m", "flowrunner._cli", *args], capture_output=True, cwd=ROOT, env=env,
+                          timeout=60)
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("stream", ["false", "true"])
+def test_an_answer_with_a_lone_surrogate_is_printed_with_a_replacement_character(tmp_path, stream):
+    flow = write_flow(tmp_path, ECHO_FLOW % stream)
+    with ChatServer() as server:
+        server.enqueue(raw_answer(f'"{SURROGATE}"') if stream == "false" else sse(
+            '{"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": '
+            f'[{{"index": 0, "delta": {{"role": "assistant", "content": "{SURROGATE}"}}, "finish_reason": "stop"}}]}}'))
+        done = flowrun_bytes("run", flow, "--base-url", server.base_url)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout == "hel\ufffdlo\n".encode()  # once, even when streamed
+
+
+@pytest.mark.server
+def test_json_output_keeps_a_lone_surrogate_as_its_escape(tmp_path):
+    flow = write_flow(tmp_path, ECHO_FLOW % "false")
+    with ChatServer() as server:
+        server.enqueue(raw_answer(f'"{SURROGATE}"'))
+        done = flowrun_bytes("run", flow, "--json", "--base-url", server.base_url)
+    assert done.returncode == 0, done.stderr.decode()
+    text = done.stdout.decode("utf-8")  # valid UTF-8
+    assert "\\ud800" in text and json.loads(text)["outputs"] == {"reply": "hel\ud800lo"}
+
+
+@pytest.mark.server
+def test_an_input_with_undecodable_bytes_is_sent_readable_and_recorded_losslessly(tmp_path):
+    flow = write_flow(tmp_path, ECHO_FLOW % "false")
+    with ChatServer() as server:
+        done = flowrun_bytes("run", flow, "--json", b"-i", b"question=caf\xe9 au lait", "--base-url", server.base_url)
+        sent = server.requests[0].body["messages"][0]["content"] if server.requests else None
+    assert done.returncode == 0, done.stderr.decode()
+    assert sent == "caf\ufffd au lait"  # the server gets valid text; the record keeps what was typed
+    record = json.loads(done.stdout.decode("utf-8"))
+    assert record["inputs"] == {"question": "caf\udce9 au lait"}
+    assert record["outputs"] == {"reply": "You said: caf\ufffd au lait"}
+
+
+@pytest.mark.server
+def test_a_function_result_with_a_lone_surrogate_reaches_the_model_and_the_record(tmp_path):
+    (tmp_path / "tools.py").write_text("def lookup(x=None):\n    return {'found': 'hel\\ud800lo'}\n")
+    flow = write_flow(tmp_path, LOOKUP_FLOW)
+    with ChatServer() as server:
+        server.enqueue(tool_call('{"x": 1}'))
+        done = flowrun_bytes("run", flow, "--json", "--base-url", server.base_url)
+        sent = server.requests[1].body["messages"][-1]["content"] if len(server.requests) > 1 else None
+    assert done.returncode == 0, done.stderr.decode()
+    assert json.loads(sent) == {"found": "hel\ud800lo"}  # JSON text: the escape travels as it is
+    record = json.loads(done.stdout.decode("utf-8"))
+    assert record["steps"][0]["rounds"][0]["calls"][0]["result"] == {"found": "hel\ud800lo"}
+
+
+@pytest.mark.server
+def test_flow_test_json_keeps_a_lone_surrogate_in_a_failure_as_its_escape(tmp_path):
+    (tmp_path / "tools.py").write_text("def lookup(x=None):\n    return 'found'\n")
+    flow = write_flow(tmp_path, LOOKUP_FLOW + """
+    tests:
+      - name: no_calls
+        expect: {calls: []}
+    """)
+    with ChatServer() as server:
+        server.enqueue(tool_call(f'{{"x": "{SURROGATE}"}}'))
+        done = flowrun_bytes("test", flow, "--record", "--base-url", server.base_url, "--json")
+    assert done.returncode == 1, done.stderr.decode()
+    (case,) = json.loads(done.stdout.decode("utf-8"))["cases"]
+    assert 'lookup({"x": "hel\ud800lo"})' in case["failures"][0]["message"]
+
+
+@pytest.mark.server
+def test_chat_prints_an_answer_with_a_lone_surrogate_readably_and_goes_on(tmp_path):
+    flow = write_flow(tmp_path, ECHO_FLOW % "false")
+    with ChatServer() as server:
+        server.enqueue(raw_answer(f'"{SURROGATE}"'))
+        env = clean_env()
+        env.pop("PYTHONIOENCODING", None)
+        done = subprocess.run([sys.executable, "-m", "flowrunner._cli", "chat", flow, "--base-url", server.base_url],
+                              input=b"first\nsecond\n", capture_output=True, cwd=ROOT, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode("utf-8").splitlines() == ["hel\ufffdlo", "You said: first", "You said: second"]
+
+
+@pytest.mark.server
+def test_an_answer_a_terminal_cannot_encode_is_printed_with_its_replacement(tmp_path):
+    flow = write_flow(tmp_path, ECHO_FLOW % "false")
+    with ChatServer() as server:
+        server.enqueue(raw_answer(f'"caf\\u00e9 {SURROGATE}"'))
+        env = clean_env(PYTHONIOENCODING="ascii")
+        done = subprocess.run([sys.executable, "-m", "flowrunner._cli", "run", flow, "--base-url", server.base_url],
+                              capture_output=True, cwd=ROOT, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout == b"caf? hel?lo\n"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from flowrunner._json import MAX_DEPTH, MAX_DUMP_DEPTH, JSONError, dumps, loads
+from flowrunner._json import MAX_DEPTH, MAX_DUMP_DEPTH, JSONError, dumps, loads, readable, sendable
 from flowrunner.testing import Reply
 
 
@@ -89,3 +89,10 @@ def test_json_dumps_never_raises_on_depth_cycles_or_odd_keys():
     assert json.loads(dumps({(1, 2): "tuple", 3: "int", None: "none"}, sort_keys=True)) == \
         {"(1, 2)": "tuple", "3": "int", "null": "none"}
     assert json.loads(dumps({"when": object}))["when"] == str(object)
+
+
+def test_readable_text_joins_surrogate_pairs_and_replaces_lone_ones():
+    assert readable("plain é 🙂") == "plain é 🙂"
+    assert readable("\ud83d\ude00 hel\ud800lo caf\udce9") == "😀 hel\ufffdlo caf\ufffd"
+    request = {"messages": [{"role": "user", "content": "caf\udce9"}], "k\ud800": ("x",), "n": 1}
+    assert sendable(request) == {"messages": [{"role": "user", "content": "caf\ufffd"}], "k\ufffd": ["x"], "n": 1}
