@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from flowrunner import FunctionError
@@ -139,3 +141,27 @@ def test_arguments_json_cannot_hold_go_back_to_the_model_or_fail_as_the_function
         record = Engine(transport).run(make_flow(LOOKUP % "fail", tools=LOOKUP_TOOLS))
     assert record.status == "failed" and record.error["type"] == "FunctionError"
     assert "arguments are not valid JSON" in record.error["message"]
+
+
+@pytest.mark.server
+def test_a_function_result_json_cannot_hold_is_sent_and_recorded_cut_short(make_flow, chat_server):
+    from flowrunner import Engine, OpenAITransport
+
+    tools = """
+        def lookup(x=None):
+            deep = []
+            for _ in range(5000):
+                deep = [deep]
+            selfish = {"name": "loop"}
+            selfish["me"] = selfish
+            return {"deep": deep, "selfish": selfish, (1, 2): "tuple key"}
+    """
+    chat_server.enqueue(tool_call('{"x": 1}'))
+    with OpenAITransport(base_url=chat_server.base_url, api_key="test") as transport:
+        record = Engine(transport).run(make_flow(LOOKUP % "reply", tools=tools))
+    assert record.status == "succeeded", record.error
+    result = record.steps[0].rounds[0].calls[0].result
+    assert result["selfish"] == {"name": "loop", "me": "(cut: a value that holds itself)"}
+    assert result["(1, 2)"] == "tuple key"
+    assert "(cut: nested deeper than 200 levels)" in json.dumps(result)
+    assert json.loads(chat_server.requests[1].body["messages"][-1]["content"]) == result
