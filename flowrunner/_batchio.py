@@ -16,7 +16,6 @@ wins, and a torn last line is cut off (its run is redone).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import threading
 import time
@@ -26,6 +25,7 @@ from typing import Any, Iterator
 
 from ._cassette import canonical_json
 from ._exceptions import ConfigError
+from ._json import JSONError, dumps, loads
 
 
 @dataclass(frozen=True)
@@ -40,14 +40,14 @@ class InputLine:
 
 
 def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]  # a lone surrogate is text too
 
 
 def _parse(number: int, text: str) -> tuple[str, Any, str | None]:
     """(key before repeats, value, problem) for one non-blank line."""
     try:
-        value = json.loads(text)
-    except ValueError as exc:
+        value = loads(text)
+    except JSONError as exc:
         return _digest(text), text, f"line {number} is not JSON ({exc})"
     if not isinstance(value, dict):
         return _digest(canonical_json(value)), value, \
@@ -66,7 +66,8 @@ def read_inputs(path: str | Path) -> Iterator[InputLine]:
     repeats: dict[str, int] = {}
     for number, text in _lines(path):
         key, value, problem = _parse(number, text)
-        fingerprint = int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "big")
+        fingerprint = int.from_bytes(hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest(),
+                                     "big")
         if fingerprint in seen:
             repeat = repeats[key] = repeats.get(key, 1) + 1
         else:
@@ -124,9 +125,9 @@ def read_results(path: str | Path, *, repair: bool) -> PreviousResults:
                 if not raw.strip():
                     continue
                 try:
-                    record = json.loads(raw)
+                    record = loads(raw)
                     key, state = record["key"], record["status"]
-                except (ValueError, KeyError, TypeError):
+                except (JSONError, KeyError, TypeError):
                     raise ConfigError(f"{path}:{number} is not a flowrunner result line\n  hint: is --out "
                                       "the results file of this batch? Give a new file to start "
                                       "afresh") from None
@@ -159,7 +160,7 @@ class ResultWriter:
 
     def write(self, result: dict[str, Any]) -> bool:
         """Append one result; False (nothing written) once the writer is closed."""
-        data = (json.dumps(result, ensure_ascii=False) + "\n").encode("utf-8")
+        data = (dumps(result) + "\n").encode("utf-8")  # never fails: see _json.dumps
         with self._lock:
             if self._fd is None:
                 return False

@@ -16,6 +16,7 @@ from ._answers import Answer, audio_note, cut_structured, settle
 from ._exceptions import APIError, ConfigError, FunctionError, MaxRoundsError, OutputError, RunError
 from ._functions import call_function, parse_arguments, refuse_call, to_content, validate_arguments
 from ._inputs import resolve_inputs
+from ._json import JSONError, loads
 from ._model import Flow, Step
 from ._output import output_problem, repair_message, unfence
 from ._ratelimit import RateLimit, RateLimiter, estimate_tokens, shared_limiter
@@ -368,8 +369,8 @@ def render_message(message: Any, context: Mapping[str, Any]) -> dict[str, Any]:
 def step_result(step_id: str, content: str) -> dict[str, Any]:
     """What later templates see as `steps.<id>`: the content, and `.json` when the content is JSON."""
     try:
-        parsed: Any = json.loads(unfence(content))
-    except (json.JSONDecodeError, ValueError):
+        parsed: Any = loads(unfence(content))
+    except JSONError:
         parsed = missing(f"steps.{step_id}.json: the content of step {step_id!r} is not JSON "
                          f"(it starts {content[:60]!r})")
     return {"content": content, "json": parsed}

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ._exceptions import Location
+from ._json import loads
 from ._output import unfence
 from ._record import CallRecord, RunRecord
 from ._schema import schema_validator
@@ -46,7 +47,7 @@ def as_json(value: Any) -> tuple[Any, str | None]:
     if not isinstance(value, str):
         return value, None
     try:
-        return json.loads(unfence(value)), None
+        return loads(unfence(value)), None
     except ValueError as exc:
         return None, f"expected JSON, got {show(value)} ({exc})"
 

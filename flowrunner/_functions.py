@@ -10,7 +10,6 @@ import importlib
 import importlib.machinery
 import importlib.util
 import inspect
-import json
 import sys
 import threading
 import traceback
@@ -20,8 +19,8 @@ from typing import Any, Callable
 
 from ._durations import format_duration
 from ._exceptions import FunctionError
+from ._json import JSONError, dumps, loads
 from ._record import CallRecord
-from ._yaml import long_number
 
 
 class EntryPointError(Exception):
@@ -189,11 +188,9 @@ def parse_arguments(raw: str | None) -> tuple[dict[str, Any] | None, str | None]
     if raw is None or raw.strip() == "":
         return {}, None
     try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        return None, f"arguments are not valid JSON ({exc.msg} at position {exc.pos})"
-    except ValueError:  # an integer longer than Python converts
-        return None, f"arguments are not valid JSON ({long_number(raw)})"
+        value = loads(raw)
+    except JSONError as exc:
+        return None, f"arguments are not valid JSON ({exc})"
     if not isinstance(value, dict):
         return None, f"arguments must be a JSON object, got {type(value).__name__}"
     return value, None
@@ -234,7 +231,7 @@ def to_content(result: Any) -> str:
     """A function's return value as the text of a tool message: strings as they are, else JSON."""
     if isinstance(result, str):
         return result
-    return json.dumps(result, ensure_ascii=False, default=str)
+    return dumps(result)
 
 
 def call_function(name: str, func: Callable[..., Any], arguments: dict[str, Any],

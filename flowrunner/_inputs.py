@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import difflib
-import json
 import os
 from typing import Any, Iterable, Mapping
 
 from ._exceptions import InputError
+from ._json import JSONError, loads
 from ._model import MISSING, Flow, InputSpec
 from ._secrets import redact, register, register_env_value
-from ._yaml import long_number
 
 
 def parse_assignments(pairs: Iterable[str]) -> dict[str, str]:
@@ -32,12 +31,11 @@ def _from_text(spec: InputSpec, text: str) -> Any:
     if kind == "boolean" and text.lower() in ("true", "yes", "1", "false", "no", "0"):
         return text.lower() in ("true", "yes", "1")
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
+        return loads(text)
+    except JSONError as exc:
         raise InputError(f"input {spec.name!r} expects {kind}, and {_quote(text)} is not one "
-                         f"(write it as JSON, e.g. {_example(kind)})") from None
-    except ValueError:  # JSON, but an integer longer than Python converts
-        raise InputError(f"input {spec.name!r} expects {kind}, and {_quote(text)} is {long_number(text)}") from None
+                         f"({exc.msg}; write it as JSON, e.g. {_example(kind)})") from None
+
 
 def _quote(text: str, limit: int = 40) -> str:
     """The text as an error message quotes it: whole if short, else its start and its length."""
@@ -74,8 +72,8 @@ def resolve_inputs(flow: Flow, given: Mapping[str, Any], *, from_text: bool = Fa
             try:
                 value = _from_text(spec, text)
             except InputError:
-                register(text, spec.env)  # the refusal quotes it
-                raise
+                register(text, spec.env)  # a value that is no secret's shape is still one when refused:
+                value = _from_text(spec, text)  # the refusal again, quoting it redacted (this raises)
             register_env_value(name, text, value, spec.env)
         elif spec.default is not MISSING:
             value = spec.default

@@ -6,9 +6,10 @@ silently to the steps after it.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
+
+from ._json import JSONError, loads
 
 _FENCE = re.compile(r"^\s*```[A-Za-z0-9_-]*\s*\n(.*?)\n\s*```\s*$", re.DOTALL)
 
@@ -37,9 +38,9 @@ def output_problem(content: str, response_format: Any) -> str | None:
     if not wants_json:
         return None
     try:
-        value = json.loads(unfence(content))
-    except ValueError as exc:
-        return f"the answer is not valid JSON ({getattr(exc, 'msg', exc)}; it starts {content[:60]!r})"
+        value = loads(unfence(content))
+    except JSONError as exc:
+        return f"the answer is not valid JSON ({exc.msg}; it starts {content[:60]!r})"
     if schema is None:
         return None if isinstance(value, dict) else f"the answer is JSON but not an object ({type(value).__name__})"
     from jsonschema.exceptions import best_match

@@ -12,10 +12,10 @@ changes is re-encoded: a body with no secret keeps its bytes.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
+from ._json import dumps, loads
 from ._secrets import active, redact, redact_pieces
 
 # An event ends at a blank line; SSE allows \n, \r\n and \r line ends.
@@ -43,17 +43,17 @@ def scrub_body(body: str | bytes) -> str | bytes:
 def _scrub_json_text(text: str) -> str | None:
     """A JSON document's text with its decoded values redacted (`text` itself if none changed); None if not JSON."""
     try:
-        data = json.loads(text)
+        data = loads(text)  # bounded, as everything from a server
     except ValueError:
         return None
     scrubbed = scrub_data(data)
     if _dumps(scrubbed) == _dumps(data):
         return text
-    return json.dumps(scrubbed, ensure_ascii=False)
+    return dumps(scrubbed)  # a lone surrogate as its escape: the cassette stays UTF-8
 
 
 def _dumps(data: Any) -> str:
-    return json.dumps(data, ensure_ascii=False, sort_keys=True)
+    return dumps(data, sort_keys=True)
 
 
 def scrub_data(data: Any) -> Any:
@@ -144,7 +144,7 @@ class _Event:
         self.data: Any = None
         if data and payload.strip() != "[DONE]":
             try:
-                self.original, self.data = json.loads(payload), json.loads(payload)
+                self.original, self.data = loads(payload), loads(payload)
             except ValueError:
                 pass
 
@@ -160,7 +160,7 @@ class _Event:
             if not line.startswith("data:"):
                 out.append(redact(line))
             elif not written:  # the data in one line, where its first line was
-                out.append("data: " + json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+                out.append("data: " + dumps(data, separators=(",", ":"))
                            + line[len(line.rstrip("\r\n")):])
                 written = True
         return "".join(out)

@@ -9,8 +9,9 @@ no choices and the usage. The engine handles one shape only, so the stream becom
 
 from __future__ import annotations
 
-import json
 from typing import Any, Callable, Iterable, Iterator
+
+from ._json import JSONError, loads
 
 
 class StreamFormatError(ValueError):
@@ -43,9 +44,9 @@ def iter_events(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
 
 def _decode(payload: str) -> dict[str, Any]:
     try:
-        event = json.loads(payload)
-    except json.JSONDecodeError:
-        raise StreamFormatError(f"a stream event is not JSON: {payload[:200]!r}") from None
+        event = loads(payload)
+    except JSONError as exc:
+        raise StreamFormatError(f"a stream event is not JSON ({exc.msg}): {payload[:200]!r}") from None
     if not isinstance(event, dict):
         raise StreamFormatError(f"a stream event is not a JSON object: {payload[:200]!r}")
     return event
@@ -55,30 +56,28 @@ def accumulate(chunks: Iterable[dict[str, Any]],
                on_chunk: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """One `chat.completion` dict built from `chat.completion.chunk` dicts (first choice only).
 
-    `on_chunk` sees each chunk as it arrives (a live display); what it raises is its own error, never
-    reported as a malformed stream.
+    `on_chunk` sees each chunk as it arrives (a live display), once the chunk is known to be well
+    shaped; what it raises is its own error, raised as it is, never reported as a malformed stream.
     """
     fold = _Fold()
+    for chunk in chunks:
+        _checked(fold.add, chunk)
+        # Not inside an `except`: re-raising the handler's error from the handler of an exception
+        # that wraps it would link the two both ways, a cycle in the chain.
+        if on_chunk is not None:
+            on_chunk(chunk)
+    result: dict[str, Any] = _checked(fold.result)
+    return result
+
+
+def _checked(step: Callable[..., Any], *args: Any) -> Any:
+    """`step(*args)` of the fold; a chunk of the wrong shape failing it is a StreamFormatError."""
     try:
-        for chunk in chunks:
-            if on_chunk is not None and isinstance(chunk, dict):
-                try:
-                    on_chunk(chunk)
-                except Exception as exc:  # noqa: BLE001 - the handler's own failure, not the stream's
-                    raise _HandlerError() from exc
-            fold.add(chunk)
-        return fold.result()
-    except _HandlerError as exc:
-        assert exc.__cause__ is not None
-        raise exc.__cause__ from None
-    except StreamFormatError:
-        raise
+        return step(*args)
     except (AttributeError, TypeError, KeyError, ValueError) as exc:
+        if isinstance(exc, StreamFormatError):
+            raise
         raise StreamFormatError(f"a stream chunk is not shaped like a chat.completion.chunk ({exc})") from None
-
-
-class _HandlerError(Exception):
-    """Carries what `on_chunk` raised past the check for malformed chunks."""
 
 
 class _Fold:

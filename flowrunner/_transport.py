@@ -14,8 +14,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
+from ._chain import exception_chain
 from ._exceptions import (BILLING_CODES, APIConnectionError, APIError, APITimeoutError, CassetteMissError,
                           ResponseError)
+from ._json import JSONError, loads, sendable
 from ._secrets import redact_url, register, register_url
 from ._stream import StreamFormatError, accumulate, iter_events
 
@@ -218,7 +220,7 @@ class OpenAITransport:
         import openai
 
         self._local.on_sent = on_sent
-        body = dict(request)
+        body = dict(sendable(request))  # a lone surrogate (argv, a model's answer) as U+FFFD
         kwargs: dict[str, Any] = {"model": body.pop("model"), "messages": body.pop("messages")}
         if "stream" in body:
             kwargs["stream"] = body.pop("stream")
@@ -233,9 +235,9 @@ class OpenAITransport:
                 else:
                     text = response.text()
                     try:
-                        data = json.loads(text)
-                    except json.JSONDecodeError:
-                        raise ResponseError(f"the server's answer is not JSON: {text[:200]!r}") from None
+                        data = loads(text)
+                    except JSONError as exc:
+                        raise ResponseError(f"the server's answer is not JSON ({exc.msg}): {text[:200]!r}") from None
         except openai.APIStatusError as exc:
             raise status_error(exc.status_code, exc.body, exc.response.headers.get("x-request-id"),
                                exc.message, {k.lower(): v for k, v in exc.response.headers.items()},
@@ -327,13 +329,11 @@ def _plain(text: str | None) -> str | None:
 
 def cassette_miss(exc: BaseException) -> CassetteMissError | None:
     """vcrpy refusing a request it has not recorded, found in the exception chain without importing vcr."""
-    cause: BaseException | None = exc
-    while cause is not None:
+    for cause in exception_chain(exc):
         if type(cause).__name__ == "CannotOverwriteExistingCassetteException":
             from ._cassette import describe_miss
 
             return CassetteMissError(describe_miss(cause))
-        cause = cause.__cause__ or cause.__context__
     return None
 
 

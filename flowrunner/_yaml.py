@@ -8,7 +8,6 @@ walks it into dicts, lists and scalars so that every later error can point into 
 from __future__ import annotations
 
 import re
-import sys
 from typing import TYPE_CHECKING, Any, Union, cast
 
 import yaml
@@ -21,6 +20,7 @@ from yaml.resolver import Resolver
 from yaml.scanner import Scanner
 
 from ._exceptions import FlowValidationError, Location, Problem
+from ._json import long_number
 
 JsonPath = tuple[Union[str, int], ...]
 """Where a value sits in the document: keys and list indexes from the top, e.g. ("steps", 0, "id")."""
@@ -334,14 +334,6 @@ class _Walker:
 
     def _top_location(self, path: JsonPath) -> Location:
         return self.keys.get(path[:1]) or Location(self.filename, 1, 1)
-
-
-def long_number(text: str) -> str:
-    """Why Python refused to read an integer in `text` (its json and yaml both raise a bare ValueError):
-    `a number of 5,000 digits, more than the 4,300 a number may have`."""
-    digits = max((len(run) for run in re.findall(r"\d+", text)), default=0)
-    limit: int = getattr(sys, "get_int_max_str_digits", lambda: 4300)()  # 0: no limit, never refused
-    return f"a number of {digits:,} digits, more than the {limit:,} a number may have"
 
 
 def _location(node: Node, filename: str) -> Location:

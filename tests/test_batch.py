@@ -18,7 +18,7 @@ import pytest
 
 from flowrunner import ConfigError, Engine, FunctionTransport, OpenAITransport, use_cassette
 from flowrunner._batch import BatchRunner
-from flowrunner.testing import ChatServer
+from flowrunner.testing import ChatServer, Reply
 
 from conftest import FLOWS, ROOT, clean_env
 
@@ -611,3 +611,102 @@ def test_a_second_batch_on_the_same_out_is_refused_while_the_first_runs_and_kill
     assert f"{len(done)} skipped" in stdout
     keys = [r["key"] for r in results(out)]
     assert len(keys) == 40 == len(set(keys))
+
+
+# --- hostile answers fail their own input; every other input still gets its line ------------------
+
+def run_hostile_batch(tmp_path, flow_text, hostile, *extra):
+    """A batch of five inputs through the CLI in which one answer (the first request's) is `hostile`;
+    the results by status, and the finished process."""
+    import textwrap
+
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(textwrap.dedent(flow_text))
+    inputs, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inputs.write_text("".join(json.dumps({"id": f"q{n}", "question": f"Say {n}"}) + "\n" for n in range(5)))
+    with ChatServer() as server:
+        server.enqueue(hostile)
+        done = subprocess.run([sys.executable, "-m", "flowrunner._cli", "batch", str(flow), "--inputs", str(inputs),
+                               "--out", str(out), "--base-url", server.base_url, "--concurrency", "2", *extra],
+                              cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=60)
+    lines = results(out) if out.exists() else []
+    by_status: dict[str, list[dict[str, Any]]] = {"succeeded": [], "failed": []}
+    for line in lines:
+        by_status[line["status"]].append(line)
+    return by_status, done
+
+
+@pytest.mark.server
+def test_a_stream_chunk_of_the_wrong_shape_fails_only_its_input(tmp_path):
+    from test_stream import STREAMED_PLAIN, sse
+
+    by_status, done = run_hostile_batch(tmp_path, STREAMED_PLAIN, sse('{"choices": 5}'))
+    assert len(by_status["succeeded"]) == 4, done.stderr
+    (failed,) = by_status["failed"]
+    assert failed["error"]["type"] == "ResponseError"
+    assert "not shaped like a chat.completion.chunk" in failed["error"]["message"]
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+
+
+@pytest.mark.server
+def test_an_answer_nested_100000_deep_fails_only_its_input(tmp_path):
+    from test_json import DEEP
+    from test_stream import STREAMED_PLAIN
+
+    flow = STREAMED_PLAIN.replace("stream: true", "stream: false")
+    hostile = Reply(body='{"choices": ' + DEEP + "}", content_type="application/json")
+    by_status, done = run_hostile_batch(tmp_path, flow, hostile)
+    assert len(by_status["succeeded"]) == 4, done.stderr
+    (failed,) = by_status["failed"]
+    assert failed["error"]["type"] == "ResponseError" and "nested deeper than 100 levels" in failed["error"]["message"]
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+
+
+LOOKUP = """
+    model: m
+    inputs:
+      question: {type: string}
+    functions:
+      lookup:
+        entry: tools:lookup
+        description: Look a word up
+        parameters: {type: object, properties: {x: {}}}
+    steps:
+      - id: answer
+        functions: [lookup]
+        messages: [{role: user, content: "{{ inputs.question }}"}]
+"""
+
+
+@pytest.mark.server
+def test_arguments_nested_940_deep_leave_every_full_record_line_whole(tmp_path):
+    from test_json import nested, tool_call
+
+    (tmp_path / "tools.py").write_text("def lookup(x=None):\n    return 'found'\n")
+    arguments = '{"x": ' + nested(940) + "}"  # Python reads it, but writing it inside a record recursed too deep
+    by_status, done = run_hostile_batch(tmp_path, LOOKUP, tool_call(arguments), "--full-record")
+    assert len(by_status["succeeded"]) == 5, done.stderr
+    assert done.returncode == 0
+    (called,) = [line["record"]["steps"][0]["rounds"][0]["calls"] for line in by_status["succeeded"]
+                 if line["record"]["steps"][0]["rounds"][0]["calls"]]
+    assert called[0]["raw_arguments"] == arguments and "nested deeper than 100 levels" in called[0]["error"]
+
+
+@pytest.mark.server
+def test_an_answer_with_a_lone_surrogate_is_written_losslessly_and_resume_skips_it(tmp_path):
+    from test_json import SURROGATE, raw_answer
+    from test_stream import STREAMED_PLAIN
+
+    flow = STREAMED_PLAIN.replace("stream: true", "stream: false")
+    by_status, done = run_hostile_batch(tmp_path, flow, raw_answer(f'"{SURROGATE}"'))
+    assert len(by_status["succeeded"]) == 5 and not by_status["failed"], done.stderr
+    assert done.returncode == 0
+    out = tmp_path / "out.jsonl"
+    out.read_bytes().decode("utf-8")  # valid UTF-8
+    assert sum(line["outputs"] == {"answer": "hel\ud800lo"} for line in by_status["succeeded"]) == 1
+    resumed = subprocess.run([sys.executable, "-m", "flowrunner._cli", "batch", str(tmp_path / "flow.yaml"),
+                              "--inputs", str(tmp_path / "in.jsonl"), "--out", str(out), "--resume",
+                              "--base-url", "http://127.0.0.1:9/v1"],
+                             cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=60)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "0 succeeded, 0 failed, 5 skipped" in resumed.stdout

@@ -10,6 +10,8 @@ import pytest
 from flowrunner import ConfigError
 from flowrunner._batchio import ResultWriter, count_inputs, read_inputs, read_results
 
+from test_json import DEEP, LONG_INT
+
 
 def write_lines(path, *lines):
     path.write_text("".join(line + "\n" for line in lines))
@@ -168,3 +170,36 @@ def test_a_byte_order_mark_on_the_first_line_is_not_an_error(tmp_path):
     lines = list(read_inputs(path))
     assert [(i.key, i.value, i.problem) for i in lines] == [("a", {"id": "a", "q": 1}, None),
                                                            ("b", {"id": "b", "q": 2}, None)]
+
+
+@pytest.mark.parametrize("line, reason", [
+    ('{"q": ' + DEEP + "}", "nested deeper than 100 levels"),
+    ('{"q": ' + LONG_INT + "}", "a number of 5,000 digits"),
+    ('{"q": NaN}', "NaN is not a JSON number"),
+], ids=["deep", "long-int", "nan"])
+def test_an_input_line_json_cannot_hold_is_that_lines_problem(tmp_path, line, reason):
+    path = write_lines(tmp_path / "in.jsonl", '{"q": 1}', line, '{"q": 3}')
+    items = list(read_inputs(path))
+    assert [item.problem is None for item in items] == [True, False, True]
+    assert items[1].problem.startswith(f"line 2 is not JSON ({reason}")
+
+
+def test_a_results_line_json_cannot_hold_is_refused_with_its_line_number(tmp_path):
+    path = write_lines(tmp_path / "out.jsonl", '{"key": "a", "status": "succeeded"}',
+                       '{"key": "b", "status": "failed", "deep": ' + DEEP + "}")
+    with pytest.raises(ConfigError, match=r"out.jsonl:2 is not a flowrunner result line"):
+        read_results(path, repair=True)
+
+
+def test_lone_surrogates_in_input_lines_and_results_keep_their_keys(tmp_path):
+    path = write_lines(tmp_path / "in.jsonl", '{"id": "a\\ud800", "q": 1}', '{"q": "b\\udcff"}', '{"q": "b\\udcff"}')
+    items = list(read_inputs(path))
+    assert [item.problem for item in items] == [None, None, None]
+    assert items[0].key == "a\ud800" and items[2].key == items[1].key + "#2"
+    out = tmp_path / "out.jsonl"
+    writer = ResultWriter(out)
+    for item in items:
+        assert writer.write({"key": item.key, "status": "succeeded", "input": item.value})
+    writer.close()
+    out.read_bytes().decode("utf-8")  # valid UTF-8, the surrogates escaped
+    assert read_results(out, repair=False).status == {item.key: "succeeded" for item in items}

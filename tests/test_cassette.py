@@ -13,6 +13,7 @@ from flowrunner._cassette import first_difference, json_body_matcher
 from flowrunner.testing import ChatServer, Reply
 
 from conftest import DATA, FLOWS
+from test_json import DEEP, SURROGATE, raw_answer
 
 URL = "http://127.0.0.1:1/v1/chat/completions"
 
@@ -268,3 +269,25 @@ def test_re_recording_replaces_the_recordings_it_matches_and_keeps_the_rest(chat
     assert len(interactions) == 3  # two weather rounds kept, hello replaced
     assert "re-recorded" in interactions[-1]["response"]["body"]["string"]
     assert run(FLOWS / "hello.yaml", cassette, "none").outputs["reply"] == "re-recorded"
+
+
+@pytest.mark.server
+def test_recording_an_answer_nested_100000_deep_with_a_key_set_fails_the_run_not_flowrun(chat_server, tmp_path):
+    # With a key set, each recorded body is searched for it: that search read the body with Python's parser.
+    key = "sk-live-secret-0123456789abcdef"
+    chat_server.enqueue(Reply(body='{"choices": ' + DEEP + "}", content_type="application/json"))
+    record = run(FLOWS / "hello.yaml", tmp_path / "c.yaml", "all", base_url=chat_server.base_url, api_key=key)
+    assert record.status == "failed" and record.error["type"] == "ResponseError"
+    assert "nested deeper than 100 levels" in record.error["message"]
+
+
+@pytest.mark.server
+def test_recording_an_answer_with_a_lone_surrogate_and_the_key_in_it_replays_it(chat_server, tmp_path):
+    key = "sk-live-secret-0123456789abcdef"
+    cassette = tmp_path / "c.yaml"
+    chat_server.enqueue(raw_answer(f'"{SURROGATE} {key}"'))  # the body is rewritten without the key
+    live = run(FLOWS / "hello.yaml", cassette, "all", base_url=chat_server.base_url, api_key=key)
+    assert live.status == "succeeded", live.error
+    assert live.outputs["reply"].startswith("hel\ud800lo ") and key not in live.outputs["reply"]
+    assert key not in cassette.read_text()
+    assert run(FLOWS / "hello.yaml", cassette, "none").outputs == live.outputs

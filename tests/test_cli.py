@@ -10,10 +10,11 @@ import time
 
 import pytest
 
-from flowrunner.testing import ChatServer
+from flowrunner.testing import ChatServer, Reply
 
 from conftest import FLOWS, ROOT, clean_env
-from test_stream import CHUNK_DELAY, PACED_ANSWER, PACED_TOOLS, STREAMED
+from test_stream import CHUNK_DELAY, PACED_ANSWER, PACED_TOOLS, STREAMED, STREAMED_PLAIN, sse
+from test_json import DEEP, SURROGATE, nested, raw_answer, tool_call
 
 
 def flowrun(*args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
@@ -221,12 +222,16 @@ def test_help_and_validate_do_not_import_openai_or_vcr(args):
     assert "LOADED []" in done.stdout, done.stdout + done.stderr
 
 
-def test_output_into_a_closed_pipe_is_quiet():
+@pytest.mark.parametrize("args", [["flows/hello.yaml", "--json"], ["flows/hello.yaml"], ["validate", "flows/hello.yaml"]])
+@pytest.mark.parametrize("buffered", [True, False])
+def test_output_into_a_closed_pipe_is_quiet(args, buffered):
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before flowrun writes: like `flowrun ... | head -0`
     clean = clean_env()
+    if buffered:  # as a user runs it: stdout into a pipe is block-buffered, written at the end
+        clean.pop("PYTHONUNBUFFERED", None)
     try:
-        done = subprocess.run([sys.executable, "-m", "flowrunner._cli", "flows/hello.yaml", "--json"], cwd=ROOT,
+        done = subprocess.run([sys.executable, "-m", "flowrunner._cli", *args], cwd=ROOT,
                               env=clean, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60)
     finally:
         os.close(write_end)
@@ -360,3 +365,218 @@ def test_a_streamed_spoken_answer_prints_its_transcript_once(tmp_path):
         done = flowrun(str(flow), "--base-url", server.base_url)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "Hello there!\n"
+
+
+# -- hostile answers: the run ends with an error, never a hang or a traceback ------------------------
+
+def write_flow(tmp_path, text: str, name: str = "flow.yaml") -> str:
+    import textwrap
+
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+@pytest.mark.server
+def test_a_stream_chunk_of_the_wrong_shape_ends_flowrun_with_an_error(tmp_path):
+    flow = write_flow(tmp_path, STREAMED_PLAIN)
+    with ChatServer() as server:
+        server.enqueue(sse('{"choices": 5}'))
+        done = flowrun("run", flow, "--base-url", server.base_url, "--timeout", "5")  # hangs: TimeoutExpired
+    assert done.returncode == 1
+    assert "a stream chunk is not shaped like a chat.completion.chunk" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.server
+def test_a_streamed_answer_into_a_pipe_closed_midway_ends_quietly(tmp_path):
+    flow = write_flow(tmp_path, STREAMED_PLAIN)
+    question = "Tell me " + " ".join(f"word{n}" for n in range(60))  # echoed three words an event
+    with ChatServer(chunk_delay=CHUNK_DELAY) as server:
+        # `flowrun streamed.yaml | head -c 10`: the reader takes the first bytes and leaves.
+        with subprocess.Popen([sys.executable, "-m", "flowrunner._cli", "run", flow, "-i", f"question={question}",
+                               "--base-url", server.base_url], cwd=ROOT, env=clean_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+            assert process.stdout is not None and process.stderr is not None
+            first = os.read(process.stdout.fileno(), 10)
+            process.stdout.close()
+            try:
+                code = process.wait(timeout=60)
+            finally:
+                process.kill()
+            err = process.stderr.read().decode()
+    assert first.startswith(b"You said")
+    assert code == 1
+    assert "Traceback" not in err and "BrokenPipe" not in err
+
+
+LOOKUP_FLOW = """
+    model: m
+    functions:
+      lookup:
+        entry: tools:lookup
+        description: Look a word up
+        parameters: {type: object, properties: {x: {}}}
+    steps:
+      - id: answer
+        functions: [lookup]
+        messages: [{role: user, content: "Say hi"}]
+"""
+
+
+@pytest.mark.server
+def test_arguments_nested_940_deep_leave_json_output_whole(tmp_path):
+    (tmp_path / "tools.py").write_text("def lookup(x=None):\n    return 'found'\n")
+    flow = write_flow(tmp_path, LOOKUP_FLOW)
+    arguments = '{"x": ' + nested(940) + "}"  # Python reads it, but writing it inside a record recursed too deep
+    with ChatServer() as server:
+        server.enqueue(tool_call(arguments))
+        done = flowrun("run", flow, "--json", "--base-url", server.base_url)
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    call = record["steps"][0]["rounds"][0]["calls"][0]
+    assert call["raw_arguments"] == arguments and "nested deeper than 100 levels" in call["error"]
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_an_answer_nested_100000_deep_ends_flowrun_with_an_error(tmp_path, json_flag):
+    flow = write_flow(tmp_path, STREAMED_PLAIN.replace("stream: true", "stream: false"))
+    with ChatServer() as server:
+        server.enqueue(Reply(body='{"choices": ' + DEEP + "}", content_type="application/json"))
+        done = flowrun("run", flow, "--base-url", server.base_url, *json_flag)
+    assert done.returncode == 1
+    assert "the server's answer is not JSON (nested deeper than 100 levels" in (done.stdout + done.stderr)
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("value, reason", [(nested(10_000), "nested deeper than 100 levels"),
+                                           ("1" * 5000, "a number of 5,000 digits")],
+                         ids=["deep", "long-int"])
+def test_an_input_value_json_cannot_hold_is_a_usage_error(tmp_path, value, reason):
+    flow = write_flow(tmp_path, """
+        model: m
+        inputs:
+          items: {type: array}
+        steps:
+          - id: answer
+            messages: [{role: user, content: "{{ inputs.items }}"}]
+    """)
+    done = flowrun("run", flow, "-i", f"items={value}", "--base-url", "http://127.0.0.1:9/v1")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "input 'items' expects array" in done.stderr and reason in done.stderr
+    assert len(done.stderr) < 1000
+
+
+# -- lone surrogates (broken UTF-16 from a model, undecodable bytes in argv): lossless JSON, readable text --
+
+ECHO_FLOW = """
+    model: m
+    inputs:
+      question: {type: string, default: "Say hi"}
+    steps:
+      - id: reply
+        stream: %s
+        messages: [{role: user, content: "{{ inputs.question }}"}]
+"""
+
+
+def flowrun_bytes(*args: str | bytes) -> subprocess.CompletedProcess[bytes]:
+    """`flowrun` as a user runs it, stdout block-buffered, output as bytes."""
+    env = clean_env()
+    env.pop("PYTHONUNBUFFERED", None)
+    env.pop("PYTHONIOENCODING", None)
+    return subprocess.run([sys.executable, "-m", "flowrunner._cli", *args], capture_output=True, cwd=ROOT, env=env,
+                          timeout=60)
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("stream", ["false", "true"])
+def test_an_answer_with_a_lone_surrogate_is_printed_with_a_replacement_character(tmp_path, stream):
+    flow = write_flow(tmp_path, ECHO_FLOW % stream)
+    with ChatServer() as server:
+        server.enqueue(raw_answer(f'"{SURROGATE}"') if stream == "false" else sse(
+            '{"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": '
+            f'[{{"index": 0, "delta": {{"role": "assistant", "content": "{SURROGATE}"}}, "finish_reason": "stop"}}]}}'))
+        done = flowrun_bytes("run", flow, "--base-url", server.base_url)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout == "hel\ufffdlo\n".encode()  # once, even when streamed
+
+
+@pytest.mark.server
+def test_json_output_keeps_a_lone_surrogate_as_its_escape(tmp_path):
+    flow = write_flow(tmp_path, ECHO_FLOW % "false")
+    with ChatServer() as server:
+        server.enqueue(raw_answer(f'"{SURROGATE}"'))
+        done = flowrun_bytes("run", flow, "--json", "--base-url", server.base_url)
+    assert done.returncode == 0, done.stderr.decode()
+    text = done.stdout.decode("utf-8")  # valid UTF-8
+    assert "\\ud800" in text and json.loads(text)["outputs"] == {"reply": "hel\ud800lo"}
+
+
+@pytest.mark.server
+def test_an_input_with_undecodable_bytes_is_sent_readable_and_recorded_losslessly(tmp_path):
+    flow = write_flow(tmp_path, ECHO_FLOW % "false")
+    with ChatServer() as server:
+        done = flowrun_bytes("run", flow, "--json", b"-i", b"question=caf\xe9 au lait", "--base-url", server.base_url)
+        sent = server.requests[0].body["messages"][0]["content"] if server.requests else None
+    assert done.returncode == 0, done.stderr.decode()
+    assert sent == "caf\ufffd au lait"  # the server gets valid text; the record keeps what was typed
+    record = json.loads(done.stdout.decode("utf-8"))
+    assert record["inputs"] == {"question": "caf\udce9 au lait"}
+    assert record["outputs"] == {"reply": "You said: caf\ufffd au lait"}
+
+
+@pytest.mark.server
+def test_a_function_result_with_a_lone_surrogate_reaches_the_model_and_the_record(tmp_path):
+    (tmp_path / "tools.py").write_text("def lookup(x=None):\n    return {'found': 'hel\\ud800lo'}\n")
+    flow = write_flow(tmp_path, LOOKUP_FLOW)
+    with ChatServer() as server:
+        server.enqueue(tool_call('{"x": 1}'))
+        done = flowrun_bytes("run", flow, "--json", "--base-url", server.base_url)
+        sent = server.requests[1].body["messages"][-1]["content"] if len(server.requests) > 1 else None
+    assert done.returncode == 0, done.stderr.decode()
+    assert json.loads(sent) == {"found": "hel\ud800lo"}  # JSON text: the escape travels as it is
+    record = json.loads(done.stdout.decode("utf-8"))
+    assert record["steps"][0]["rounds"][0]["calls"][0]["result"] == {"found": "hel\ud800lo"}
+
+
+@pytest.mark.server
+def test_flow_test_json_keeps_a_lone_surrogate_in_a_failure_as_its_escape(tmp_path):
+    (tmp_path / "tools.py").write_text("def lookup(x=None):\n    return 'found'\n")
+    flow = write_flow(tmp_path, LOOKUP_FLOW + """
+    tests:
+      - name: no_calls
+        expect: {calls: []}
+    """)
+    with ChatServer() as server:
+        server.enqueue(tool_call(f'{{"x": "{SURROGATE}"}}'))
+        done = flowrun_bytes("test", flow, "--record", "--base-url", server.base_url, "--json")
+    assert done.returncode == 1, done.stderr.decode()
+    (case,) = json.loads(done.stdout.decode("utf-8"))["cases"]
+    assert 'lookup({"x": "hel\ud800lo"})' in case["failures"][0]["message"]
+
+
+@pytest.mark.server
+def test_chat_prints_an_answer_with_a_lone_surrogate_readably_and_goes_on(tmp_path):
+    flow = write_flow(tmp_path, ECHO_FLOW % "false")
+    with ChatServer() as server:
+        server.enqueue(raw_answer(f'"{SURROGATE}"'))
+        env = clean_env()
+        env.pop("PYTHONIOENCODING", None)
+        done = subprocess.run([sys.executable, "-m", "flowrunner._cli", "chat", flow, "--base-url", server.base_url],
+                              input=b"first\nsecond\n", capture_output=True, cwd=ROOT, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode("utf-8").splitlines() == ["hel\ufffdlo", "You said: first", "You said: second"]
+
+
+@pytest.mark.server
+def test_an_answer_a_terminal_cannot_encode_is_printed_with_its_replacement(tmp_path):
+    flow = write_flow(tmp_path, ECHO_FLOW % "false")
+    with ChatServer() as server:
+        server.enqueue(raw_answer(f'"caf\\u00e9 {SURROGATE}"'))
+        env = clean_env(PYTHONIOENCODING="ascii")
+        done = subprocess.run([sys.executable, "-m", "flowrunner._cli", "run", flow, "--base-url", server.base_url],
+                              capture_output=True, cwd=ROOT, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout == b"caf? hel?lo\n"

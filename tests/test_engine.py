@@ -11,6 +11,8 @@ import pytest
 from flowrunner import Engine, FunctionTransport, InputError, MaxRoundsError
 from flowrunner._exceptions import ConfigError
 
+from test_json import DEEP, LONG_INT
+
 TOOLS = """
     import json, threading
 
@@ -492,3 +494,24 @@ def test_engines_for_the_same_server_share_one_limiter_and_other_servers_get_the
     assert first.limiter is second.limiter is shared_limiter(url)
     assert other.limiter is not first.limiter and other.limiter is shared_limiter("http://127.0.0.1:9/another-server/v1")
     assert Engine(OpenAITransport()).limiter is shared_limiter("https://api.openai.com/v1")  # OpenAI's own
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("content", ['{"x": ' + DEEP + "}", '{"x": ' + LONG_INT + "}"], ids=["deep", "long-int"])
+def test_an_answer_json_cannot_hold_is_text_for_later_steps_not_a_crash(make_flow, chat_server, content):
+    from flowrunner import OpenAITransport
+    from flowrunner.testing import faults
+
+    flow = make_flow("""
+        model: m
+        steps:
+          - id: first
+            messages: [{role: user, content: "Say hi"}]
+        outputs:
+          size: "{{ steps.first.content | length }}"
+    """)
+    chat_server.enqueue(faults.completion(content))
+    with OpenAITransport(base_url=chat_server.base_url, api_key="test") as transport:
+        record = Engine(transport).run(flow)
+    assert record.status == "succeeded", record.error
+    assert record.outputs == {"size": str(len(content))}

@@ -8,6 +8,8 @@ from flowrunner import CallRecord, Location, RoundRecord, RunRecord, StepRecord
 from flowrunner._expect import (CallsCheck, ExpectedCall, Expectation, FinishReasonCheck, Matcher, OutputCheck,
                                 RoundsCheck, StatusCheck, check_record)
 
+from test_json import DEEP, LONG_INT
+
 AT = Location("f.yaml", 3, 7)
 
 
@@ -148,3 +150,11 @@ def test_contains_a_list_or_mapping_in_a_mapping_is_a_mismatch_not_a_crash():
     assert Matcher("contains", {"a": 1}).mismatch({"a": 1}, False) is not None
     assert Matcher("contains", "x").mismatch({"x": 1}, False) is None  # a key
     assert Matcher("contains", True).mismatch("flag: true", False) is None  # JSON text, not Python's True
+
+
+@pytest.mark.parametrize("output, reason", [('{"a": ' + DEEP + "}", "nested deeper than 100 levels"),
+                                            ('{"a": ' + LONG_INT + "}", "a number of 5,000 digits")],
+                         ids=["deep", "long-int"])
+def test_a_schema_matcher_on_an_output_json_cannot_hold_fails_saying_why(output, reason):
+    problem = Matcher("schema", {"type": "object"}).mismatch(output)
+    assert problem is not None and problem.startswith("expected JSON, got ") and reason in problem

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from flowrunner import FunctionError
 from flowrunner._functions import (EntryPointError, call_function, check_signature, parse_arguments, resolve_entry,
                                    validate_arguments)
+
+from test_json import DEEP, LONG_INT, tool_call
 
 PARAMS = {"type": "object", "properties": {"location": {"type": "string"}, "unit": {"type": "string"}},
           "required": ["location"]}
@@ -173,3 +177,78 @@ def test_a_pattern_ending_in_dollar_does_not_let_a_trailing_newline_through():
     parameters = {"type": "object", "properties": {"code": {"type": "string", "pattern": "^[0-9]+$"}}}
     assert validate_arguments({"code": "12"}, parameters) is None
     assert validate_arguments({"code": "12\n"}, parameters) == "code: '12\\n' does not match '^[0-9]+$'"
+
+
+@pytest.mark.parametrize("raw, reason", [
+    ('{"x": ' + DEEP + "}", "nested deeper than 100 levels"),
+    ('{"x": ' + LONG_INT + "}", "a number of 5,000 digits"),
+    ('{"x": NaN}', "NaN is not a JSON number"),
+], ids=["deep", "long-int", "nan"])
+def test_arguments_json_cannot_hold_are_invalid_arguments(raw, reason):
+    arguments, problem = parse_arguments(raw)
+    assert arguments is None and problem.startswith(f"arguments are not valid JSON ({reason}")
+
+
+LOOKUP = """
+    model: m
+    functions:
+      lookup:
+        entry: tools:lookup
+        description: Look a word up
+        parameters: {type: object, properties: {x: {}}}
+        on_invalid_arguments: %s
+    steps:
+      - id: answer
+        functions: [lookup]
+        messages: [{role: user, content: "Say hi"}]
+"""
+LOOKUP_TOOLS = """
+    def lookup(x=None):
+        return "found"
+"""
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("arguments", ['{"x": ' + DEEP + "}", '{"x": ' + LONG_INT + "}"], ids=["deep", "long-int"])
+def test_arguments_json_cannot_hold_go_back_to_the_model_or_fail_as_the_function_says(make_flow, chat_server,
+                                                                                       arguments):
+    from flowrunner import Engine, OpenAITransport
+
+    chat_server.enqueue(tool_call(arguments))
+    with OpenAITransport(base_url=chat_server.base_url, api_key="test") as transport:
+        record = Engine(transport).run(make_flow(LOOKUP % "reply", tools=LOOKUP_TOOLS))
+        assert record.status == "succeeded", record.error
+        call = record.steps[0].rounds[0].calls[0]
+        assert call.arguments is None and call.raw_arguments == arguments
+        assert call.error.startswith("invalid arguments for lookup: arguments are not valid JSON (")
+        sent_back = chat_server.requests[1].body["messages"][-1]
+        assert sent_back["role"] == "tool" and "arguments are not valid JSON" in sent_back["content"]
+
+        chat_server.enqueue(tool_call(arguments))
+        record = Engine(transport).run(make_flow(LOOKUP % "fail", tools=LOOKUP_TOOLS))
+    assert record.status == "failed" and record.error["type"] == "FunctionError"
+    assert "arguments are not valid JSON" in record.error["message"]
+
+
+@pytest.mark.server
+def test_a_function_result_json_cannot_hold_is_sent_and_recorded_cut_short(make_flow, chat_server):
+    from flowrunner import Engine, OpenAITransport
+
+    tools = """
+        def lookup(x=None):
+            deep = []
+            for _ in range(5000):
+                deep = [deep]
+            selfish = {"name": "loop"}
+            selfish["me"] = selfish
+            return {"deep": deep, "selfish": selfish, (1, 2): "tuple key"}
+    """
+    chat_server.enqueue(tool_call('{"x": 1}'))
+    with OpenAITransport(base_url=chat_server.base_url, api_key="test") as transport:
+        record = Engine(transport).run(make_flow(LOOKUP % "reply", tools=tools))
+    assert record.status == "succeeded", record.error
+    result = record.steps[0].rounds[0].calls[0].result
+    assert result["selfish"] == {"name": "loop", "me": "(cut: a value that holds itself)"}
+    assert result["(1, 2)"] == "tuple key"
+    assert "(cut: nested deeper than 200 levels)" in json.dumps(result)
+    assert json.loads(chat_server.requests[1].body["messages"][-1]["content"]) == result

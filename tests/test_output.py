@@ -10,6 +10,8 @@ import pytest
 from flowrunner import Engine, FunctionTransport
 from flowrunner._output import output_problem
 
+from test_json import DEEP, LONG_INT
+
 JSON_OBJECT = """
     model: m
     steps:
@@ -78,3 +80,20 @@ def test_a_schema_pattern_ending_in_dollar_does_not_let_a_trailing_newline_throu
     assert output_problem('{"code": "BOS"}', response_format) is None
     assert output_problem('{"code": "BOS\\n"}', response_format) == \
         "the answer does not match the schema: code: 'BOS\\n' does not match '^[A-Z]{3}$'"
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("content, reason", [
+    ('{"x": ' + DEEP + "}", "nested deeper than 100 levels"),
+    ('{"x": ' + LONG_INT + "}", "a number of 5,000 digits"),
+], ids=["deep", "long-int"])
+def test_structured_output_json_cannot_hold_is_an_output_problem(make_flow, chat_server, content, reason):
+    from flowrunner import OpenAITransport
+    from flowrunner.testing import faults
+
+    chat_server.enqueue(faults.completion(content), faults.completion('{"city": "Boston"}'))
+    with OpenAITransport(base_url=chat_server.base_url, api_key="test") as transport:
+        record = Engine(transport).run(make_flow(JSON_OBJECT))
+    assert record.status == "succeeded", record.error  # repaired
+    assert record.steps[0].rounds[0].invalid_output.startswith(f"the answer is not valid JSON ({reason}")
+    assert record.outputs == {"city": "Boston"}

@@ -240,3 +240,13 @@ def test_a_secret_is_also_redacted_as_json_writes_it():
     register('pa"ss\\word', "PASSWORD")
     assert redact(json.dumps({"t": "tök-geheim-42", "p": 'pa"ss\\word'})) == (
         '{"t": "[redacted:TOKEN]", "p": "[redacted:PASSWORD]"}')
+
+
+def test_a_long_secret_in_an_input_error_is_redacted_before_it_is_cut_short(make_flow, capsys, monkeypatch):
+    flow = make_flow(FLOW.replace("type: string, env", "type: integer, env"), tools=TOOLS)
+    long_token = "tok-" + "0123456789" * 12
+    monkeypatch.setenv("FLOWRUNNER_TEST_TOKEN", long_token)
+    code = main(["run", str(flow.path), "--base-url", "http://127.0.0.1:9/v1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "input 'token' expects integer, and '[redacted:FLOWRUNNER_TEST_TOKEN]'" in err
+    assert long_token[:20] not in err

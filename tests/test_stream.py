@@ -4,13 +4,20 @@ and the pieces reaching the engine's handler and the terminal as they arrive."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import pytest
 
 from flowrunner._stream import StreamFormatError, accumulate, iter_events
 from flowrunner._transport import parse_completion
+from flowrunner.testing import Reply
+
+from test_json import DEEP, LONG_INT
+
+T = TypeVar("T")
 
 REAL = Path(__file__).parent / "data" / "real-responses"
 
@@ -213,3 +220,94 @@ def test_a_malformed_audio_delta_is_a_format_error(audio):
     chunk = {"id": "c", "choices": [{"index": 0, "delta": {"audio": audio}, "finish_reason": None}]}
     with pytest.raises(StreamFormatError, match="not shaped like a chat.completion.chunk"):
         accumulate([chunk])
+
+
+# -- hostile streams: a chunk of the wrong shape, a display that fails ------------------------------
+
+STREAMED_PLAIN = """
+    model: m
+    inputs:
+      question: {type: string, default: "Say something"}
+    steps:
+      - id: answer
+        stream: true
+        messages: [{role: user, content: "{{ inputs.question }}"}]
+"""
+
+
+def sse(*payloads: str) -> Reply:
+    """A stream whose events carry `payloads` as they are, then [DONE]."""
+    return Reply(body="".join(f"data: {p}\n\n" for p in (*payloads, "[DONE]")), content_type="text/event-stream")
+
+
+def finishes(work: Callable[[], T]) -> T:
+    """`work()`, which must not hang: run on a daemon thread, given a generous minute."""
+    outcome: list[T] = []
+    thread = threading.Thread(target=lambda: outcome.append(work()), daemon=True)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive(), "still running after 60 s"
+    assert outcome, "raised (see the thread's traceback above)"
+    return outcome[0]
+
+
+def walks_of(exc: BaseException, limit: int = 20) -> int:
+    """How many exceptions the raw `__cause__`/`__context__` walk meets; `limit` means it loops."""
+    walked = 0
+    current: BaseException | None = exc
+    while current is not None and walked < limit:
+        walked += 1
+        current = current.__cause__ or current.__context__
+    return walked
+
+
+def engine_display(chunk: dict) -> None:
+    """Walks a chunk's choices, as the engine's live display does."""
+    for choice in chunk.get("choices") or []:
+        if isinstance(choice, dict):
+            choice.get("delta")
+
+
+@pytest.mark.parametrize("chunk", [{"choices": 5}, {"choices": "abc"}, {"choices": [5]},
+                                   {"choices": [{"delta": "x"}]}])
+def test_a_chunk_of_the_wrong_shape_is_a_malformed_stream_even_with_a_live_display(chunk):
+    with pytest.raises(StreamFormatError, match="not shaped like a chat.completion.chunk"):
+        accumulate([chunk], engine_display)
+
+
+def test_what_a_chunk_handler_raises_has_a_chain_that_ends():
+    def closed_stdout(chunk):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    with pytest.raises(BrokenPipeError) as caught:
+        accumulate(iter([{"choices": []}]), closed_stdout)
+    assert walks_of(caught.value) < 20
+
+
+@pytest.mark.server
+def test_a_stream_chunk_of_the_wrong_shape_fails_the_step_over_http(make_flow, chat_server):
+    from flowrunner import Engine, OpenAITransport
+
+    flow = make_flow(STREAMED_PLAIN)
+    chat_server.enqueue(sse('{"choices": 5}'))
+    events: list = []
+    with OpenAITransport(base_url=chat_server.base_url, api_key="test", timeout=5) as transport:
+        record = finishes(lambda: Engine(transport, on_event=events.append).run(flow))
+    assert record.status == "failed"
+    assert record.error["type"] == "ResponseError"
+    assert "a stream chunk is not shaped like a chat.completion.chunk" in record.error["message"]
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("event, reason", [
+    ('{"id": "c", "choices": ' + DEEP + "}", "nested deeper than 100 levels"),
+    ('{"id": "c", "created": ' + LONG_INT + ', "choices": []}', "a number of 5,000 digits"),
+], ids=["deep", "long-int"])
+def test_a_stream_event_json_cannot_hold_fails_the_step_over_http(make_flow, chat_server, event, reason):
+    from flowrunner import Engine, OpenAITransport
+
+    chat_server.enqueue(sse(event))
+    with OpenAITransport(base_url=chat_server.base_url, api_key="test", timeout=5) as transport:
+        record = finishes(lambda: Engine(transport, on_event=lambda event: None).run(make_flow(STREAMED_PLAIN)))
+    assert record.status == "failed" and record.error["type"] == "ResponseError"
+    assert f"a stream event is not JSON ({reason}" in record.error["message"]

@@ -18,6 +18,7 @@ import httpx2
 import openai
 import pytest
 
+from flowrunner._chain import exception_chain
 from flowrunner.testing import ChatServer, Limits, Reply, faults
 from flowrunner.testing import _spec
 from flowrunner.testing._limits import Limiter
@@ -124,11 +125,7 @@ def test_reset_aborts_with_rst(chat_server: ChatServer) -> None:
         post(chat_server)
     with pytest.raises(httpx2.ReadError) as caught:
         httpx2.post(chat_server.base_url + "/chat/completions", json=ask(), timeout=5)
-    causes = []
-    cause: BaseException | None = caught.value
-    while cause is not None:
-        causes.append(cause)
-        cause = cause.__cause__ or cause.__context__
+    causes = list(exception_chain(caught.value))
     assert any(isinstance(c, ConnectionResetError) for c in causes), causes
     assert len(chat_server.requests) == 2
 

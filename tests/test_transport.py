@@ -10,6 +10,8 @@ from flowrunner import APIConnectionError, APIError, OpenAITransport, ResponseEr
 from flowrunner._transport import parse_completion, status_error
 from flowrunner.testing import Reply
 
+from test_json import DEEP, LONG_INT
+
 REQUEST = {"model": "m", "messages": [{"role": "user", "content": "Hello world"}]}
 
 
@@ -195,3 +197,27 @@ def test_a_base_url_is_shown_without_its_credentials(url, shown, registered):
     assert OpenAITransport(base_url=url).scope == shown
     for secret in registered:  # and its credentials are secrets: an echo of one is redacted anywhere
         assert redact(f"echo {secret}.") == "echo [redacted:base-url]."
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("body, reason", [
+    ('{"id": "x", "choices": ' + DEEP + "}", "nested deeper than 100 levels"),
+    ('{"id": "x", "created": ' + LONG_INT + ', "choices": []}', "a number of 5,000 digits"),
+    ('{"id": "x", "created": NaN, "choices": []}', "NaN is not a JSON number"),
+], ids=["deep", "long-int", "nan"])
+def test_an_answer_body_json_cannot_hold_is_a_response_error(chat_server, body, reason):
+    chat_server.enqueue(Reply(body=body, content_type="application/json"))
+    with OpenAITransport(base_url=chat_server.base_url, api_key="test") as transport:
+        with pytest.raises(ResponseError, match=f"the server's answer is not JSON \\({reason}"):
+            transport.complete(REQUEST)
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("body", ['{"error": ' + DEEP + "}", '{"error": {"code": ' + LONG_INT + "}}"],
+                         ids=["deep", "long-int"])
+def test_an_error_body_json_cannot_hold_is_still_the_status_error(chat_server, body):
+    chat_server.enqueue(Reply(status=400, body=body, content_type="application/json"))
+    with OpenAITransport(base_url=chat_server.base_url, api_key="test") as transport:
+        with pytest.raises(APIError, match="HTTP 400") as caught:
+            transport.complete(REQUEST)
+    assert caught.value.status == 400 and len(str(caught.value)) < 400

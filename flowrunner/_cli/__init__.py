@@ -15,6 +15,7 @@ from typing import Sequence
 from .. import __version__
 from .._exceptions import FlowrunnerError, FlowValidationError
 from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, print_problems
+from ._display import readable_output
 
 COMMAND_MODULES = ("run", "validate", "test", "batch", "chat", "init", "schema")
 
@@ -52,6 +53,7 @@ def _mistyped_command(word: str) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    readable_output()
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list and args_list[0] not in COMMAND_MODULES and not args_list[0].startswith("-"):
         typo = _mistyped_command(args_list[0])
@@ -67,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         code: int = args.handler(args)
+        sys.stdout.flush()  # a reader gone from the pipe shows here, where it is handled, not at exit
         return code
     except FlowValidationError as exc:
         print_problems(exc)

@@ -6,12 +6,38 @@ redrawn stderr line when stderr is a terminal, then replaced by the call's usual
 
 from __future__ import annotations
 
+import codecs
+import io
 import shutil
 import sys
 from typing import Any, TextIO
 
+from .._json import readable
 from .._secrets import StreamRedactor, split_unsure
 from ._common import clip, show_call, show_retry
+
+_READABLE = "flowrunner.readable"
+
+
+def _replace_unencodable(error: UnicodeError) -> tuple[bytes, int]:
+    """An encoding error handler: what the stream cannot encode as U+FFFD (a lone surrogate), or as the
+    encoding's own replacement ("?") where even that cannot be written."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    text = readable(error.object[error.start:error.end])
+    return text.encode(error.encoding, errors="replace"), error.end
+
+
+codecs.register_error(_READABLE, _replace_unencodable)
+
+
+def readable_output() -> None:
+    """Make stdout and stderr print what they cannot encode (a model's broken UTF-16, undecodable bytes
+    from argv) as a replacement character, never a UnicodeEncodeError. JSON output stays lossless on
+    its own: `_json.dumps` writes such characters as escapes."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors=_READABLE)
 
 
 class Display:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sys
 from typing import Any
 
@@ -46,6 +45,7 @@ def register(sub: Any) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .._engine import Engine
+    from .._json import dumps
 
     flow, inputs = flow_and_inputs(args)
     # With --json, stdout is for the record alone: what the flow's functions print goes to stderr.
@@ -57,7 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         record = engine.run(flow, inputs)
     display.finish()
     if args.json:
-        print(json.dumps(record.to_dict(), indent=2, ensure_ascii=False))
+        print(dumps(record.to_dict(), indent=2))  # valid JSON whatever the record holds
     elif record.status == "succeeded":
         values = list(record.outputs.values())
         if not (len(values) == 1 and display.shown and values[0] == display.shown[-1]):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import sys
 import time
@@ -90,7 +89,9 @@ def cmd_test(args: argparse.Namespace) -> int:
             break
     elapsed = time.perf_counter() - started
     if args.json:
-        print(json.dumps(_as_json(results, invalid, elapsed), indent=2, ensure_ascii=False))
+        from .._json import dumps
+
+        print(dumps(_as_json(results, invalid, elapsed), indent=2))
     else:
         _print_report(results, invalid, elapsed)
     if not found_cases and not invalid:
