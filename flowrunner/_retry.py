@@ -9,13 +9,13 @@ attempts remain, and waiting stays within `max_elapsed`. The server's own delay 
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Literal, TypeVar
 
-from ._durations import format_duration, parse_go_duration
+from . import _headers
+from ._durations import format_duration
 from ._exceptions import BILLING_CODES, APIConnectionError, APIError, APITimeoutError, RateLimitError, RunError
 from ._record import AttemptRecord
 
@@ -103,46 +103,25 @@ def halts_everything(error: BaseException | None) -> bool:
 
 
 def server_delay(error: APIError, now: float | None = None) -> float | None:
-    """The wait the server asked for, in seconds: `retry-after-ms`, `retry-after`, or a 429's reset headers."""
+    """The wait the server asked for, in seconds: `retry-after-ms`, `retry-after`, or a 429's reset headers.
+
+    A header that cannot be read (see `_headers`) counts as not sent: the backoff decides instead."""
     headers = error.headers
-    if "retry-after-ms" in headers:
-        ms = _finite(headers["retry-after-ms"])
-        if ms is not None:
-            return max(0.0, ms / 1000)
-    if "retry-after" in headers:
-        value = headers["retry-after"].strip()
-        seconds = _finite(value)
-        if seconds is not None:
-            return max(0.0, seconds)
-        if value:
-            from email.utils import parsedate_to_datetime  # rare, and 6 ms on every `flowrun validate` otherwise
-
-            try:
-                when = parsedate_to_datetime(value).timestamp()
-            except (TypeError, ValueError, IndexError):
-                when = None
-            if when is not None:
-                return max(0.0, when - (time.time() if now is None else now))
-    if error.status == 429:
-        resets = []
-        for kind in ("requests", "tokens"):
-            remaining = headers.get(f"x-ratelimit-remaining-{kind}", "").strip()
-            reset = parse_go_duration(headers.get(f"x-ratelimit-reset-{kind}", ""))
-            # The exhausted budget is the one to wait for; with no `remaining`, trust any reset given.
-            if reset is not None and remaining in ("", "0"):
-                resets.append(reset)
-        if resets:
-            return max(resets)
-    return None
-
-
-def _finite(text: str) -> float | None:
-    """A header's number, None unless it is one and finite (`inf` and `nan` parse as floats)."""
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
+    asked = _headers.seconds(headers.get("retry-after-ms"), unit=0.001)
+    if asked is None:
+        asked = _headers.seconds(headers.get("retry-after"))
+    if asked is None and headers.get("retry-after"):
+        asked = _headers.date_wait(headers["retry-after"], time.time() if now is None else now)
+    if asked is not None or error.status != 429:
+        return asked
+    resets = []
+    for kind in ("requests", "tokens"):
+        remaining = _headers.count(headers.get(f"x-ratelimit-remaining-{kind}"))
+        reset = _headers.go_duration(headers.get(f"x-ratelimit-reset-{kind}"))
+        # The exhausted budget is the one to wait for; with no (readable) `remaining`, trust any reset given.
+        if reset is not None and remaining in (None, 0):
+            resets.append(reset)
+    return max(resets) if resets else None
 
 
 def describe(error: RunError) -> str:
