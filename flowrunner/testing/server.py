@@ -14,7 +14,8 @@
    stays queued. With limits, every answer from here on (refused or not) carries the
    `x-ratelimit-*` headers; `server.stats` counts what was accepted and refused;
 4. the oldest `Reply` queued with `enqueue`, served exactly as given (not validated), with its
-   own `delay` and `fault` (`flowrunner.testing.faults` builds OpenAI's errors and the faults);
+   own `delay` and `fault` (`flowrunner.testing.faults` builds OpenAI's errors and the faults,
+   `_reply.FAULTS` says what each does);
 5. otherwise the deterministic rules of `flowrunner.testing._rules` (their docstring says what
    they answer). With `validate_responses`, the server checks its own answer against the spec
    and sends a 500 naming the rule if it is invalid, so a broken rule fails the tests loudly.
@@ -272,7 +273,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._break(reply.fault)
             return
         payload, content_type = reply.payload()
-        paced = bool(reply.chunk_delay) and self.command != "HEAD"
+        trickle = reply.fault == "trickle" and self.command != "HEAD"
+        paced = (bool(reply.chunk_delay) or trickle) and self.command != "HEAD"
         self.send_response_only(reply.status)  # not send_response: a Reply may bring its own date
         self.send_header("content-type", content_type)
         if paced:
@@ -291,7 +293,9 @@ class _Handler(BaseHTTPRequestHandler):
             if name.lower() not in _COMPUTED_HEADERS:
                 self.send_header(name, value)
         self.end_headers()
-        if paced:
+        if trickle:
+            self._trickle(content_type, reply.chunk_delay or 1.0)
+        elif paced:
             self._pace(payload, reply.chunk_delay or 0.0, cut=reply.fault == "truncate")
         elif reply.fault == "truncate":
             self.wfile.write(payload[:len(payload) // 2])
@@ -313,6 +317,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # closing is what tells the client the rest is missing
         else:
             self.wfile.write(b"0\r\n\r\n")
+
+    def _trickle(self, content_type: str, every: float) -> None:
+        """A keep-alive every `every` seconds, each its own HTTP chunk, until the server stops (the
+        trickle fault): an SSE comment line for a stream, else a space (JSON allows it before a value)."""
+        piece = b": keep-alive\n\n" if content_type.startswith("text/event-stream") else b" "
+        self.close_connection = True  # the body never ends: the connection is not reused
+        while not self.server.stopping.wait(every):
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
 
     def _break(self, fault: str) -> None:
         """End the exchange without a response: at once (drop), after the server stops (hang),
