@@ -16,8 +16,9 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from ._exceptions import (BILLING_CODES, APIConnectionError, APIError, APITimeoutError, CassetteMissError,
                           ResponseError)
+from ._deadline import Deadline, deadline_for
 from ._secrets import register
-from ._stream import StreamFormatError, accumulate, iter_events
+from ._stream import StreamFormatError, accumulate, iter_events, iter_lines
 
 
 @dataclass(frozen=True)
@@ -147,12 +148,15 @@ class FunctionTransport:
 class OpenAITransport:
     """Requests through the official `openai` SDK, to OpenAI or any compatible server."""
 
-    def __init__(self, *, base_url: str | None = None, api_key: str | None = None, timeout: float = 600.0):
-        """`api_key` defaults to $OPENAI_API_KEY, as the SDK's does; `base_url` to OpenAI's."""
+    def __init__(self, *, base_url: str | None = None, api_key: str | None = None, timeout: float = 600.0,
+                 deadline: float | None = None):
+        """`api_key` defaults to $OPENAI_API_KEY, as the SDK's does; `base_url` to OpenAI's. `timeout` bounds
+        each wait for the server, `deadline` each request as a whole (None: `_deadline`'s defaults)."""
         self.base_url = base_url
         self._api_key = api_key = api_key or os.environ.get("OPENAI_API_KEY") or None
         register(api_key, "OPENAI_API_KEY")  # never in a record, an error or a cassette
         self.timeout = timeout
+        self.deadline = deadline
         self._client: Any = None
         self._lock = threading.Lock()
         self._local = threading.local()  # the request in progress on this thread: its on_sent
@@ -212,13 +216,18 @@ class OpenAITransport:
         if body:
             # Everything else goes into the body as it is: no SDK version drops an option it doesn't know.
             kwargs["extra_body"] = body
+        deadline = deadline_for(stream=bool(kwargs.get("stream")), given=self.deadline, timeout=self.timeout)
+        # Each wait for the server within the deadline too, and the answer read as it arrives, so the
+        # deadline is checked at every piece (see `_deadline`).
+        kwargs["timeout"] = min(self.timeout, deadline.seconds)
         try:
             with self._sdk().chat.completions.with_streaming_response.create(**kwargs) as response:
                 headers = {k.lower(): v for k, v in response.headers.items()}
+                pieces = deadline.pieces(response.iter_bytes())
                 if kwargs.get("stream"):
-                    data = accumulate(iter_events(response.iter_lines()), on_chunk)
+                    data = accumulate(iter_events(iter_lines(pieces)), on_chunk)
                 else:
-                    text = response.text()
+                    text = b"".join(pieces).decode(response.http_response.encoding or "utf-8", errors="replace")
                     try:
                         data = json.loads(text)
                     except json.JSONDecodeError:
@@ -228,7 +237,7 @@ class OpenAITransport:
                                exc.message, {k.lower(): v for k, v in exc.response.headers.items()},
                                _text(exc.response)) from None
         except openai.APITimeoutError:
-            raise APITimeoutError(f"the request timed out after {self.timeout:g} s (--timeout)") from None
+            raise self._timed_out(deadline) from None
         except openai.APIConnectionError as exc:
             raise connection_error(exc, self.base_url) from None
         except StreamFormatError as exc:
@@ -242,8 +251,14 @@ class OpenAITransport:
             broken = _http_failure(exc, self.timeout)
             if broken is None:
                 raise
-            raise broken from None
+            raise (self._timed_out(deadline) if isinstance(broken, APITimeoutError) else broken) from None
         return parse_completion(data, headers)
+
+    def _timed_out(self, deadline: Deadline) -> APITimeoutError:
+        """A wait for the server timed out: the deadline's error if that is what it came to, else the timeout's."""
+        if deadline.passed():
+            return deadline.error()
+        return APITimeoutError(f"the request timed out after {self.timeout:g} s (--timeout)")
 
 
 def _http_client(base: type, on_request: Callable[[Any], None]) -> Any:
