@@ -380,6 +380,28 @@ def test_the_window_slides_on_a_fake_clock() -> None:
     assert [stats.most_in(w) for w in (1.0, 0.6, 0.4, 0.1)] == [2, 2, 1, 1]
 
 
+def test_a_request_counts_when_it_arrived_not_when_it_was_checked() -> None:
+    clock = FakeClock()
+    limiter = Limiter(Limits(rpm=120, window=1.0), clock)  # 2 requests a second
+    clock.now = 1001.5  # the server was busy: both were checked long after they arrived
+    assert limiter.admit(0, "m", at=1000.0)[0] is None
+    assert limiter.admit(0, "m", at=1000.9)[0] is None
+    assert limiter.admit(0, "m", at=1000.95)[0] is not None  # three within a second of arriving
+    assert limiter.admit(0, "m", at=1000.5)[0] is not None  # checked out of order: counts as the latest
+    assert limiter.admit(0, "m", at=1001.01)[0] is None
+    assert limiter.stats().accepted_at == (1000.0, 1000.9, 1001.01)
+
+
+def test_the_server_counts_a_request_from_its_arrival() -> None:
+    with ChatServer(limits=Limits(rpm=600)) as server:
+        before = time.monotonic()
+        post(server)
+        after = time.monotonic()
+        (request,) = server.requests
+        assert request.arrived is not None and before <= request.arrived <= after
+        assert server.stats.accepted_at == (request.arrived,)
+
+
 def test_without_limits_everything_is_accepted_and_counted() -> None:
     clock = FakeClock()
     limiter = Limiter(None, clock)

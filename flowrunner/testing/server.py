@@ -70,6 +70,7 @@ class ReceivedRequest:
     headers: dict[str, str]
     body: Any  # parsed JSON, or None if there was no body or it was not JSON
     raw: bytes
+    arrived: float | None = None  # time.monotonic() when its request line came in
 
 
 class ChatServer:
@@ -176,7 +177,7 @@ class ChatServer:
         with self._lock:
             queued = self._replies[0] if self._replies else None
             cost = queued.total_tokens() if queued is not None else ruled[1] if ruled is not None else 0
-            refusal, headers = self._limiter.admit(cost, body["model"])
+            refusal, headers = self._limiter.admit(cost, body["model"], at=request.arrived)
             if refusal is None and queued is not None:
                 self._replies.popleft()
         reply = refusal or queued or (ruled or self._from_rules(body))[0]
@@ -253,9 +254,17 @@ class _Handler(BaseHTTPRequestHandler):
     # (about 40 ms per request on a kept-alive connection).
     disable_nagle_algorithm = True
     server: _HTTPServer
+    arrived: float | None = None
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
         """Silent: tests read `server.requests` instead of a request log."""
+
+    def parse_request(self) -> bool:
+        """The request line is in: note when, since that is when a rate limit counts the request (as
+        an API's gateway would), not after the body is read and checked, which takes longer on a
+        busy machine and would let the server see requests closer together than they arrived."""
+        self.arrived = time.monotonic()
+        return super().parse_request()
 
     def _handle(self) -> None:
         started = time.perf_counter()
@@ -265,7 +274,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = None
         headers = {k.lower(): v for k, v in self.headers.items()}
-        request = ReceivedRequest(self.command, self.path.split("?", 1)[0], headers, body, raw)
+        request = ReceivedRequest(self.command, self.path.split("?", 1)[0], headers, body, raw, self.arrived)
         reply = self.server.chat.answer(request)
         if reply.delay and self.server.stopping.wait(reply.delay):
             reply = replace(reply, fault="drop")  # the server stops: no answer after all
