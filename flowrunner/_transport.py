@@ -166,11 +166,22 @@ class OpenAITransport:
         """Which server's rate limits apply: requests to the same base URL share one limiter."""
         return (self.base_url or "https://api.openai.com/v1").rstrip("/")
 
-    def _sent(self, _request: Any) -> None:
+    def _sent(self, request: Any) -> None:
+        """The HTTP client's request hook. It runs before a connection is taken from the pool (or made),
+        under load tens of milliseconds before the request is on the wire, and a rate limiter pacing
+        from then would see requests leave closer together than the server does. So the request's
+        `on_sent` waits for httpcore's `trace` extension to report the request written whole: then
+        any delay before the write moves the next request's turn later by as much (see `_ratelimit`)."""
         callback = getattr(self._local, "on_sent", None)
-        if callback is not None:
-            self._local.on_sent = None
-            callback()
+        if callback is None:
+            return
+        self._local.on_sent = None
+
+        def trace(event: str, _info: Any) -> None:
+            if event.endswith(".send_request_body.complete"):  # http11. or http2.
+                callback()
+
+        request.extensions["trace"] = trace
 
     def warm(self) -> None:
         """Make the SDK client now (importing the SDK takes most of a second), so that the first request
