@@ -17,9 +17,12 @@ the run for nothing.
 
 Pacing counts from when a request really leaves, not from when it was allowed to: `acquire` returns
 a Ticket, and the next request's turn waits for that ticket's `departed()` (the transport calls it
-as the request goes on the wire). Otherwise a request that leaves late (the SDK's first-call set-up,
-a new connection) would arrive squeezed against the next one, and a server counting requests in a
-short window would refuse that one.
+once the request is written on the wire). Otherwise a request that leaves late (the SDK's first-call
+set-up, a new connection, a busy machine) would arrive squeezed against the next one, and a server
+counting requests in a short window would refuse that one. What no client can see (the network, or
+the server, holding one request up and not the next) is what `MARGIN` is for; and should a 429 come
+anyway, the engine sends that request once more without counting it against the retry policy
+(`call_with_retry`'s `slips`).
 
 One limiter is shared by every request to the same server in the process (`shared_limiter`), so
 concurrent runs (batches) share one budget.

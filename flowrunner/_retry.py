@@ -133,23 +133,32 @@ def call_with_retry(send: Callable[[], T], policy: RetryPolicy, attempts: list[A
                     on_retry: Callable[[AttemptRecord], None] | None = None,
                     sleep: Callable[[float], None] = time.sleep,
                     clock: Callable[[], float] = time.monotonic,
-                    rng: random.Random | None = None) -> T:
+                    rng: random.Random | None = None, slips: int = 0) -> T:
     """`send()` until it succeeds or the policy gives up; every attempt is appended to `attempts`.
 
-    The last error is raised with a note saying why there was no further attempt.
+    The last error is raised with a note saying why there was no further attempt. The first `slips`
+    rate-limit 429s are sent again whatever `max_attempts` and `on` say, and not counted as attempts
+    (`max_elapsed` still holds): the engine gives one to a run pacing at a declared rate limit, where
+    a 429 means the pacing met the server's window a little early (a busy machine or network delays
+    one request, and the next lands close behind it), not that the request failed.
     """
     rng = rng or random.Random()
     started = clock()
-    for number in range(1, policy.max_attempts + 1):
+    number = 0  # attempts counted against max_attempts
+    while True:
+        number += 1
         try:
             result = send()
         except RunError as error:
             record = AttemptRecord(status=getattr(error, "status", None), error=type(error).__name__,
                                    code=getattr(error, "code", None), message=describe(error))
             attempts.append(record)
-            delay, reason = _decide(error, policy, number, clock() - started, rng)
+            slip = slips > 0 and isinstance(error, APIError) and error.status == 429
+            delay, reason = _decide(error, policy, number, clock() - started, rng, slip=slip)
             if reason is not None:
                 raise _with_note(error, reason) from None
+            if slip:
+                slips, number = slips - 1, number - 1
             record.slept = round(delay, 3)
             if on_retry is not None:
                 on_retry(record)
@@ -157,21 +166,21 @@ def call_with_retry(send: Callable[[], T], policy: RetryPolicy, attempts: list[A
             continue
         attempts.append(AttemptRecord(status=200))
         return result
-    raise AssertionError("unreachable: the last attempt either returns or raises")
 
 
 def _decide(error: RunError, policy: RetryPolicy, number: int, elapsed: float,
-            rng: random.Random) -> tuple[float, str | None]:
-    """The delay before the next attempt, or the reason there is none."""
+            rng: random.Random, *, slip: bool = False) -> tuple[float, str | None]:
+    """The delay before the next attempt, or the reason there is none (a `slip` is retried
+    whatever the policy's `on` and `max_attempts`, unless hopeless or past `max_elapsed`)."""
     name = condition(error)
     if name is None or isinstance(error, RateLimitError):
         return 0.0, ""  # not a request failure: nothing to say, nothing to retry
     reason = hopeless(error)
     if reason is not None:
         return 0.0, reason
-    if name not in policy.on:
+    if name not in policy.on and not slip:
         return 0.0, f"{name} is not in the retry policy's `on` list" if policy.max_attempts > 1 else ""
-    if number >= policy.max_attempts:
+    if number >= policy.max_attempts and not slip:
         return 0.0, (f"gave up after {number} attempts (retry.max_attempts)" if number > 1 else "")
     asked = server_delay(error) if isinstance(error, APIError) else None
     delay = asked if asked is not None else policy.backoff.delay(number, rng)
