@@ -152,7 +152,7 @@ class BatchRunner:
                                   daemon=True)
         workers = [threading.Thread(target=self._work, args=(work, writer), name=f"batch-{n}", daemon=True)
                    for n in range(self._workers_left)]
-        # Requests are counted as the engine makes them (a request that failed made no round).
+        # Requests are counted as they leave: each retry is one more, one the rate limiter refused is none.
         chained = self.engine.on_event
         self.engine.on_event = lambda event: self._count(event, chained)
         try:
@@ -281,7 +281,7 @@ class BatchRunner:
         return result, record.usage
 
     def _count(self, event: Event, chained: EventHandler | None) -> None:
-        if event.kind == "request":
+        if event.kind == "sent":
             with self._lock:
                 self._tally.requests += 1
         if chained is not None:

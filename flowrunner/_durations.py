@@ -11,9 +11,12 @@ import re
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 # One number and one unit; `ms` is tried before `m`.
-_FLOW_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*")
-# Go's time.Duration.String(): one or more number+unit parts, e.g. `1h2m3.5s`, `6m0s`, `20ms`.
-_GO_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_FLOW_DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h)\s*")  # matched whole (fullmatch)
+# Go's time.Duration.String(): one or more number+unit parts, e.g. `1h2m3.5s`, `6m0s`, `20ms`. ASCII
+# digits only: `\d` (and float()) would also read `٣` as 3.
+_GO_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
+_PLAIN_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_LONGEST_GO_TEXT = 64  # `2540400h10m10.000000000s`, Go's longest, is 24 characters
 _GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, **_UNITS}
 
 LONGEST = 7 * 86400.0
@@ -42,22 +45,27 @@ def parse_duration(value: str | int | float) -> float:
 
 
 def parse_go_duration(text: str) -> float | None:
-    """Seconds from a rate-limit reset header (`1s`, `6m0s`, `20ms`, `1.5s`, `1h2m3s`), None if unreadable."""
-    text = text.strip()
-    if not text:
+    """Seconds from a rate-limit reset header (`1s`, `6m0s`, `20ms`, `1.5s`, `1h2m3s`), None if unreadable:
+    not a duration, negative, longer than any Go duration is written, or too big to be finite.
+    `_headers.go_duration` also refuses a wait longer than a week."""
+    text = text.strip(" \t")
+    if not text or len(text) > _LONGEST_GO_TEXT:
         return None
-    parts = _GO_PART.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        try:
-            seconds = float(text)  # some servers send plain seconds
-        except ValueError:
+    if _PLAIN_SECONDS.fullmatch(text):
+        seconds = float(text)  # some servers send plain seconds
+    else:
+        parts = _GO_PART.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
             return None
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-    return sum(float(number) * _GO_UNITS[unit] for number, unit in parts)
+        seconds = sum(float(number) * _GO_UNITS[unit] for number, unit in parts)
+    return seconds if math.isfinite(seconds) else None
 
 
 def format_duration(seconds: float) -> str:
-    """A short human form for messages: `250ms`, `1.5s`, `2m30s`, `3h`."""
+    """A short human form for messages: `250ms`, `1.5s`, `2m30s`, `3h`; `forever` past any clock."""
+    if not seconds < 1e15:  # also NaN and infinity, which round() cannot take: a message must not crash
+        return "forever"
+    seconds = max(0.0, seconds)
     if seconds < 1:
         return f"{seconds * 1000:.0f}ms"
     if seconds < 60:

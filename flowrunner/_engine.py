@@ -31,8 +31,9 @@ _MAX_PARALLEL_CALLS = 8
 
 @dataclass(frozen=True)
 class Event:
-    """Progress, for whoever wants to show it: `request` before each round, `call` after each function
-    (of the calls past max_calls, which are not run, only the first),
+    """Progress, for whoever wants to show it: `request` before each round, `sent` as each attempt's
+    request leaves (a round retried three times sends three; one refused by the rate limiter, none),
+    `call` after each function (of the calls past max_calls, which are not run, only the first),
     `retry` after a failed attempt that will be retried (its `attempt` says how long the wait is), and
     for a streamed step `delta` as each piece arrives (`text`; with `tool`, a piece of that call's arguments)."""
 
@@ -206,23 +207,32 @@ class Engine:
 
         def attempt() -> Completion:
             ticket = self.limiter.acquire(estimate, limit, longest_wait=step.retry.max_elapsed)
+
+            def departed() -> None:
+                ticket.departed()
+                self._emit(Event("sent", step.id, number))
+
+            sent = _Once(departed)
             try:
-                completion = self.transport.complete(request, on_chunk, ticket.departed)
+                completion = self.transport.complete(request, on_chunk, sent)
             except APIError as exc:
+                sent()  # answered, so sent, whether or not the transport said so
                 ticket.finished(exc.headers, rate_limited=server_delay(exc) if exc.status == 429 else None)
                 raise
             except BaseException:
                 ticket.finished()
                 raise
-            ticket.finished(completion.headers)  # also says it departed, if the transport could not
+            sent()
+            ticket.finished(completion.headers)
             ticket.settle(completion.usage)
             return completion
 
         def on_retry(attempt_record: AttemptRecord) -> None:
             self._emit(Event("retry", step.id, number, attempt=attempt_record))
 
+        # Pacing at a declared limit, a 429 is the pacing's slip (see call_with_retry): one is sent again.
         completion = call_with_retry(attempt, step.retry, round_record.attempts, on_retry=on_retry,
-                                     sleep=self.sleep)
+                                     sleep=self.sleep, slips=1 if limit.rpm or limit.tpm else 0)
         round_record.response_id, round_record.model = completion.id, completion.model
         round_record.finish_reason, round_record.content = completion.finish_reason, completion.content
         round_record.usage = completion.usage
@@ -345,6 +355,18 @@ class ChatSession:
             raise
         self.history.append({"role": "assistant", "content": content})
         return turn
+
+
+class _Once:
+    """A callback that acts on its first call only (a transport may report a departure more than once)."""
+
+    def __init__(self, action: Callable[[], None]):
+        self._action: Callable[[], None] | None = action
+
+    def __call__(self) -> None:
+        action, self._action = self._action, None
+        if action is not None:
+            action()
 
 
 def _to_legacy_choice(request: dict[str, Any]) -> None:

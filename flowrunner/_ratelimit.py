@@ -17,9 +17,12 @@ the run for nothing.
 
 Pacing counts from when a request really leaves, not from when it was allowed to: `acquire` returns
 a Ticket, and the next request's turn waits for that ticket's `departed()` (the transport calls it
-as the request goes on the wire). Otherwise a request that leaves late (the SDK's first-call set-up,
-a new connection) would arrive squeezed against the next one, and a server counting requests in a
-short window would refuse that one.
+once the request is written on the wire). Otherwise a request that leaves late (the SDK's first-call
+set-up, a new connection, a busy machine) would arrive squeezed against the next one, and a server
+counting requests in a short window would refuse that one. What no client can see (the network, or
+the server, holding one request up and not the next) is what `MARGIN` is for; and should a 429 come
+anyway, the engine sends that request once more without counting it against the retry policy
+(`call_with_retry`'s `slips`).
 
 One limiter is shared by every request to the same server in the process (`shared_limiter`), so
 concurrent runs (batches) share one budget.
@@ -36,7 +39,8 @@ from collections import deque
 from dataclasses import dataclass, fields, replace
 from typing import Any, Callable
 
-from ._durations import format_duration, parse_go_duration
+from . import _headers
+from ._durations import format_duration
 from ._exceptions import RateLimitError
 
 MARGIN = 0.02
@@ -267,18 +271,20 @@ class RateLimiter:
     def _observe(self, headers: dict[str, str], rate_limited: float | None, limit: RateLimit) -> None:
         """`observe`, with the lock held."""
         now = self._clock()
+        rate_limited = _headers.sane_wait(rate_limited)  # a caller's number, but the server's to begin with
         if rate_limited:
             self._paused_until = max(self._paused_until, now + rate_limited)
         for kind, declared in (("requests", limit.rpm), ("tokens", limit.tpm)):
-            remaining = headers.get(f"x-ratelimit-remaining-{kind}", "").strip()
-            reset = parse_go_duration(headers.get(f"x-ratelimit-reset-{kind}", ""))
-            stated = headers.get(f"x-ratelimit-limit-{kind}", "").strip()
-            if declared and not (stated.isdigit() and int(stated) < declared):
+            # An unreadable header (see `_headers`) is as good as none.
+            remaining = _headers.count(headers.get(f"x-ratelimit-remaining-{kind}"))
+            reset = _headers.go_duration(headers.get(f"x-ratelimit-reset-{kind}"))
+            stated = _headers.count(headers.get(f"x-ratelimit-limit-{kind}"))
+            if declared and not (stated is not None and stated < declared):
                 continue  # our pacing keeps within the server's limit
-            if not remaining.isdigit() or reset is None:
+            if remaining is None or reset is None:
                 continue
             # Requests still in flight may not be in the server's count yet: assume they are not.
-            self._budgets[kind] = _Budget(int(remaining) - self._in_flight[kind], now + reset)
+            self._budgets[kind] = _Budget(remaining - self._in_flight[kind], now + reset)
 
     def _check_day(self, now: float, limit: RateLimit) -> None:
         while self._today and self._today[0] <= now - _DAY:

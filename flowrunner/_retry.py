@@ -9,13 +9,13 @@ attempts remain, and waiting stays within `max_elapsed`. The server's own delay 
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Literal, TypeVar
 
-from ._durations import format_duration, parse_go_duration
+from . import _headers
+from ._durations import format_duration
 from ._exceptions import BILLING_CODES, APIConnectionError, APIError, APITimeoutError, RateLimitError, RunError
 from ._record import AttemptRecord
 
@@ -103,46 +103,25 @@ def halts_everything(error: BaseException | None) -> bool:
 
 
 def server_delay(error: APIError, now: float | None = None) -> float | None:
-    """The wait the server asked for, in seconds: `retry-after-ms`, `retry-after`, or a 429's reset headers."""
+    """The wait the server asked for, in seconds: `retry-after-ms`, `retry-after`, or a 429's reset headers.
+
+    A header that cannot be read (see `_headers`) counts as not sent: the backoff decides instead."""
     headers = error.headers
-    if "retry-after-ms" in headers:
-        ms = _finite(headers["retry-after-ms"])
-        if ms is not None:
-            return max(0.0, ms / 1000)
-    if "retry-after" in headers:
-        value = headers["retry-after"].strip()
-        seconds = _finite(value)
-        if seconds is not None:
-            return max(0.0, seconds)
-        if value:
-            from email.utils import parsedate_to_datetime  # rare, and 6 ms on every `flowrun validate` otherwise
-
-            try:
-                when = parsedate_to_datetime(value).timestamp()
-            except (TypeError, ValueError, IndexError):
-                when = None
-            if when is not None:
-                return max(0.0, when - (time.time() if now is None else now))
-    if error.status == 429:
-        resets = []
-        for kind in ("requests", "tokens"):
-            remaining = headers.get(f"x-ratelimit-remaining-{kind}", "").strip()
-            reset = parse_go_duration(headers.get(f"x-ratelimit-reset-{kind}", ""))
-            # The exhausted budget is the one to wait for; with no `remaining`, trust any reset given.
-            if reset is not None and remaining in ("", "0"):
-                resets.append(reset)
-        if resets:
-            return max(resets)
-    return None
-
-
-def _finite(text: str) -> float | None:
-    """A header's number, None unless it is one and finite (`inf` and `nan` parse as floats)."""
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
+    asked = _headers.seconds(headers.get("retry-after-ms"), unit=0.001)
+    if asked is None:
+        asked = _headers.seconds(headers.get("retry-after"))
+    if asked is None and headers.get("retry-after"):
+        asked = _headers.date_wait(headers["retry-after"], time.time() if now is None else now)
+    if asked is not None or error.status != 429:
+        return asked
+    resets = []
+    for kind in ("requests", "tokens"):
+        remaining = _headers.count(headers.get(f"x-ratelimit-remaining-{kind}"))
+        reset = _headers.go_duration(headers.get(f"x-ratelimit-reset-{kind}"))
+        # The exhausted budget is the one to wait for; with no (readable) `remaining`, trust any reset given.
+        if reset is not None and remaining in (None, 0):
+            resets.append(reset)
+    return max(resets) if resets else None
 
 
 def describe(error: RunError) -> str:
@@ -154,23 +133,32 @@ def call_with_retry(send: Callable[[], T], policy: RetryPolicy, attempts: list[A
                     on_retry: Callable[[AttemptRecord], None] | None = None,
                     sleep: Callable[[float], None] = time.sleep,
                     clock: Callable[[], float] = time.monotonic,
-                    rng: random.Random | None = None) -> T:
+                    rng: random.Random | None = None, slips: int = 0) -> T:
     """`send()` until it succeeds or the policy gives up; every attempt is appended to `attempts`.
 
-    The last error is raised with a note saying why there was no further attempt.
+    The last error is raised with a note saying why there was no further attempt. The first `slips`
+    rate-limit 429s are sent again whatever `max_attempts` and `on` say, and not counted as attempts
+    (`max_elapsed` still holds): the engine gives one to a run pacing at a declared rate limit, where
+    a 429 means the pacing met the server's window a little early (a busy machine or network delays
+    one request, and the next lands close behind it), not that the request failed.
     """
     rng = rng or random.Random()
     started = clock()
-    for number in range(1, policy.max_attempts + 1):
+    number = 0  # attempts counted against max_attempts
+    while True:
+        number += 1
         try:
             result = send()
         except RunError as error:
             record = AttemptRecord(status=getattr(error, "status", None), error=type(error).__name__,
                                    code=getattr(error, "code", None), message=describe(error))
             attempts.append(record)
-            delay, reason = _decide(error, policy, number, clock() - started, rng)
+            slip = slips > 0 and isinstance(error, APIError) and error.status == 429
+            delay, reason = _decide(error, policy, number, clock() - started, rng, slip=slip)
             if reason is not None:
                 raise _with_note(error, reason) from None
+            if slip:
+                slips, number = slips - 1, number - 1
             record.slept = round(delay, 3)
             if on_retry is not None:
                 on_retry(record)
@@ -178,21 +166,21 @@ def call_with_retry(send: Callable[[], T], policy: RetryPolicy, attempts: list[A
             continue
         attempts.append(AttemptRecord(status=200))
         return result
-    raise AssertionError("unreachable: the last attempt either returns or raises")
 
 
 def _decide(error: RunError, policy: RetryPolicy, number: int, elapsed: float,
-            rng: random.Random) -> tuple[float, str | None]:
-    """The delay before the next attempt, or the reason there is none."""
+            rng: random.Random, *, slip: bool = False) -> tuple[float, str | None]:
+    """The delay before the next attempt, or the reason there is none (a `slip` is retried
+    whatever the policy's `on` and `max_attempts`, unless hopeless or past `max_elapsed`)."""
     name = condition(error)
     if name is None or isinstance(error, RateLimitError):
         return 0.0, ""  # not a request failure: nothing to say, nothing to retry
     reason = hopeless(error)
     if reason is not None:
         return 0.0, reason
-    if name not in policy.on:
+    if name not in policy.on and not slip:
         return 0.0, f"{name} is not in the retry policy's `on` list" if policy.max_attempts > 1 else ""
-    if number >= policy.max_attempts:
+    if number >= policy.max_attempts and not slip:
         return 0.0, (f"gave up after {number} attempts (retry.max_attempts)" if number > 1 else "")
     asked = server_delay(error) if isinstance(error, APIError) else None
     delay = asked if asked is not None else policy.backoff.delay(number, rng)

@@ -9,6 +9,8 @@ no choices and the usage. The engine handles one shape only, so the stream becom
 
 from __future__ import annotations
 
+import codecs
+import re
 from typing import Any, Callable, Iterable, Iterator
 
 from ._json import JSONError, loads
@@ -40,6 +42,25 @@ def iter_events(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
         payload = "\n".join(data)
         if payload.strip() != "[DONE]":
             yield _decode(payload)
+
+
+def iter_lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    """The lines of a stream's body from its bytes as they arrive (SSE is UTF-8; a line ends at `\n`,
+    `\r\n` or `\r`), so whoever gives the chunks sees each one, even one with no line end in it."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    pending = ""
+    for chunk in chunks:
+        text = pending + decoder.decode(chunk)
+        held = "\r" if text.endswith("\r") else ""  # maybe the first half of a \r\n
+        *lines, pending = _LINE_END.split(text[:len(text) - len(held)])
+        pending += held
+        yield from lines
+    rest = pending + decoder.decode(b"", final=True)
+    if rest:
+        yield from _LINE_END.split(rest.rstrip("\r\n"))
+
+
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 def _decode(payload: str) -> dict[str, Any]:

@@ -17,9 +17,10 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 from ._chain import exception_chain
 from ._exceptions import (BILLING_CODES, APIConnectionError, APIError, APITimeoutError, CassetteMissError,
                           ResponseError)
+from ._deadline import Deadline, deadline_for
 from ._json import JSONError, loads, sendable
 from ._secrets import redact_url, register, register_url
-from ._stream import StreamFormatError, accumulate, iter_events
+from ._stream import StreamFormatError, accumulate, iter_events, iter_lines
 
 
 @dataclass(frozen=True)
@@ -160,13 +161,16 @@ class FunctionTransport:
 class OpenAITransport:
     """Requests through the official `openai` SDK, to OpenAI or any compatible server."""
 
-    def __init__(self, *, base_url: str | None = None, api_key: str | None = None, timeout: float = 600.0):
-        """`api_key` defaults to $OPENAI_API_KEY, as the SDK's does; `base_url` to OpenAI's."""
+    def __init__(self, *, base_url: str | None = None, api_key: str | None = None, timeout: float = 600.0,
+                 deadline: float | None = None):
+        """`api_key` defaults to $OPENAI_API_KEY, as the SDK's does; `base_url` to OpenAI's. `timeout` bounds
+        each wait for the server, `deadline` each request as a whole (None: `_deadline`'s defaults)."""
         self.base_url = base_url
         self._api_key = api_key = api_key or os.environ.get("OPENAI_API_KEY") or None
         register(api_key, "OPENAI_API_KEY")  # never in a record, an error or a cassette
         register_url(base_url)  # nor a password or key in the base URL
         self.timeout = timeout
+        self.deadline = deadline
         self._client: Any = None
         self._lock = threading.Lock()
         self._local = threading.local()  # the request in progress on this thread: its on_sent
@@ -177,11 +181,22 @@ class OpenAITransport:
         redacted: they may be shown, and the same server is the same budget, as with two keys)."""
         return redact_url(self.base_url or "https://api.openai.com/v1").rstrip("/")
 
-    def _sent(self, _request: Any) -> None:
+    def _sent(self, request: Any) -> None:
+        """The HTTP client's request hook. It runs before a connection is taken from the pool (or made),
+        under load tens of milliseconds before the request is on the wire, and a rate limiter pacing
+        from then would see requests leave closer together than the server does. So the request's
+        `on_sent` waits for httpcore's `trace` extension to report the request written whole: then
+        any delay before the write moves the next request's turn later by as much (see `_ratelimit`)."""
         callback = getattr(self._local, "on_sent", None)
-        if callback is not None:
-            self._local.on_sent = None
-            callback()
+        if callback is None:
+            return
+        self._local.on_sent = None
+
+        def trace(event: str, _info: Any) -> None:
+            if event.endswith(".send_request_body.complete"):  # http11. or http2.
+                callback()
+
+        request.extensions["trace"] = trace
 
     def warm(self) -> None:
         """Make the SDK client now (importing the SDK takes most of a second), so that the first request
@@ -227,13 +242,18 @@ class OpenAITransport:
         if body:
             # Everything else goes into the body as it is: no SDK version drops an option it doesn't know.
             kwargs["extra_body"] = body
+        deadline = deadline_for(stream=bool(kwargs.get("stream")), given=self.deadline, timeout=self.timeout)
+        # Each wait for the server within the deadline too, and the answer read as it arrives, so the
+        # deadline is checked at every piece (see `_deadline`).
+        kwargs["timeout"] = min(self.timeout, deadline.seconds)
         try:
             with self._sdk().chat.completions.with_streaming_response.create(**kwargs) as response:
                 headers = {k.lower(): v for k, v in response.headers.items()}
+                pieces = deadline.pieces(response.iter_bytes())
                 if kwargs.get("stream"):
-                    data = accumulate(iter_events(response.iter_lines()), on_chunk)
+                    data = accumulate(iter_events(iter_lines(pieces)), on_chunk)
                 else:
-                    text = response.text()
+                    text = b"".join(pieces).decode(response.http_response.encoding or "utf-8", errors="replace")
                     try:
                         data = loads(text)
                     except JSONError as exc:
@@ -243,7 +263,7 @@ class OpenAITransport:
                                exc.message, {k.lower(): v for k, v in exc.response.headers.items()},
                                _text(exc.response)) from None
         except openai.APITimeoutError:
-            raise APITimeoutError(f"the request timed out after {self.timeout:g} s (--timeout)") from None
+            raise self._timed_out(deadline) from None
         except openai.APIConnectionError as exc:
             raise connection_error(exc, self.base_url) from None
         except StreamFormatError as exc:
@@ -257,8 +277,14 @@ class OpenAITransport:
             broken = _http_failure(exc, self.timeout)
             if broken is None:
                 raise
-            raise broken from None
+            raise (self._timed_out(deadline) if isinstance(broken, APITimeoutError) else broken) from None
         return parse_completion(data, headers)
+
+    def _timed_out(self, deadline: Deadline) -> APITimeoutError:
+        """A wait for the server timed out: the deadline's error if that is what it came to, else the timeout's."""
+        if deadline.passed():
+            return deadline.error()
+        return APITimeoutError(f"the request timed out after {self.timeout:g} s (--timeout)")
 
 
 def _http_client(base: type, on_request: Callable[[Any], None]) -> Any:

@@ -376,6 +376,8 @@ def test_a_batch_at_the_servers_rpm_gets_no_429(make_flow, tmp_path):
     from flowrunner._ratelimit import RateLimit, RateLimiter
     from flowrunner.testing import Limits
 
+    # Retries off, yet a 429 here would not fail a run: pacing at a declared limit, the engine sends a
+    # refused request once more (the pacing's slip); `rejected` is what says whether the pacing held.
     flow = make_flow(FLOW.replace("model: m\n", "model: m\nretry: {max_attempts: 1}\n"))
     inputs = inputs_file(tmp_path / "in.jsonl", [f"question {i}" for i in range(24)])
     # 600 RPM enforced as 10 requests in any 1-second window; the server is slow, so runs overlap.

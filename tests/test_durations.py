@@ -28,10 +28,15 @@ def test_go_durations_from_headers(text, seconds):
     assert parse_go_duration(text) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("bad", ["", "soon", "1x", "-"])
+@pytest.mark.parametrize("bad", ["", "soon", "1x", "-", "-5", "-5s", "inf", "nan", "1e400", "1e5s", "1_000", "٣", "٣s",
+                                 "9" * 400 + "s", "9" * 400, "1" * 5000 + "ms", "x" * 10_000])
 def test_unreadable_go_durations_are_none(bad):
     assert parse_go_duration(bad) is None
 
 
 def test_format_is_short():
     assert [format_duration(s) for s in (0.25, 1.5, 150, 3600, 5400)] == ["250ms", "1.5s", "2m30s", "1h", "1h30m"]
+
+
+def test_format_never_fails_on_a_number_past_any_clock():
+    assert [format_duration(s) for s in (float("inf"), float("nan"), 1e300, -1.0)] == ["forever"] * 3 + ["0ms"]

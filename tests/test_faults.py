@@ -321,6 +321,20 @@ def test_a_flow_at_the_servers_rpm_gets_no_429(make_flow):
     assert stats.most_in(1.0) <= 10
 
 
+@pytest.mark.parametrize("declared, status", [("    rate_limit: {rpm: 600}\n", "succeeded"), ("", "failed")])
+def test_a_429_met_while_pacing_at_a_declared_limit_is_sent_again_even_with_retries_off(make_flow, chat_server,
+                                                                                        declared, status):
+    # A busy machine or network delays one request and the next lands a little early in the server's
+    # window: the pacing's slip, not the request's failure. Without a declared limit, retries off mean off.
+    flow = make_flow(LIMITED.replace("    rate_limit: {rpm: 600}\n", declared))
+    chat_server.enqueue(faults.rate_limited(retry_after_ms=10, limit=600), completion("Hello."))
+    with OpenAITransport(base_url=chat_server.base_url, timeout=5) as transport:
+        record = Engine(transport, limiter=RateLimiter()).run(flow)
+    assert record.status == status, record.error
+    assert attempts(record)[0] == (429, "rate_limit_exceeded")
+    assert len(chat_server.requests) == (2 if declared else 1)
+
+
 def test_the_same_requests_unpaced_trip_429s():
     # The control for the test above: the server does refuse 25 requests sent as fast as 4 threads can.
     import openai

@@ -33,7 +33,7 @@ class Clock:
         self.now += seconds
 
 
-def run(failures: list[Exception], policy: RetryPolicy, clock: Clock | None = None):
+def run(failures: list[Exception], policy: RetryPolicy, clock: Clock | None = None, **options):
     """call_with_retry over a send() that raises `failures` in turn, then answers 'ok'."""
     clock = clock or Clock()
     queue = list(failures)
@@ -45,7 +45,8 @@ def run(failures: list[Exception], policy: RetryPolicy, clock: Clock | None = No
         return "ok"
 
     try:
-        result = call_with_retry(send, policy, attempts, sleep=clock.sleep, clock=clock, rng=random.Random(1))
+        result = call_with_retry(send, policy, attempts, sleep=clock.sleep, clock=clock, rng=random.Random(1),
+                                 **options)
     except Exception as exc:  # noqa: BLE001 - the test looks at it
         return exc, attempts, clock
     return result, attempts, clock
@@ -157,3 +158,35 @@ def test_a_huge_multiplier_stops_at_the_cap_and_an_infinite_retry_after_is_ignor
     assert Backoff(initial=1.0, multiplier=1e300, max=30.0, jitter="none").delay(5, random.Random(0)) == 30.0
     assert server_delay(api_error(503, retry_after="inf")) is None
     assert server_delay(api_error(503, retry_after_ms="nan", retry_after="2")) == 2.0
+
+
+def test_a_slip_429_is_sent_again_without_counting_as_an_attempt():
+    # A run pacing at a declared limit gets one 429 free: its pacing met the server's window early.
+    limited = api_error(429, "rate_limit_exceeded", "Rate limit reached for requests per min (RPM)",
+                        kind="requests", retry_after_ms="20")
+    clock = Clock()
+    attempts: list[AttemptRecord] = []
+    queue: list[Exception] = [limited]
+
+    def send() -> str:
+        if queue:
+            raise queue.pop(0)
+        return "ok"
+
+    assert call_with_retry(send, RetryPolicy(max_attempts=1), attempts, sleep=clock.sleep, clock=clock,
+                           slips=1) == "ok"
+    assert [a.status for a in attempts] == [429, 200] and clock.slept == [pytest.approx(0.02)]
+    # One only: a second 429 counts as usual (a declared limit above the server's cannot loop).
+    queue[:] = [limited, limited]
+    with pytest.raises(APIError):
+        call_with_retry(send, RetryPolicy(max_attempts=1), [], sleep=clock.sleep, clock=clock, slips=1)
+
+
+@pytest.mark.parametrize("error", [
+    api_error(429, "insufficient_quota", "You exceeded your current quota", kind="insufficient_quota"),
+    api_error(429, "rate_limit_exceeded", "Rate limit reached for requests per day (RPD): Limit 200"),
+    api_error(503), api_error(429, retry_after="600"),  # the last: past max_elapsed
+])
+def test_no_other_failure_is_a_slip(error):
+    result, attempts, _ = run([error], RetryPolicy(max_attempts=1, max_elapsed=60), slips=1)
+    assert result is error and len(attempts) == 1

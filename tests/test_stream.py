@@ -11,7 +11,7 @@ from typing import Callable, TypeVar
 
 import pytest
 
-from flowrunner._stream import StreamFormatError, accumulate, iter_events
+from flowrunner._stream import StreamFormatError, accumulate, iter_events, iter_lines
 from flowrunner._transport import parse_completion
 from flowrunner.testing import Reply
 
@@ -61,6 +61,18 @@ def test_content_pieces_join_and_done_stops():
 def test_malformed_events_are_errors(lines):
     with pytest.raises(StreamFormatError):
         list(iter_events(lines))
+
+
+SSE_BYTES = 'data: {"a": "é"}\r\n\r\n: keep-alive\r\rdata: [DONE]\n\nlast'.encode()
+
+
+def test_lines_come_out_the_same_however_the_bytes_arrive():
+    expected = ['data: {"a": "é"}', "", ": keep-alive", "", "data: [DONE]", "", "last"]
+    assert list(iter_lines([SSE_BYTES])) == expected
+    assert list(iter_lines([SSE_BYTES[i:i + 1] for i in range(len(SSE_BYTES))])) == expected  # a byte at a time
+    for cut in range(len(SSE_BYTES) + 1):  # cut anywhere, inside \r\n and inside é too
+        assert list(iter_lines([SSE_BYTES[:cut], SSE_BYTES[cut:]])) == expected, cut
+    assert list(iter_lines([b"bad \xff byte\n"])) == ["bad \ufffd byte"]
 
 
 def test_empty_stream_is_an_error():

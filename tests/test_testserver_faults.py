@@ -98,7 +98,7 @@ def sdk_ask(client: openai.OpenAI) -> str | None:
 
 def test_reply_rejects_unknown_faults_and_bad_delays() -> None:
     with pytest.raises(ValueError, match="unknown fault 'explode'; expected one of: drop, reset, "
-                                         "truncate, hang"):
+                                         "truncate, hang, trickle"):
         Reply(fault="explode")
     for delay in (-1, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="delay must be"):
@@ -166,6 +166,40 @@ def test_hang_times_the_client_out_and_stop_ends_it_promptly() -> None:
     assert stopped < 0.5
     assert not waiter.is_alive()  # the handler ended its wait and closed the connection
     assert len(outcome) == 1 and isinstance(outcome[0], http.client.RemoteDisconnected)
+
+
+@pytest.mark.parametrize("reply, piece", [
+    (faults.completion(), b" "),
+    (Reply(body="data: [DONE]\n\n", content_type="text/event-stream"), b": keep-alive\n\n"),
+])
+def test_trickle_keeps_a_read_timeout_from_firing_until_the_server_stops(reply: Reply, piece: bytes) -> None:
+    server = ChatServer().start()
+    pieces: list[bytes] = []
+    try:
+        server.enqueue(faults.trickled(reply, every=0.05), faults.trickled(reply, every=0.05))
+        with httpx2.stream("POST", server.base_url + "/chat/completions", json=ask(),
+                           timeout=0.5) as response:  # ten times the trickle's pace
+            assert response.status_code == 200 and response.headers["transfer-encoding"] == "chunked"
+            assert response.headers["content-type"] == reply.media_type()
+            for chunk in response.iter_raw():
+                pieces.append(chunk)
+                if len(pieces) == 12:  # 0.6 s: past the read timeout, which never fired
+                    break
+        # A patient client is still reading when the server stops: the body ends unfinished.
+        thread, caught = in_background(lambda: post(server, timeout=10))
+        time.sleep(0.2)
+    finally:
+        stopped = stop_timed(server)
+    thread.join(timeout=2)
+    assert set(pieces) == {piece}
+    assert stopped < 0.5 and not thread.is_alive()
+    assert len(caught) == 1 and isinstance(caught[0], http.client.HTTPException), caught
+
+
+def test_trickled_needs_a_pace() -> None:
+    for bad in (0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="every must be"):
+            faults.trickled(every=bad)
 
 
 def test_delay_holds_the_answer_back(chat_server: ChatServer, client: openai.OpenAI) -> None:
@@ -341,6 +375,28 @@ def test_the_window_slides_on_a_fake_clock() -> None:
                                                           "too_large": 0}
     assert stats.accepted_at == (1000.0, 1000.4, 1001.0)
     assert [stats.most_in(w) for w in (1.0, 0.6, 0.4, 0.1)] == [2, 2, 1, 1]
+
+
+def test_a_request_counts_when_it_arrived_not_when_it_was_checked() -> None:
+    clock = FakeClock()
+    limiter = Limiter(Limits(rpm=120, window=1.0), clock)  # 2 requests a second
+    clock.now = 1001.5  # the server was busy: both were checked long after they arrived
+    assert limiter.admit(0, "m", at=1000.0)[0] is None
+    assert limiter.admit(0, "m", at=1000.9)[0] is None
+    assert limiter.admit(0, "m", at=1000.95)[0] is not None  # three within a second of arriving
+    assert limiter.admit(0, "m", at=1000.5)[0] is not None  # checked out of order: counts as the latest
+    assert limiter.admit(0, "m", at=1001.01)[0] is None
+    assert limiter.stats().accepted_at == (1000.0, 1000.9, 1001.01)
+
+
+def test_the_server_counts_a_request_from_its_arrival() -> None:
+    with ChatServer(limits=Limits(rpm=600)) as server:
+        before = time.monotonic()
+        post(server)
+        after = time.monotonic()
+        (request,) = server.requests
+        assert request.arrived is not None and before <= request.arrived <= after
+        assert server.stats.accepted_at == (request.arrived,)
 
 
 def test_without_limits_everything_is_accepted_and_counted() -> None:

@@ -88,6 +88,27 @@ def test_connection_refused():
         OpenAITransport(base_url=f"http://127.0.0.1:{port}/v1", timeout=5).complete(REQUEST)
 
 
+def test_a_request_that_never_left_is_not_reported_sent():
+    # The rate limiter paces from a request's departure, and a batch counts the requests sent: a
+    # connection refused sent nothing.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    sent: list[bool] = []
+    with pytest.raises(APIConnectionError):
+        OpenAITransport(base_url=f"http://127.0.0.1:{port}/v1", timeout=5).complete(REQUEST, on_sent=lambda: sent.append(True))
+    assert sent == []
+
+
+@pytest.mark.server
+def test_a_request_is_reported_sent_once_written_whole(chat_server):
+    written: list[int] = []
+    with OpenAITransport(base_url=chat_server.base_url) as transport:
+        transport.complete(REQUEST, on_sent=lambda: written.append(len(chat_server.requests)))
+        transport.complete(REQUEST, on_sent=lambda: written.append(len(chat_server.requests)))
+    assert len(written) == 2 and written[0] <= 1 and written[1] <= 2  # once each, before the answer
+
+
 @pytest.mark.server
 def test_a_streamed_answer_folds_into_the_same_completion(chat_server):
     transport = OpenAITransport(base_url=chat_server.base_url)

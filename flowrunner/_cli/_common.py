@@ -36,7 +36,12 @@ def add_run_options(parser: argparse.ArgumentParser, *, inputs: bool = True) -> 
                         help="none: replay only; once: record if the cassette is new (default with "
                              "--cassette); new_episodes: replay and record what is missing; all: re-record")
     parser.add_argument("--timeout", type=seconds, default=600.0, metavar="SECONDS",
-                        help="per-request timeout (default: 600)")
+                        help="the longest the server may stay silent: connecting, or between two pieces of "
+                             "the answer (default: 600)")
+    parser.add_argument("--deadline", type=seconds, metavar="SECONDS",
+                        help="the longest one request may take, from sending it to the last byte of its answer, "
+                             "however the server trickles it; a request past it is retried like a timeout "
+                             "(default: 10m for an answer, 30m for a stream, or --timeout if longer)")
     parser.add_argument("--rate-limit", type=rate_limit, metavar="LIMITS",
                         help="your account's limits, overriding the flow's rate_limit: e.g. rpm=3,rpd=200 "
                              "or tpm=10000 (requests are paced to stay under them)")
@@ -100,7 +105,8 @@ def connection(flow: Flow, args: argparse.Namespace) -> Iterator[Any]:
         check_recordable(Path(cassette) if cassette is not None else flow.default_cassette, mode or "once",
                          bool(key or args.base_url), "export OPENAI_API_KEY=..., or --base-url "
                          "http://localhost:8000/v1 for a local server (`python -m flowrunner.testing.server`)")
-    with OpenAITransport(base_url=args.base_url, api_key=key, timeout=args.timeout) as transport:
+    with OpenAITransport(base_url=args.base_url, api_key=key, timeout=args.timeout,
+                         deadline=args.deadline) as transport:
         if cassette is None and mode is None:
             yield transport
             return

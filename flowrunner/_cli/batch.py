@@ -187,6 +187,8 @@ def resume_command(args: argparse.Namespace, *, retry_failed: bool = False) -> s
             words += [flag, str(value)]
     if args.timeout != 600.0:
         words += ["--timeout", f"{args.timeout:g}"]
+    if args.deadline is not None:
+        words += ["--deadline", f"{args.deadline:g}"]
     if args.full_record:
         words.append("--full-record")
     return shlex.join(words)

@@ -108,14 +108,20 @@ class Limiter:
         self._recent: deque[tuple[float, int]] = deque()  # (time, tokens), within the window
         self._day: deque[float] = deque()  # acceptance times within the last day
         self._accepted_at: list[float] = []
+        self._latest = -math.inf  # the latest `now` admitted so far
         self._rejected = dict.fromkeys(REJECTION_KINDS, 0)
 
     def stats(self) -> Stats:
         return Stats(len(self._accepted_at), dict(self._rejected), tuple(self._accepted_at))
 
-    def admit(self, cost: int, model: str) -> tuple[Reply | None, dict[str, str]]:
-        """(the 429 if the request is refused, else None; the x-ratelimit-* headers to send)."""
-        now = self._clock()
+    def admit(self, cost: int, model: str, at: float | None = None) -> tuple[Reply | None, dict[str, str]]:
+        """(the 429 if the request is refused, else None; the x-ratelimit-* headers to send).
+
+        `at` is when the request arrived (on this limiter's clock; default: now). Requests are
+        counted in the order they are admitted, so one admitted after a later arrival counts as
+        arriving with it: the windows stay in order."""
+        now = max(self._clock() if at is None else at, self._latest)
+        self._latest = now
         limits = self.limits
         if limits is None:
             self._accepted_at.append(now)

@@ -23,6 +23,10 @@ FAULTS = {
     "truncate": "send the status and headers (full Content-Length), half the body, then close "
                 "(a paced stream: the events in its first half, cut mid-event, and no last chunk)",
     "hang": "send nothing until the server stops, so a client with a timeout times out",
+    "trickle": "send the status and headers, then never the body: a keep-alive every `chunk_delay` seconds "
+               "(1 s if unset) until the server stops, each its own HTTP chunk (an SSE comment line "
+               "`: keep-alive` for a text/event-stream reply, else one space, which JSON allows), so a "
+               "client's read timeout never fires",
 }
 
 

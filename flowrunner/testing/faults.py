@@ -189,6 +189,14 @@ def truncated(reply: Reply | None = None) -> Reply:
     return replace(reply or completion(), fault="truncate")
 
 
+def trickled(reply: Reply | None = None, every: float = 1.0) -> Reply:
+    """`reply`'s status and headers (a completion's by default), then a keep-alive every `every` seconds
+    and never the body, until the server stops: only a deadline on the whole request ends it."""
+    if not (math.isfinite(every) and every > 0):
+        raise ValueError(f"every must be a number of seconds > 0, got {every!r}")
+    return replace(reply or completion(), fault="trickle", chunk_delay=every)
+
+
 def timeout_reply() -> Reply:
     """No response until the server stops: the client's own timeout must fire."""
     return Reply(fault="hang")

@@ -14,7 +14,8 @@
    stays queued. With limits, every answer from here on (refused or not) carries the
    `x-ratelimit-*` headers; `server.stats` counts what was accepted and refused;
 4. the oldest `Reply` queued with `enqueue`, served exactly as given (not validated), with its
-   own `delay` and `fault` (`flowrunner.testing.faults` builds OpenAI's errors and the faults);
+   own `delay` and `fault` (`flowrunner.testing.faults` builds OpenAI's errors and the faults,
+   `_reply.FAULTS` says what each does);
 5. otherwise the deterministic rules of `flowrunner.testing._rules` (their docstring says what
    they answer). With `validate_responses`, the server checks its own answer against the spec
    and sends a 500 naming the rule if it is invalid, so a broken rule fails the tests loudly.
@@ -69,6 +70,7 @@ class ReceivedRequest:
     headers: dict[str, str]
     body: Any  # parsed JSON, or None if there was no body or it was not JSON
     raw: bytes
+    arrived: float | None = None  # time.monotonic() when its request line came in
 
 
 class ChatServer:
@@ -175,7 +177,7 @@ class ChatServer:
         with self._lock:
             queued = self._replies[0] if self._replies else None
             cost = queued.total_tokens() if queued is not None else ruled[1] if ruled is not None else 0
-            refusal, headers = self._limiter.admit(cost, body["model"])
+            refusal, headers = self._limiter.admit(cost, body["model"], at=request.arrived)
             if refusal is None and queued is not None:
                 self._replies.popleft()
         reply = refusal or queued or (ruled or self._from_rules(body))[0]
@@ -252,9 +254,17 @@ class _Handler(BaseHTTPRequestHandler):
     # (about 40 ms per request on a kept-alive connection).
     disable_nagle_algorithm = True
     server: _HTTPServer
+    arrived: float | None = None
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
         """Silent: tests read `server.requests` instead of a request log."""
+
+    def parse_request(self) -> bool:
+        """The request line is in: note when, since that is when a rate limit counts the request (as
+        an API's gateway would), not after the body is read and checked, which takes longer on a
+        busy machine and would let the server see requests closer together than they arrived."""
+        self.arrived = time.monotonic()
+        return super().parse_request()
 
     def _handle(self) -> None:
         started = time.perf_counter()
@@ -264,7 +274,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = None
         headers = {k.lower(): v for k, v in self.headers.items()}
-        request = ReceivedRequest(self.command, self.path.split("?", 1)[0], headers, body, raw)
+        request = ReceivedRequest(self.command, self.path.split("?", 1)[0], headers, body, raw, self.arrived)
         reply = self.server.chat.answer(request)
         if reply.delay and self.server.stopping.wait(reply.delay):
             reply = replace(reply, fault="drop")  # the server stops: no answer after all
@@ -272,7 +282,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._break(reply.fault)
             return
         payload, content_type = reply.payload()
-        paced = bool(reply.chunk_delay) and self.command != "HEAD"
+        trickle = reply.fault == "trickle" and self.command != "HEAD"
+        paced = (bool(reply.chunk_delay) or trickle) and self.command != "HEAD"
         self.send_response_only(reply.status)  # not send_response: a Reply may bring its own date
         self.send_header("content-type", content_type)
         if paced:
@@ -291,7 +302,9 @@ class _Handler(BaseHTTPRequestHandler):
             if name.lower() not in _COMPUTED_HEADERS:
                 self.send_header(name, value)
         self.end_headers()
-        if paced:
+        if trickle:
+            self._trickle(content_type, reply.chunk_delay or 1.0)
+        elif paced:
             self._pace(payload, reply.chunk_delay or 0.0, cut=reply.fault == "truncate")
         elif reply.fault == "truncate":
             self.wfile.write(payload[:len(payload) // 2])
@@ -313,6 +326,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # closing is what tells the client the rest is missing
         else:
             self.wfile.write(b"0\r\n\r\n")
+
+    def _trickle(self, content_type: str, every: float) -> None:
+        """A keep-alive every `every` seconds, each its own HTTP chunk, until the server stops (the
+        trickle fault): an SSE comment line for a stream, else a space (JSON allows it before a value)."""
+        piece = b": keep-alive\n\n" if content_type.startswith("text/event-stream") else b" "
+        self.close_connection = True  # the body never ends: the connection is not reused
+        while not self.server.stopping.wait(every):
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
 
     def _break(self, fault: str) -> None:
         """End the exchange without a response: at once (drop), after the server stops (hang),
