@@ -336,6 +336,15 @@ BROKEN = [
           - id: second
             messages: [{role: user, content: "{{ steps.frist.content }}"}]
         """, "5:38", "unknown step 'frist'", "did you mean 'first'?"),
+    ("misspelt-step-attribute", """
+        steps:
+          - id: first
+            messages: [{role: user, content: hi}]
+          - id: second
+            messages: [{role: user, content: "{{ steps.first.contnt }}"}]
+        """, "5:38", "a step has no 'contnt' (in steps.first.contnt)", "did you mean steps.first.content?"),
+    ("unknown-step-attribute-in-outputs", ONE_STEP + "outputs:\n  x: \"{{ steps['a']['text'] }}\"\n",
+     "5:6", "a step has no 'text' (in steps.a.text)", "a step has only content (its answer's text) and json"),
     ("unknown-step-in-outputs", ONE_STEP + "outputs:\n  x: '{{ steps.b.json }}'\n",
      "5:6", "unknown step 'b'", "step ids: a"),
     ("unknown-input", """
