@@ -18,6 +18,7 @@ from ._exceptions import (BILLING_CODES, APIConnectionError, APIError, APITimeou
                           ResponseError)
 from ._secrets import redact_url, register, register_url
 from ._stream import StreamFormatError, accumulate, iter_events
+from ._urls import check_base_url
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,7 @@ class OpenAITransport:
 
     def __init__(self, *, base_url: str | None = None, api_key: str | None = None, timeout: float = 600.0):
         """`api_key` defaults to $OPENAI_API_KEY, as the SDK's does; `base_url` to OpenAI's."""
+        check_base_url(base_url)  # `127.0.0.1:8000/v1` would be retried as a network error
         self.base_url = base_url
         self._api_key = api_key = api_key or os.environ.get("OPENAI_API_KEY") or None
         register(api_key, "OPENAI_API_KEY")  # never in a record, an error or a cassette
