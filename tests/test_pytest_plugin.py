@@ -173,3 +173,31 @@ def test_new_episodes_replays_what_the_cassette_has_and_records_what_it_lacks(pr
     sent = len(chat_server.requests)
     project.runpytest("test_mod.py").assert_outcomes(passed=1)  # now both replay with no server
     assert len(chat_server.requests) == sent
+
+
+@pytest.mark.server
+def test_a_cassette_miss_is_said_once_at_the_tests_line_with_the_plugins_options(project, chat_server):
+    project.makepyfile(test_mod=TEST_MODULE)
+    project.runpytest("--record-mode", "once", "--flowrun-base-url", chat_server.base_url, "test_mod.py") \
+        .assert_outcomes(passed=1)
+    project.makepyfile(test_mod=TEST_MODULE.replace("in Boston?", "in Oslo?"))
+    result = project.runpytest("test_mod.py")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    result.stdout.fnmatch_lines([">*record = flowrun(\"flows/weather.yaml\"*", "E*Failed: flow 'weather' failed*",
+                                 "*hint:*pytest --record-mode new_episodes*--flowrun-base-url URL*",
+                                 "test_mod.py:2: Failed"])
+    assert out.count("the request is not in cassette") == 1
+    assert "During handling" not in out and "--base-url" not in out.replace("--flowrun-base-url", "")
+    assert "pytest_plugin.py" not in out and "_engine.py" not in out
+
+    # A flow's own case: its re-record command is pytest's too.
+    project.runpytest("flows", "--record-mode", "all", "--flowrun-base-url", chat_server.base_url) \
+        .assert_outcomes(passed=1)
+    flow = project.path / "flows" / "weather.yaml"
+    flow.write_text(flow.read_text().replace("in Boston?\"}", "in Oslo?\"}"))
+    result = project.runpytest("flows")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*hint: the flow or this case changed since recording; re-record it: pytest "
+                                 "*flows/weather.yaml::boston --record-mode all --flowrun-base-url URL*"])
+    assert "--base-url" not in result.stdout.str().replace("--flowrun-base-url", "")
