@@ -272,6 +272,13 @@ def test_validate_searches_folders_as_test_does():
     assert done.returncode == 2 and "no such file or folder: no/such/folder" in done.stderr
 
 
+def test_validate_an_empty_folder_says_there_are_no_flows(tmp_path):
+    (tmp_path / "notes.yaml").write_text("key: value\n")  # YAML, but no flow
+    done = flowrun("validate", str(tmp_path))
+    assert done.returncode == 2 and done.stdout == ""
+    assert f"error: no flows in {tmp_path}\n  hint: a flow is a .yaml or .yml file" in done.stderr
+
+
 ANSWERS_FLOW = """\
 name: states
 model: gpt-4o
