@@ -350,6 +350,9 @@ def _too_deep(where: Location) -> Problem:
 
 
 def _syntax_problem(exc: yaml.MarkedYAMLError, text: str, filename: str) -> Problem:
+    if ((exc.context or "").startswith("while scanning a quoted scalar") and exc.context_mark is not None
+            and "end of stream" in (exc.problem or "")):
+        return _unclosed_quote(exc.context_mark, text, filename)
     mark = exc.problem_mark or exc.context_mark
     where = Location(filename, mark.line + 1, mark.column + 1) if mark else None
     message = f"YAML syntax error: {exc.problem or exc.context}"
@@ -369,6 +372,17 @@ def _syntax_problem(exc: yaml.MarkedYAMLError, text: str, filename: str) -> Prob
     else:
         hint = "check the indentation and the quoting around this place"
     return Problem(where, message, hint)
+
+
+def _unclosed_quote(mark: Any, text: str, filename: str) -> Problem:
+    """A quoted string that never ends is reported where it opens: the end of the file is no help."""
+    lines = text.split("\n")
+    line = lines[mark.line] if mark.line < len(lines) else ""
+    quote = line[mark.column] if mark.column < len(line) else '"'
+    message = f"YAML syntax error: the string opened by {quote} here is never closed (the file ends inside it)"
+    escape = "write \\\" for a \" inside it" if quote == '"' else "write '' for a ' inside it"
+    return Problem(Location(filename, mark.line + 1, mark.column + 1), message,
+                   f"close the string with {quote} where it ends; {escape}")
 
 
 def _reader_problem(exc: ReaderError, text: str, filename: str) -> Problem:

@@ -402,6 +402,9 @@ BROKEN = [
      "2:54", "functions.f.parameters must be of type object, got 'array'", "OpenAI requires"),
     ("yaml-syntax-error", "steps:\n  - id: a\n    messages: [{role: user, content: hi}\n",
      "4:1", "YAML syntax error", None),
+    ("yaml-unclosed-quote", "steps:\n  - id: a\n    messages:\n      - role: user\n        content: \"Summarize this\n"
+     "  - id: b\n    messages: [{role: user, content: hi}]\n",
+     "5:18", "YAML syntax error: the string opened by \" here is never closed", 'close the string with "'),
     ("yaml-mapping-values", "description: Note: this breaks\n" + ONE_STEP,
      "1:18", "YAML syntax error: mapping values are not allowed", 'quote a value that contains ": "'),
     ("unquoted-template", "steps:\n  - id: a\n    messages:\n      - role: user\n        content: {{ inputs.q }}\n",
@@ -582,6 +585,8 @@ def test_anchors_and_merge_keys(tmp_path: Path) -> None:
 @pytest.mark.parametrize("loader", ["_CLoader", "_PyLoader"])
 @pytest.mark.parametrize(("text", "at", "message"), [
     ("a: b: c\n", "1:5", "YAML syntax error: mapping values are not allowed"),
+    ("a: 1\nb: \"two\nc: 3\n", "2:4", "the string opened by \" here is never closed (the file ends inside it)"),
+    ("a: [x, 'y]\nb: 2\n", "1:8", "the string opened by ' here is never closed"),
     ("a: 1\na: 2\n", "2:1", "duplicate key 'a'"),
     ("a: \x07\n", "1:4", "a character YAML does not allow (U+0007)"),
     ("a: &a [1, *a]\n", "1:4", "recursive alias"),
