@@ -97,7 +97,7 @@ def _explain(error: ValidationError, positions: Positions, prefix: JsonPath) -> 
         allowed = sorted(schema.get("properties", {}))
         for extra in sorted(k for k in instance if k not in allowed):
             yield Problem(positions.key(path + (extra,)), f"unknown key {extra!r} {where(path)}",
-                          _unknown_key_hint(extra, allowed, path))
+                          positions.comma_split(path + (extra,)) or _unknown_key_hint(extra, allowed, path))
     elif kind == "required" and isinstance(instance, dict):
         for missing in validator_value:
             if missing not in instance:

@@ -405,6 +405,11 @@ BROKEN = [
     ("yaml-unclosed-quote", "steps:\n  - id: a\n    messages:\n      - role: user\n        content: \"Summarize this\n"
      "  - id: b\n    messages: [{role: user, content: hi}]\n",
      "5:18", "YAML syntax error: the string opened by \" here is never closed", 'close the string with "'),
+    ("comma-in-flow-mapping", "steps:\n  - id: a\n    messages:\n"
+     "      - {role: system, content: You write concise, faithful summaries.}\n",
+     "4:52", "unknown key 'faithful summaries.' in steps[0].messages[0]",
+     "in a {...} mapping a comma ends the value, so YAML read 'faithful summaries.' as a key; "
+     'quote the value: content: "You write concise, faithful summaries."'),
     ("yaml-mapping-values", "description: Note: this breaks\n" + ONE_STEP,
      "1:18", "YAML syntax error: mapping values are not allowed", 'quote a value that contains ": "'),
     ("unquoted-template", "steps:\n  - id: a\n    messages:\n      - role: user\n        content: {{ inputs.q }}\n",
