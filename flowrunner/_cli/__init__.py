@@ -16,7 +16,7 @@ from .. import __version__
 from .._exceptions import FlowrunnerError, FlowValidationError
 from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, print_problems
 
-COMMAND_MODULES = ("run", "validate", "test", "batch", "chat", "init", "schema")
+COMMAND_MODULES = ("run", "validate", "test", "batch", "chat", "init", "schema", "help")
 
 DESCRIPTION = """\
 Run declarative YAML flows of LLM chat completions: templated messages, steps that feed
