@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Literal
 
-from ._cassette import RUN_HINT
+from ._cassette import EMPTY_HINT, RUN_HINT
 from ._exceptions import CassetteMissError, FlowValidationError, Problem, UsageError
 from ._expect import Failure, check_record
 from ._model import Flow, TestCase
@@ -111,9 +111,10 @@ def run_case(flow: Flow, case: TestCase, *, record_mode: str = "none", base_url:
         return failed(str(exc))
     if isinstance(record.exception, CassetteMissError):
         hint = f"  hint: the flow or this case changed since recording; re-record it: {record_command(flow, case, runner)}"
+        empty = f"  hint: record it: {record_command(flow, case, runner)}"
         return CaseResult(flow, case, "failed", (Failure(case.location, case.name,
-                          str(record.exception).replace(RUN_HINT, hint)),), cassette, record,
-                          time.perf_counter() - started)
+                          str(record.exception).replace(RUN_HINT, hint).replace(EMPTY_HINT, empty)),), cassette,
+                          record, time.perf_counter() - started)
     failures = tuple(check_record(case.checks, record))
     return CaseResult(flow, case, "failed" if failures else "passed", failures, cassette, record,
                       time.perf_counter() - started)

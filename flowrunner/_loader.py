@@ -186,8 +186,9 @@ class _Builder:
                     self.problems.extend(error_problems(error, self.pos, base + ("enum", index)))
         default = decl.get("default", MISSING)
         if default is not MISSING and default is not None:  # null: optional, with no value
-            hint = f"the default must match the input's type ({schema['type']})"
             for error in Draft202012Validator(schema).iter_errors(default):
+                hint = ("the default must be one of the input's enum values" if error.validator == "enum"
+                        else f"the default must match the input's type ({schema['type']})")
                 for problem in error_problems(error, self.pos, base + ("default",)):
                     self.problems.append(Problem(problem.location, problem.message, problem.hint or hint))
         return InputSpec(name=name, schema=schema, default=default, description=decl.get("description"),

@@ -125,13 +125,15 @@ class FlowRunner:
 
 def _for_pytest(message: str) -> str:
     """A run's error with its hint in pytest's terms: options are `--flowrun-base-url`, `--record-mode`."""
-    from ._cassette import RUN_HINT
+    from ._cassette import EMPTY_HINT, RUN_HINT
 
-    return message.replace(RUN_HINT, _MISS_HINT)
+    return message.replace(RUN_HINT, _MISS_HINT).replace(EMPTY_HINT, _EMPTY_HINT)
 
 
 _MISS_HINT = ("  hint: the flow or its inputs changed since recording: re-record with pytest --record-mode "
               "new_episodes (keeps the rest) or all, against a server: --flowrun-base-url URL or OPENAI_API_KEY")
+_EMPTY_HINT = ("  hint: record it: pytest --record-mode all against a server: --flowrun-base-url URL or "
+               "OPENAI_API_KEY")
 
 
 @pytest.fixture

@@ -374,7 +374,7 @@ BROKEN = [
     ("input-default-mismatch", "inputs:\n  n: {type: integer, default: five}\n" + ONE_STEP,
      "2:31", "inputs.n.default: expected an integer, got 'five'", "(integer)"),
     ("input-default-not-in-enum", "inputs:\n  c: {enum: [red, blue], default: green}\n" + ONE_STEP,
-     "2:35", "inputs.c.default: expected one of: red, blue; got 'green'", None),
+     "2:35", "inputs.c.default: expected one of: red, blue; got 'green'", "one of the input's enum values"),
     ("entry-module-missing", "functions:\n  f: {entry: 'no_such_module:f'}\n" + ONE_STEP,
      "2:14", "cannot import module 'no_such_module'", "beside the flow file"),
     ("entry-attribute-missing", "functions:\n  f: {entry: 'tools:nope'}\n" + ONE_STEP,

@@ -201,3 +201,14 @@ def test_a_cassette_miss_is_said_once_at_the_tests_line_with_the_plugins_options
     result.stdout.fnmatch_lines(["*hint: the flow or this case changed since recording; re-record it: pytest "
                                  "*flows/weather.yaml::boston --record-mode all --flowrun-base-url URL*"])
     assert "--base-url" not in result.stdout.str().replace("--flowrun-base-url", "")
+
+
+def test_an_empty_cassette_is_said_to_be_empty_with_pytests_options(project):
+    project.makepyfile(test_mod=TEST_MODULE)
+    cassette = project.path / "cassettes" / "test_mod" / "test_weather.yaml"
+    cassette.parent.mkdir(parents=True)
+    cassette.write_text("")  # no recording in it (touched, or cut short)
+    result = project.runpytest("test_mod.py")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["E*the cassette is empty: it holds no recording at all",
+                                 "E*hint: record it: pytest --record-mode all against a server: --flowrun-base-url*"])
