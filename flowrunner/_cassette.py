@@ -268,6 +268,9 @@ def _check_place(path: Path, record_mode: str) -> None:
 RUN_HINT = ("  hint: the flow or its inputs changed since recording: run live (OPENAI_API_KEY or "
             "--base-url), or re-record with --record-mode new_episodes (keeps the rest) or all")
 
+EMPTY_HINT = ("  hint: record it against a server: --record-mode all, with OPENAI_API_KEY set or --base-url "
+              "(e.g. the test server, `python -m flowrunner.testing.server`)")
+
 _DIFF_LINES = 40
 
 
@@ -281,6 +284,10 @@ def describe_miss(exc: Any, hint: str = RUN_HINT) -> str:
     lines = [f"the request is not in cassette {where} (record mode {mode!r})"]
     if request is not None:
         lines.append(f"  request: {request.method} {request.path}")
+    if cassette is not None and not getattr(cassette, "data", True):
+        # Nothing recorded (an empty file, say): nothing changed since a recording; it was never made.
+        lines.append("  the cassette is empty: it holds no recording at all")
+        return "\n".join(lines + [EMPTY_HINT])
     if getattr(exc, "reason", "") == "already_played":
         lines.append("  every recording that matches it was already played in this run")
     similar = [recorded for recorded, _, failed in (getattr(exc, "similar_requests", None) or []) if failed]

@@ -334,6 +334,11 @@ class ChatSession:
         self.step = step
         self.history = history
         self.turns: list[StepRecord] = []
+        self._start = len(history)
+
+    def reset(self) -> None:
+        """Back to the step's own messages: the conversation since is forgotten."""
+        del self.history[self._start:]
 
     @property
     def awaiting_answer(self) -> bool:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Literal
 
-from ._cassette import RUN_HINT
+from ._cassette import EMPTY_HINT, RUN_HINT
 from ._exceptions import CassetteMissError, FlowValidationError, Problem, UsageError
 from ._expect import Failure, check_record
 from ._model import Flow, TestCase
@@ -56,7 +56,15 @@ def cassette_for(flow: Flow, case: TestCase) -> Path:
     return flow.path.parent / "cassettes" / flow.path.stem / f"{case.name}.yaml"
 
 
-def record_command(flow: Flow, case: TestCase) -> str:
+Runner = Literal["flowrun", "pytest"]
+"""Who runs a case, so that a hint names that tool's command and options (`--flowrun-base-url` in pytest)."""
+
+SERVER_OPTION: dict[str, str] = {"flowrun": "--base-url", "pytest": "--flowrun-base-url"}
+
+
+def record_command(flow: Flow, case: TestCase, runner: Runner = "flowrun") -> str:
+    if runner == "pytest":
+        return f"pytest {flow.path}::{case.name} --record-mode all --flowrun-base-url URL   (or with OPENAI_API_KEY set)"
     return f"flowrun test {flow.path} -k {case.name} --record --base-url URL   (or with OPENAI_API_KEY set)"
 
 
@@ -69,8 +77,10 @@ def selected(flow: Flow, keyword: str | None) -> list[TestCase]:
 
 
 def run_case(flow: Flow, case: TestCase, *, record_mode: str = "none", base_url: str | None = None,
-             api_key: str | None = None, timeout: float = 600.0, cassette: Path | None = None) -> CaseResult:
-    """Run one case under its cassette and check its expectations; never raises for a failing case."""
+             api_key: str | None = None, timeout: float = 600.0, cassette: Path | None = None,
+             runner: Runner = "flowrun") -> CaseResult:
+    """Run one case under its cassette and check its expectations; never raises for a failing case.
+    `runner` is the tool the user runs it with: hints name its command and options."""
     from ._cassette import check_recordable, use_cassette
     from ._engine import Engine
     from ._inputs import resolve_inputs
@@ -89,9 +99,9 @@ def run_case(flow: Flow, case: TestCase, *, record_mode: str = "none", base_url:
         return failed(str(exc))
     if record_mode == "none" and not cassette.is_file():
         return failed(f"no cassette at {cassette} to replay\n  hint: record it against a server: "
-                      f"{record_command(flow, case)}")
+                      f"{record_command(flow, case, runner)}")
     check_recordable(cassette, record_mode, bool(base_url or api_key),
-                     "give --base-url URL (e.g. the test server, `python -m flowrunner.testing.server`) "
+                     f"give {SERVER_OPTION[runner]} URL (e.g. the test server, `python -m flowrunner.testing.server`) "
                      "or set OPENAI_API_KEY")
     try:
         with use_cassette(cassette, record_mode), \
@@ -100,10 +110,11 @@ def run_case(flow: Flow, case: TestCase, *, record_mode: str = "none", base_url:
     except UsageError as exc:  # an unreadable cassette, an unwritable folder, a case input the run refuses
         return failed(str(exc))
     if isinstance(record.exception, CassetteMissError):
-        hint = f"  hint: the flow or this case changed since recording; re-record it: {record_command(flow, case)}"
+        hint = f"  hint: the flow or this case changed since recording; re-record it: {record_command(flow, case, runner)}"
+        empty = f"  hint: record it: {record_command(flow, case, runner)}"
         return CaseResult(flow, case, "failed", (Failure(case.location, case.name,
-                          str(record.exception).replace(RUN_HINT, hint)),), cassette, record,
-                          time.perf_counter() - started)
+                          str(record.exception).replace(RUN_HINT, hint).replace(EMPTY_HINT, empty)),), cassette,
+                          record, time.perf_counter() - started)
     failures = tuple(check_record(case.checks, record))
     return CaseResult(flow, case, "failed" if failures else "passed", failures, cassette, record,
                       time.perf_counter() - started)

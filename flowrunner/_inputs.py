@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import difflib
 import os
-from typing import Any, Iterable, Mapping
+import sys
+from typing import Any, BinaryIO, Iterable, Mapping
 
 from ._exceptions import InputError
 from ._json import JSONError, loads
@@ -21,6 +22,81 @@ def parse_assignments(pairs: Iterable[str]) -> dict[str, str]:
             raise InputError(f"input {pair!r} is not of the form NAME=VALUE")
         values[name.strip()] = value
     return values
+
+
+MAX_INPUT_BYTES = 10 * 1024 * 1024
+"""The most an input read from a file or stdin (`-i NAME=@FILE`, `--inputs FILE.json`) may hold: 10 MB."""
+
+
+def read_assignments(pairs: Iterable[str], stdin: BinaryIO | None = None) -> dict[str, str]:
+    """`-i NAME=VALUE` values, where `@FILE` is the file's text, `@-` stdin's, and `@@...` a value starting with @."""
+    values = parse_assignments(pairs)
+    stdin_used = None
+    for name, value in values.items():
+        if value.startswith("@@"):
+            values[name] = value[1:]
+        elif value == "@-":
+            if stdin_used is not None:
+                raise InputError(f"inputs {stdin_used!r} and {name!r} both read stdin (@-); it can be read once")
+            stdin_used = name
+            values[name] = _decoded(_read_bounded(stdin or sys.stdin.buffer, "stdin"), "stdin", name)
+        elif value.startswith("@"):
+            values[name] = _decoded(read_file(value[1:], f"input {name!r}", at_hint=value), value[1:], name)
+    return values
+
+
+def read_inputs_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """`--inputs FILE.json`: one JSON object of input values."""
+    raw = read_file(path, "--inputs")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(f"--inputs {path}: not UTF-8 text") from None
+    try:
+        values = loads(text)  # bounded: the file is the user's, but may come from anywhere
+    except JSONError as exc:
+        line, column = text.count("\n", 0, exc.pos or 0) + 1, (exc.pos or 0) - text.rfind("\n", 0, exc.pos or 0)
+        where = "" if exc.pos is None else f" at line {line}, column {column}"
+        raise InputError(f"--inputs {path}: not JSON ({exc.msg}{where})\n"
+                         '  hint: write one JSON object of the inputs, e.g. {"question": "Hi", "count": 3}') from None
+    if not isinstance(values, dict):
+        raise InputError(f"--inputs {path}: expected a JSON object of the inputs, got a {type(values).__name__}\n"
+                         '  hint: e.g. {"question": "Hi"}; for many runs, use flowrun batch with a .jsonl file')
+    return values
+
+
+def read_file(path: str | os.PathLike[str], what: str, at_hint: str | None = None) -> bytes:
+    """A file's bytes for an input, at most MAX_INPUT_BYTES; an InputError says why not."""
+    name = os.fspath(path)
+    escape = f" (for a value that starts with @, write @{at_hint})" if at_hint else ""
+    try:
+        with open(name, "rb") as file:
+            return _read_bounded(file, name)
+    except FileNotFoundError:
+        raise InputError(f"{what}: file not found: {name}{escape}") from None
+    except IsADirectoryError:
+        raise InputError(f"{what}: {name} is a directory, not a file") from None
+    except PermissionError:
+        raise InputError(f"{what}: cannot read {name}: permission denied") from None
+    except OSError as exc:
+        raise InputError(f"{what}: cannot read {name}: {exc.strerror or exc}") from None
+
+
+def _read_bounded(stream: BinaryIO, name: str) -> bytes:
+    raw = stream.read(MAX_INPUT_BYTES + 1)
+    if len(raw) > MAX_INPUT_BYTES:
+        raise InputError(f"{name} holds more than {MAX_INPUT_BYTES // 1024 // 1024} MB, the limit for an input "
+                         "read from a file or stdin\n  hint: give the flow a shorter text, or a path that one of "
+                         "its functions reads")
+    return raw
+
+
+def _decoded(raw: bytes, name: str, input_name: str) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"input {input_name!r}: {name} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at "
+                         f"offset {exc.start})") from None
 
 
 def _from_text(spec: InputSpec, text: str) -> Any:

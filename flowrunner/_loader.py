@@ -23,6 +23,8 @@ from ._schema import describe, error_problems, request_option_names, schema_prob
 from ._templating import Template, compile_template, global_names
 from ._yaml import MAX_BYTES, JsonPath, Positions, format_path, parse_yaml
 
+STEP_ATTRIBUTES = ("content", "json")
+"""What a template can read of an earlier step (`steps.<id>.content`); the engine's step_result builds them."""
 _TEMPLATE_HINT = "templates can read inputs.<name> and steps.<id>.content / steps.<id>.json"
 
 
@@ -184,8 +186,9 @@ class _Builder:
                     self.problems.extend(error_problems(error, self.pos, base + ("enum", index)))
         default = decl.get("default", MISSING)
         if default is not MISSING and default is not None:  # null: optional, with no value
-            hint = f"the default must match the input's type ({schema['type']})"
             for error in Draft202012Validator(schema).iter_errors(default):
+                hint = ("the default must be one of the input's enum values" if error.validator == "enum"
+                        else f"the default must match the input's type ({schema['type']})")
                 for problem in error_problems(error, self.pos, base + ("default",)):
                     self.problems.append(Problem(problem.location, problem.message, problem.hint or hint))
         return InputSpec(name=name, schema=schema, default=default, description=decl.get("description"),
@@ -347,6 +350,12 @@ class _Builder:
                     self.problem(path,
                                  f"step {ref!r} runs after step {reader!r}; a template can only read earlier steps",
                                  f"move step {ref!r} before {reader!r}, or read it in outputs")
+        for ref, attr in dict.fromkeys(made.attributes("steps")):
+            if ref in self.step_index and attr not in STEP_ATTRIBUTES:
+                close = difflib.get_close_matches(attr, STEP_ATTRIBUTES, n=1, cutoff=0.6)
+                guess = f"did you mean steps.{ref}.{close[0]}? " if close else ""
+                self.problem(path, f"a step has no {attr!r} (in steps.{ref}.{attr})",
+                             f"{guess}a step has only content (its answer's text) and json (that text parsed)")
         for ref in dict.fromkeys(made.references("inputs")):
             if ref not in self.input_names:
                 self.problem(path, f"unknown input {ref!r} (in inputs.{ref})",

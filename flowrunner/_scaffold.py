@@ -71,7 +71,7 @@ def starter_files(name: str, folder: Path, schema: str | None = None) -> dict[Pa
                          "  hint: letters, digits and underscores, not starting with a digit, e.g. capitals")
     flow_file = folder / f"{name}.yaml"
     module = f"{name}_tools"
-    ref = schema or _schema_ref(folder)
+    ref = schema or schema_ref(folder)[0]
     return {
         flow_file: FLOW_TEMPLATE.format(schema=ref, name=name, module=module, flow_file=flow_file),
         folder / f"{module}.py": TOOLS_TEMPLATE.format(name=name),
@@ -94,9 +94,29 @@ def write_starter(name: str, folder: Path, schema: str | None = None) -> list[Pa
     return list(files)
 
 
-def _schema_ref(folder: Path) -> str:
-    """The installed schema: relative to the folder when they share more than the root (as flows/ does), else absolute."""
-    target, here = schema_path("flow.schema.json"), folder.resolve()
+SCHEMA_FILE = "flow.schema.json"
+
+
+def schema_ref(folder: Path) -> tuple[str, bool]:
+    """What the starter's `$schema` comment points at, and whether that file is still to be made.
+
+    A copy near the flow (`flow.schema.json` or `schemas/flow.schema.json` in the folder or one above)
+    comes first; then a source checkout's own copy; never the copy inside an installed package, whose
+    path (site-packages of one virtualenv and Python version) breaks when it is reinstalled: the
+    comment then names `flow.schema.json` beside the flow, and `flowrun schema > ...` makes it."""
+    here = folder.resolve()
+    for place in (here, *here.parents):
+        for candidate in (place / SCHEMA_FILE, place / "schemas" / SCHEMA_FILE):
+            if candidate.is_file():
+                return _relative(candidate, here), False
+    installed = schema_path(SCHEMA_FILE)
+    if not {"site-packages", "dist-packages"} & set(installed.parts):
+        return _relative(installed, here), False
+    return SCHEMA_FILE, True
+
+
+def _relative(target: Path, here: Path) -> str:
+    """`target` relative to `here` when they share more than the root, else absolute."""
     try:
         if Path(os.path.commonpath([target, here])) != Path(here.anchor):
             return Path(os.path.relpath(target, here)).as_posix()

@@ -85,8 +85,13 @@ def request_option_names() -> tuple[str, ...]:
 def schema_problems(data: Any, positions: Positions, filename: str) -> list[Problem]:
     """Every way `data` breaks the flow schema, located and sorted by place in the file."""
     problems: list[Problem] = []
-    for error in _validator().iter_errors(data):
-        problems.extend(error_problems(error, positions))
+    errors = list(_validator().iter_errors(data))
+    # A value of the wrong type is that one problem: `1.5` under `type: [integer, string], minimum: 400`
+    # is not also "less than 400".
+    mistyped = {tuple(e.absolute_path) for e in errors if e.validator == "type"}
+    for error in errors:
+        if error.validator == "type" or tuple(error.absolute_path) not in mistyped:
+            problems.extend(error_problems(error, positions))
     return sort_problems(problems)
 
 
@@ -139,7 +144,7 @@ def _explain(error: ValidationError, positions: Positions, prefix: JsonPath) -> 
         allowed = sorted(schema.get("properties", {}))
         for extra in sorted(k for k in instance if k not in allowed):
             yield Problem(positions.key(path + (extra,)), f"unknown key {extra!r} {where(path)}",
-                          _unknown_key_hint(extra, allowed, path))
+                          positions.comma_split(path + (extra,)) or _unknown_key_hint(extra, allowed, path))
     elif kind == "required" and isinstance(instance, dict):
         for missing in validator_value:
             if missing not in instance:
@@ -148,8 +153,10 @@ def _explain(error: ValidationError, positions: Positions, prefix: JsonPath) -> 
                 yield Problem(value_at, f"{owner} is missing required key {missing!r}",
                               f"{missing}: {about}" if about else None)
     elif kind == "type":
+        # A value of several allowed types (a duration: number or string) is explained by its description.
+        about = _first_sentence(schema.get("description")) if isinstance(validator_value, list) else None
         yield Problem(value_at, f"{name}: expected {_expected_types(validator_value)}, got {describe(instance)}",
-                      empty_hint)
+                      empty_hint or about)
     elif kind == "enum":
         choices = ", ".join(str(c) for c in validator_value)
         yield Problem(value_at, f"{name}: expected one of: {choices}; got {describe(instance)}",

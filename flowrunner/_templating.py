@@ -92,6 +92,20 @@ class Template:
                 found.append(node.arg.value)
         return found
 
+    def attributes(self, root: str) -> list[tuple[str, str]]:
+        """`(NAME, ATTR)` for each `root.NAME.ATTR` (or `root['NAME']['ATTR']`): what a template reads of a step."""
+        found: list[tuple[str, str]] = []
+        for node in self._ast.find_all((nodes.Getattr, nodes.Getitem)):
+            if not isinstance(node, (nodes.Getattr, nodes.Getitem)):  # never: find_all yields only these
+                continue
+            inner = node.node
+            if not isinstance(inner, (nodes.Getattr, nodes.Getitem)):
+                continue
+            names = [_key(inner), _key(node)]
+            if isinstance(inner.node, nodes.Name) and inner.node.name == root and None not in names:
+                found.append((str(names[0]), str(names[1])))
+        return found
+
     def names(self) -> set[str]:
         """Top-level variables the template reads (`inputs`, `steps`, ...)."""
         from jinja2 import meta
@@ -100,6 +114,13 @@ class Template:
 
     def __repr__(self) -> str:
         return f"Template({self.source!r})"
+
+
+def _key(node: nodes.Getattr | nodes.Getitem) -> str | None:
+    """The name `.NAME` or `['NAME']` reads; None for a computed key (`[i]`)."""
+    if isinstance(node, nodes.Getattr):
+        return node.attr
+    return node.arg.value if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str) else None
 
 
 def compile_template(source: str, location: Location | None) -> Template | Problem:

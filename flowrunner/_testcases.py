@@ -7,6 +7,7 @@ Schemas, that input values fit their inputs, and that test names are unique (eac
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Any, Callable
 
@@ -126,14 +127,17 @@ class TestCaseBuilder:
 
     def _expectation(self, value: Any, path: JsonPath) -> Expectation:
         """A plain value is `equals`; a mapping with a matcher key is matchers, each checked."""
-        if not (isinstance(value, dict) and any(key in MATCHER_NAMES for key in value)):
+        if not (isinstance(value, dict) and value and (any(key in MATCHER_NAMES for key in value) or
+                                                       all(_misspelt_matcher(key) for key in value))):
             return Expectation((Matcher("equals", value, self.pos.value(path)),))
         matchers = []
         for kind, expected in value.items():
             at = path + (kind,)
             if kind not in MATCHER_NAMES:
+                close = _misspelt_matcher(kind)
+                guess = f"did you mean {close!r}? " if close else ""
                 self.problem(at, f"{kind!r} is not a matcher (in {format_path(path)})",
-                             f"matchers are: {', '.join(MATCHER_NAMES)}; to expect a mapping, write "
+                             f"{guess}matchers are: {', '.join(MATCHER_NAMES)}; to expect a mapping, write "
                              "{equals: {...}}", at_key=True)
                 continue
             if kind == "regex":
@@ -160,3 +164,14 @@ class TestCaseBuilder:
                 self.problems.append(Problem(problem.location, f"invalid JSON Schema: {problem.message}",
                                              problem.hint or "see https://json-schema.org/understanding-json-schema"))
 
+
+
+def _misspelt_matcher(key: Any) -> str | None:
+    """The matcher `key` looks like a typo of (`contain`, `regexp`), or None.
+
+    A mapping whose every key is a matcher or one of these is read as matchers, so a lone typo is an
+    error instead of a silent `equals` against a one-key mapping."""
+    if not isinstance(key, str):
+        return None
+    close = difflib.get_close_matches(key.lower(), MATCHER_NAMES, n=1, cutoff=0.75)
+    return close[0] if close else None

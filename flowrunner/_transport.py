@@ -21,6 +21,7 @@ from ._deadline import Deadline, deadline_for
 from ._json import JSONError, loads, sendable
 from ._secrets import redact_url, register, register_url
 from ._stream import StreamFormatError, accumulate, iter_events, iter_lines
+from ._urls import check_base_url
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,7 @@ class OpenAITransport:
                  deadline: float | None = None):
         """`api_key` defaults to $OPENAI_API_KEY, as the SDK's does; `base_url` to OpenAI's. `timeout` bounds
         each wait for the server, `deadline` each request as a whole (None: `_deadline`'s defaults)."""
+        check_base_url(base_url)  # `127.0.0.1:8000/v1` would be retried as a network error
         self.base_url = base_url
         self._api_key = api_key = api_key or os.environ.get("OPENAI_API_KEY") or None
         register(api_key, "OPENAI_API_KEY")  # never in a record, an error or a cassette

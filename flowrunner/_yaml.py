@@ -7,6 +7,7 @@ walks it into dicts, lists and scalars so that every later error can point into 
 
 from __future__ import annotations
 
+import json
 import re
 from typing import TYPE_CHECKING, Any, Union, cast
 
@@ -33,6 +34,7 @@ MAX_DEPTH = 200
 """Nesting levels; libyaml's own composer crashes the interpreter somewhere past 10,000."""
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_STR_TAG = "tag:yaml.org,2002:str"
 _PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:set", "tag:yaml.org,2002:omap")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -104,10 +106,21 @@ else:
 class Positions:
     """Where each value (and each mapping key) of a parsed document is in the file."""
 
-    def __init__(self, filename: str, values: dict[JsonPath, Location], keys: dict[JsonPath, Location]):
+    def __init__(self, filename: str, values: dict[JsonPath, Location], keys: dict[JsonPath, Location],
+                 comma_splits: dict[JsonPath, str] | None = None):
         self.filename = filename
         self._values = values
         self._keys = keys
+        self._comma_splits = comma_splits or {}
+
+    def comma_split(self, path: JsonPath) -> str | None:
+        """For a key that is most likely the rest of the previous value after a comma in a `{...}` mapping
+        (`{content: Be brief, and kind}` reads `and kind` as a key), why, and the quoted value meant."""
+        meant = self._comma_splits.get(tuple(path))
+        if meant is None:
+            return None
+        return (f"in a {{...}} mapping a comma ends the value, so YAML read {path[-1]!r} as a key; "
+                f"quote the value: {meant}")
 
     def value(self, path: JsonPath) -> Location:
         """The value at `path`, or the nearest enclosing value that exists."""
@@ -184,7 +197,7 @@ def parse_yaml(text: str, filename: str) -> tuple[Any, Positions]:
         loader.dispose()
     if walker.problems:
         raise FlowValidationError(walker.problems)
-    return data, Positions(filename, walker.values, walker.keys)
+    return data, Positions(filename, walker.values, walker.keys, walker.comma_splits)
 
 
 class _Walker:
@@ -197,6 +210,7 @@ class _Walker:
         self.values: dict[JsonPath, Location] = {}
         self.keys: dict[JsonPath, Location] = {}
         self.problems: list[Problem] = []
+        self.comma_splits: dict[JsonPath, str] = {}
         self._count = 0
         self._active: set[int] = set()  # collection nodes being walked: an alias to one is a cycle
         self._lines: list[str] | None = None
@@ -230,6 +244,7 @@ class _Walker:
         result: dict[str, Any] = {}
         explicit: dict[str, Node] = {}
         merges: list[Node] = []
+        previous: tuple[str, Node] | None = None
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE_TAG:
                 merges.append(value_node)
@@ -246,6 +261,10 @@ class _Walker:
                 continue
             explicit[key] = key_node
             self.keys[path + (key,)] = _location(key_node, self.filename)
+            if node.flow_style and previous is not None and _comma_split(previous[1], key_node, value_node):
+                meant = f"{previous[1].value}, {key}"
+                self.comma_splits[path + (key,)] = f"{previous[0]}: {json.dumps(meant, ensure_ascii=False)}"
+            previous = (key, value_node)
             result[key] = self.walk(value_node, path + (key,), depth + 1)
         # `<<: *base` merge keys: the mapping's own keys win, then earlier merged mappings.
         for key_node, value_node in self._merged(merges, set()):
@@ -354,7 +373,17 @@ def _too_deep(where: Location) -> Problem:
                    "a flow needs a few levels of nesting; check for runaway brackets or aliases")
 
 
+def _comma_split(before: Node, key: Node, value: Node) -> bool:
+    """In a flow mapping, a plain key with no value right after a plain value: `{a: x, y z}` meant `a: "x, y z"`."""
+    return (isinstance(before, ScalarNode) and not before.style and before.tag == _STR_TAG  # plain: no quotes
+            and isinstance(key, ScalarNode) and not key.style and isinstance(value, ScalarNode)
+            and not value.style and value.value == "" and before.end_mark.line == key.start_mark.line)
+
+
 def _syntax_problem(exc: yaml.MarkedYAMLError, text: str, filename: str) -> Problem:
+    if ((exc.context or "").startswith("while scanning a quoted scalar") and exc.context_mark is not None
+            and "end of stream" in (exc.problem or "")):
+        return _unclosed_quote(exc.context_mark, text, filename)
     mark = exc.problem_mark or exc.context_mark
     where = Location(filename, mark.line + 1, mark.column + 1) if mark else None
     message = f"YAML syntax error: {exc.problem or exc.context}"
@@ -374,6 +403,17 @@ def _syntax_problem(exc: yaml.MarkedYAMLError, text: str, filename: str) -> Prob
     else:
         hint = "check the indentation and the quoting around this place"
     return Problem(where, message, hint)
+
+
+def _unclosed_quote(mark: Any, text: str, filename: str) -> Problem:
+    """A quoted string that never ends is reported where it opens: the end of the file is no help."""
+    lines = text.split("\n")
+    line = lines[mark.line] if mark.line < len(lines) else ""
+    quote = line[mark.column] if mark.column < len(line) else '"'
+    message = f"YAML syntax error: the string opened by {quote} here is never closed (the file ends inside it)"
+    escape = "write \\\" for a \" inside it" if quote == '"' else "write '' for a ' inside it"
+    return Problem(Location(filename, mark.line + 1, mark.column + 1), message,
+                   f"close the string with {quote} where it ends; {escape}")
 
 
 def _reader_problem(exc: ReaderError, text: str, filename: str) -> Problem:

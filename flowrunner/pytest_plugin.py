@@ -74,12 +74,17 @@ class FlowRunner:
 
     def __call__(self, flow: str | Path | Flow, inputs: Mapping[str, Any] | None = None, *,
                  check: bool = True, model: str | None = None) -> RunRecord:
-        """Run the flow; with `check` (the default) a failed run fails the test with the run's error."""
+        """Run the flow; with `check` (the default) a failed run fails the test with the run's error.
+
+        A failure is reported once, at the line of the test that made this call (this module's frames
+        are hidden, and no exception is chained to it)."""
+        __tracebackhide__ = True
         from ._engine import Engine
         from ._exceptions import FlowrunnerError, FlowValidationError
         from ._loader import load_flow
         from ._transport import OpenAITransport
 
+        problem = None
         try:
             if isinstance(flow, (str, Path)):
                 path = Path(flow)
@@ -88,13 +93,15 @@ class FlowRunner:
             record = Engine(OpenAITransport(base_url=self.base_url, api_key=self.api_key), model=model).run(
                 flow, dict(inputs or {}))
         except FlowValidationError as exc:
-            pytest.fail(f"invalid flow:\n{exc}", pytrace=False)
+            problem = f"invalid flow:\n{exc}"
         except FlowrunnerError as exc:
-            pytest.fail(str(exc), pytrace=False)
+            problem = _for_pytest(str(exc))
+        if problem is not None:
+            pytest.fail(problem)  # outside the except: not "during handling of the above exception"
         if check and record.status == "failed":
             step = (record.error or {}).get("step")
             pytest.fail(f"flow {record.flow!r} failed{f' in step {step!r}' if step else ''}: "
-                        f"{(record.error or {}).get('message')}", pytrace=False)
+                        f"{_for_pytest(str((record.error or {}).get('message')))}")
         return record
 
     def _open(self) -> None:
@@ -114,6 +121,19 @@ class FlowRunner:
 
     def close(self) -> None:
         self._stack.close()
+
+
+def _for_pytest(message: str) -> str:
+    """A run's error with its hint in pytest's terms: options are `--flowrun-base-url`, `--record-mode`."""
+    from ._cassette import EMPTY_HINT, RUN_HINT
+
+    return message.replace(RUN_HINT, _MISS_HINT).replace(EMPTY_HINT, _EMPTY_HINT)
+
+
+_MISS_HINT = ("  hint: the flow or its inputs changed since recording: re-record with pytest --record-mode "
+              "new_episodes (keeps the rest) or all, against a server: --flowrun-base-url URL or OPENAI_API_KEY")
+_EMPTY_HINT = ("  hint: record it: pytest --record-mode all against a server: --flowrun-base-url URL or "
+               "OPENAI_API_KEY")
 
 
 @pytest.fixture
@@ -188,7 +208,7 @@ class FlowCase(pytest.Item):
 
         base_url, api_key = _server(self.config)
         result = run_case(self.flow, self.case, record_mode=_record_mode(self.config), base_url=base_url,
-                          api_key=api_key)
+                          api_key=api_key, runner="pytest")
         if not result.passed:
             raise FlowCaseFailed(result)
 

@@ -287,9 +287,12 @@ def test_ctrl_c_stops_cleanly_and_prints_the_command_that_resumes(tmp_path):
         assert "batch interrupted" in stdout
         # Not a terminal: plain progress lines on stderr, with counts, rate, ETA and tokens.
         progress = [line for line in stderr.splitlines() if line.startswith("batch: ")]
-        assert progress and all("/40 done (0 failed)" in line and "ETA" in line and "tokens" in line
-                                for line in progress)
-        assert "stopping: waiting for the runs in flight" in stderr
+        running = [line for line in progress if "stopping" not in line]
+        assert running and all("/40 done (0 failed)" in line and "ETA" in line and "tokens" in line
+                               for line in running)
+        # Stopping: no ETA (the inputs not started will not run).
+        assert all("ETA" not in line for line in progress if "stopping: " in line)
+        assert re.search(r"stopping: \d still running \(Ctrl-C again to abandon them\); \d+/40 done", stderr)
         command = stderr.split("finish the batch with:\n", 1)[1].strip()
         assert command.startswith("flowrun batch flows/weather.yaml") and "--resume" in command
         done = results(out)  # whole lines only
@@ -352,7 +355,7 @@ def test_the_shipped_batch_example_replays_its_cassette_with_no_key(tmp_path):
     assert "Osaka" in answers["tokyo-osaka"] and answers["hello"].startswith("Hello")
 
 
-def test_a_terminal_gets_one_redrawn_line():
+def test_a_terminal_gets_one_redrawn_line(monkeypatch):
     import io
 
     from flowrunner._batch import BatchProgress
@@ -362,14 +365,46 @@ def test_a_terminal_gets_one_redrawn_line():
         def isatty(self):
             return True
 
+    monkeypatch.setenv("COLUMNS", "200")
     screen = Terminal()
     display = Progress(screen, None)
     display.update(BatchProgress(total=100, skipped=20, succeeded=30, failed=10, in_flight=4, requests=45,
                                  tokens=12345, elapsed=8.0))
-    display.update(BatchProgress(100, 20, 31, 10, 4, 46, 12400, 8.1))  # within 0.2 s: not redrawn
-    display.finish()
+    display.update(BatchProgress(100, 20, 31, 10, 4, 46, 12400, 8.1))  # within 0.2 s: not redrawn yet
+    display.update(BatchProgress(100, 20, 32, 10, 4, 47, 12500, 8.2))
     assert screen.getvalue() == ("\r[############............] 40/80 done (10 failed), 20 skipped, 4 running, "
-                                 "5.0/s, ETA 8s, 12,345 tokens\x1b[K\n")
+                                 "5.0/s, ETA 8s, 12,345 tokens\x1b[K")
+    display.finish()  # the line ends at the latest progress, not at the last one drawn
+    assert screen.getvalue().endswith("\r[############............] 42/80 done (10 failed), 20 skipped, 4 running, "
+                                      "5.1/s, ETA 7s, 12,500 tokens\x1b[K\n")
+
+
+@pytest.mark.parametrize("columns", [80, 40])
+def test_the_progress_line_fits_the_terminal_and_stopping_has_no_eta(monkeypatch, columns):
+    import io
+
+    from flowrunner._batch import BatchProgress
+    from flowrunner._cli.batch import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setenv("COLUMNS", str(columns))
+    screen = Terminal()
+    display = Progress(screen, None)
+    display.update(BatchProgress(total=22000, skipped=1000, succeeded=12345, failed=678, in_flight=16,
+                                 requests=45678, tokens=98765432, elapsed=60.0))
+    display.update(BatchProgress(22000, 1000, 20000, 999, 1, 50000, 99999999, 100.0, stopping=True))
+    display.update(BatchProgress(22000, 1000, 20000, 999, 1, 50000, 99999999, 101.0, stopping=True))
+    display.finish()
+    lines = [part.removesuffix("\x1b[K") for part in screen.getvalue().strip("\n").split("\r") if part]
+    assert len(lines) == 3 and all(len(line) < columns for line in lines), lines
+    assert lines[1] == lines[2] and "ETA" not in lines[2]
+    if columns == 80:  # the bar gives way to the numbers, and the ETA is still on screen
+        assert lines[0].startswith("13023/21000 done (678 failed), 1000 skipped, 16 running, 217.1/s, ETA 37s")
+        assert lines[2] == ("stopping: 1 still running (Ctrl-C again to abandon them); 20999/21000 done "
+                            "(999 failed), 1000 skipped")[:76] + "..."
 
 
 def test_a_batch_at_the_servers_rpm_gets_no_429(make_flow, tmp_path):

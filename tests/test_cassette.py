@@ -189,6 +189,16 @@ def test_a_malformed_cassette_exits_2_from_run_and_batch_without_a_traceback(cha
         assert "Traceback" not in done.stderr
 
 
+def test_an_empty_cassette_says_it_is_empty_not_that_the_flow_changed(tmp_path):
+    cassette = tmp_path / "c.yaml"
+    cassette.write_text("")  # a file with no recording in it (touched, or cut short), not a recording
+    record = run(FLOWS / "hello.yaml", cassette, "none")
+    assert isinstance(record.exception, CassetteMissError)
+    message = record.error["message"]
+    assert "the cassette is empty: it holds no recording at all" in message
+    assert "hint: record it against a server: --record-mode all" in message and "changed" not in message
+
+
 def test_a_cassette_path_that_cannot_be_written_is_said_before_the_run(tmp_path):
     with pytest.raises(ConfigError, match="is a directory"):
         with use_cassette(tmp_path, "once"):

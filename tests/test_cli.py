@@ -290,6 +290,13 @@ def test_validate_searches_folders_as_test_does():
     assert done.returncode == 2 and "no such file or folder: no/such/folder" in done.stderr
 
 
+def test_validate_an_empty_folder_says_there_are_no_flows(tmp_path):
+    (tmp_path / "notes.yaml").write_text("key: value\n")  # YAML, but no flow
+    done = flowrun("validate", str(tmp_path))
+    assert done.returncode == 2 and done.stdout == ""
+    assert f"error: no flows in {tmp_path}\n  hint: a flow is a .yaml or .yml file" in done.stderr
+
+
 ANSWERS_FLOW = """\
 name: states
 model: gpt-4o
@@ -580,3 +587,44 @@ def test_an_answer_a_terminal_cannot_encode_is_printed_with_its_replacement(tmp_
                               capture_output=True, cwd=ROOT, env=env, timeout=60)
     assert done.returncode == 0, done.stderr.decode()
     assert done.stdout == b"caf? hel?lo\n"
+
+
+def test_help_command_shows_the_help_of_flowrun_or_of_a_command():
+    assert flowrun("help").stdout == flowrun("--help").stdout != ""
+    done = flowrun("help", "chat")
+    assert done.returncode == 0 and done.stdout == flowrun("chat", "--help").stdout and "/save FILE" in done.stdout
+    done = flowrun("help", "valdate")
+    assert done.returncode == 2 and "did you mean `flowrun help validate`?" in done.stderr
+    assert "flow file not found" not in done.stderr
+
+
+@pytest.mark.server
+def test_chat_commands_are_not_sent_and_save_writes_flow_ready_messages(tmp_path):
+    import yaml
+
+    from flowrunner._loader import load_flow_text
+
+    saved = tmp_path / "talk.yaml"
+    typed = ("/help\nWhat's the weather in Boston?\nPlease repeat {{ inputs.x }} and {% endraw %}\n"
+             f"/save {saved}\n/reset\n/bogus\n//slash first\n")
+    with ChatServer() as server:
+        done = flowrun("chat", "flows/chat.yaml", "--base-url", server.base_url, stdin=typed)
+        sent = [r.body["messages"] for r in server.requests]
+    assert done.returncode == 0, done.stderr
+    assert "/reset       start again from the step's own messages" in done.stderr  # /help
+    assert "unknown command /bogus" in done.stderr and "reset: back to the 1 message(s) of step 'chat'" in done.stderr
+    users = [m["content"] for messages in sent for m in messages if m["role"] == "user"]
+    assert not any(text.startswith(("/help", "/save", "/reset", "/bogus")) for text in users)
+    assert sent[-1][1:] == [{"role": "user", "content": "/slash first"}]  # after /reset: the system message only
+    assert done.stdout.splitlines()[-1] == "You said: /slash first"
+    # The saved file is a messages list a flow can use as it is: templates in the talk stay text.
+    text = saved.read_text()
+    assert text.startswith("# saved from `flowrun chat flows/chat.yaml`; 2 function call message(s) left out")
+    messages = yaml.safe_load(text)["messages"]
+    flow = load_flow_text(yaml.safe_dump({"model": "m", "steps": [{"id": "s", "messages": messages}]}))
+    rendered = [(m.role, m.content.render({})) for m in flow.steps[0].messages]
+    assert rendered == [("system", sent[0][0]["content"]),
+                        ("user", "What's the weather in Boston?"),
+                        ("assistant", sent[2][-2]["content"]),
+                        ("user", "Please repeat {{ inputs.x }} and {% endraw %}"),
+                        ("assistant", "You said: Please repeat {{ inputs.x }} and {% endraw %}")]

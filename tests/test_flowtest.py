@@ -197,6 +197,24 @@ def test_cli_no_cases_exit_2(weather):
     assert done.returncode == 2 and "no test cases" in done.stderr
 
 
+def test_cli_no_case_matching_k_is_an_error_and_no_report(weather):
+    with_tests(weather, "tests: [{name: boston, inputs: {question: In Boston?}}]\n")
+    done = flowrun("test", str(weather), "-k", "nomatch")
+    assert done.returncode == 2 and "error: no test cases matching -k 'nomatch'" in done.stderr
+    assert done.stdout == ""  # not "0 passed, 0 failed" first
+
+
+def test_an_empty_cassette_is_said_to_be_empty_with_the_command_that_records_it(weather):
+    with_tests(weather, "tests: [{name: boston, inputs: {question: In Boston?}}]\n")
+    cassette = weather.parent / "cassettes" / "weather" / "boston.yaml"
+    cassette.parent.mkdir(parents=True)
+    cassette.write_text("")  # no recording in it (touched, or cut short)
+    done = flowrun("test", str(weather))
+    assert done.returncode == 1
+    assert "the cassette is empty: it holds no recording at all\n  hint: record it: flowrun test " in done.stdout
+    assert "changed since recording" not in done.stdout
+
+
 @pytest.mark.server
 def test_expectations_see_refused_and_cut_answers_recorded_then_replayed(tmp_path, chat_server):
     from flowrunner.testing import Reply

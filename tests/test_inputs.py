@@ -87,3 +87,75 @@ def test_a_long_value_that_is_not_json_is_quoted_clipped(make_flow):
                                "(50,000 characters) is not one (Expecting value; write it as JSON, e.g. 3)")
     with pytest.raises(InputError, match=r"^input 'n' expects integer, and 'two' is not one \(Expecting value; write it as JSON"):
         resolve_inputs(make_flow(FLOW), {"n": "two"}, from_text=True)
+
+
+# -- inputs from files and stdin, outputs to a file -------------------------------------------------
+
+SUMMARIZE = "flows/summarize_translate.yaml"
+
+
+@pytest.mark.server
+def test_an_input_from_a_file_or_stdin_and_the_outputs_to_a_file(tmp_path):
+    from flowrunner.testing import ChatServer
+
+    from test_cli import flowrun
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Cassettes record HTTP.\nThey replay it later.\n", encoding="utf-8")
+    out = tmp_path / "out.json"
+    with ChatServer() as server:
+        from_file = flowrun(SUMMARIZE, "--base-url", server.base_url, "-i", f"text=@{notes}", "-o", str(out))
+        from_stdin = flowrun(SUMMARIZE, "--base-url", server.base_url, "-i", "text=@-", "-i", "language=French",
+                             stdin="Pipes carry text. Files hold it.")
+        escaped = flowrun(SUMMARIZE, "--base-url", server.base_url, "-i", "text=@@home is a handle.")
+        asked = [r.body["messages"][-1]["content"] for r in server.requests]
+    assert from_file.returncode == from_stdin.returncode == escaped.returncode == 0, from_file.stderr
+    assert "Cassettes record HTTP.\nThey replay it later.\n" in asked[0]
+    assert json.loads(out.read_text()) == {"summary": "Cassettes record HTTP.",
+                                           "translation": "[ko] Cassettes record HTTP."}
+    assert "Pipes carry text. Files hold it." in asked[2] and "[fr] Pipes carry text." in from_stdin.stdout
+    assert "@home is a handle." in asked[4] and "@@home" not in asked[4]
+
+
+@pytest.mark.server
+def test_inputs_from_a_json_file_with_i_on_top(tmp_path):
+    from flowrunner.testing import ChatServer
+
+    from test_cli import flowrun
+
+    given = tmp_path / "inputs.json"
+    given.write_text(json.dumps({"text": "Tests catch bugs. Early.", "language": "German"}))
+    with ChatServer() as server:
+        done = flowrun(SUMMARIZE, "--base-url", server.base_url, "--inputs", str(given), "-i", "language=Spanish")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "summary: Tests catch bugs.\ntranslation: [es] Tests catch bugs.\n"
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("args, content, message", [
+    (["-i", "text=@{big}"], b"x" * (10 * 1024 * 1024 + 1), "big.txt holds more than 10 MB, the limit for an input"),
+    (["-i", "text=@-"], None, "stdin holds more than 10 MB"),
+    (["-i", "text=@{big}"], b"caf\xe9", "input 'text': {big} is not UTF-8 text (byte 0xe9 at offset 3)"),
+    (["-i", "text=@{tmp}/missing.txt"], None, "input 'text': file not found: {tmp}/missing.txt (for a value that "
+                                               "starts with @, write @@{tmp}/missing.txt)"),
+    (["-i", "text=@-", "-i", "language=@-"], None, "inputs 'text' and 'language' both read stdin"),
+    (["--inputs", "{big}"], b'{"text": ', "--inputs {big}: not JSON (Expecting value at line 1, column 10)"),
+    (["--inputs", "{big}"], b'["a"]', "--inputs {big}: expected a JSON object of the inputs, got a list"),
+    (["--inputs", "{big}"], b'{"txt": "a"}', "has no input 'txt'; did you mean 'text'?"),
+    (["-i", "text=hi", "-o", "{tmp}/no/such/out.json"], None, "-o {tmp}/no/such/out.json: the folder"),
+])
+def test_what_cannot_be_read_is_a_clear_usage_error_before_any_request(tmp_path, args, content, message):
+    from flowrunner.testing import ChatServer
+
+    from test_cli import flowrun
+
+    big = tmp_path / "big.txt"
+    if content is not None:
+        big.write_bytes(content)
+    args = [a.format(big=big, tmp=tmp_path) for a in args]
+    stdin = "y" * (10 * 1024 * 1024 + 1) if args == ["-i", "text=@-"] else ""
+    with ChatServer() as server:
+        done = flowrun(SUMMARIZE, "--base-url", server.base_url, *args, stdin=stdin)
+        assert server.requests == []
+    assert done.returncode == 2 and message.format(big=big, tmp=tmp_path) in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr

@@ -339,6 +339,15 @@ BROKEN = [
           - id: second
             messages: [{role: user, content: "{{ steps.frist.content }}"}]
         """, "5:38", "unknown step 'frist'", "did you mean 'first'?"),
+    ("misspelt-step-attribute", """
+        steps:
+          - id: first
+            messages: [{role: user, content: hi}]
+          - id: second
+            messages: [{role: user, content: "{{ steps.first.contnt }}"}]
+        """, "5:38", "a step has no 'contnt' (in steps.first.contnt)", "did you mean steps.first.content?"),
+    ("unknown-step-attribute-in-outputs", ONE_STEP + "outputs:\n  x: \"{{ steps['a']['text'] }}\"\n",
+     "5:6", "a step has no 'text' (in steps.a.text)", "a step has only content (its answer's text) and json"),
     ("unknown-step-in-outputs", ONE_STEP + "outputs:\n  x: '{{ steps.b.json }}'\n",
      "5:6", "unknown step 'b'", "step ids: a"),
     ("unknown-input", """
@@ -368,7 +377,7 @@ BROKEN = [
     ("input-default-mismatch", "inputs:\n  n: {type: integer, default: five}\n" + ONE_STEP,
      "2:31", "inputs.n.default: expected an integer, got 'five'", "(integer)"),
     ("input-default-not-in-enum", "inputs:\n  c: {enum: [red, blue], default: green}\n" + ONE_STEP,
-     "2:35", "inputs.c.default: expected one of: red, blue; got 'green'", None),
+     "2:35", "inputs.c.default: expected one of: red, blue; got 'green'", "one of the input's enum values"),
     ("entry-module-missing", "functions:\n  f: {entry: 'no_such_module:f'}\n" + ONE_STEP,
      "2:14", "cannot import module 'no_such_module'", "beside the flow file"),
     ("entry-attribute-missing", "functions:\n  f: {entry: 'tools:nope'}\n" + ONE_STEP,
@@ -404,6 +413,14 @@ BROKEN = [
      "2:54", "functions.f.parameters must be of type object, got 'array'", "OpenAI requires"),
     ("yaml-syntax-error", "steps:\n  - id: a\n    messages: [{role: user, content: hi}\n",
      "4:1", "YAML syntax error", None),
+    ("yaml-unclosed-quote", "steps:\n  - id: a\n    messages:\n      - role: user\n        content: \"Summarize this\n"
+     "  - id: b\n    messages: [{role: user, content: hi}]\n",
+     "5:18", "YAML syntax error: the string opened by \" here is never closed", 'close the string with "'),
+    ("comma-in-flow-mapping", "steps:\n  - id: a\n    messages:\n"
+     "      - {role: system, content: You write concise, faithful summaries.}\n",
+     "4:52", "unknown key 'faithful summaries.' in steps[0].messages[0]",
+     "in a {...} mapping a comma ends the value, so YAML read 'faithful summaries.' as a key; "
+     'quote the value: content: "You write concise, faithful summaries."'),
     ("yaml-mapping-values", "description: Note: this breaks\n" + ONE_STEP,
      "1:18", "YAML syntax error: mapping values are not allowed", 'quote a value that contains ": "'),
     ("unquoted-template", "steps:\n  - id: a\n    messages:\n      - role: user\n        content: {{ inputs.q }}\n",
@@ -425,6 +442,10 @@ BROKEN = [
     ("retry-on-not-an-error-status", "retry: {on: [200]}\n" + ONE_STEP,
      "1:14", "retry.on[0]: expected at least 400, got 200", None),
     ("zero-rpm", "rate_limit: {rpm: 0}\n" + ONE_STEP, "1:19", "rate_limit.rpm: expected at least 1, got 0", None),
+    ("duration-of-wrong-type", "functions:\n  f: {entry: 'tools:get_weather', timeout: [1]}\n" + ONE_STEP,
+     "2:44", "functions.f.timeout: expected a number or a string, got a list", "A duration: a number of seconds"),
+    ("retry-on-a-fraction", "retry: {on: [1.5]}\n" + ONE_STEP,
+     "1:14", "retry.on[0]: expected an integer or a string, got 1.5", None),
     ("bad-jitter", "retry: {backoff: {jitter: random}}\n" + ONE_STEP,
      "1:27", "retry.backoff.jitter: expected one of: full, equal, none", None),
     ("bad-on-length", "steps:\n  - id: a\n    on_length: maybe\n    messages: [{role: user, content: hi}]\n",
@@ -613,6 +634,8 @@ def test_anchors_and_merge_keys(tmp_path: Path) -> None:
 @pytest.mark.parametrize("loader", ["_CLoader", "_PyLoader"])
 @pytest.mark.parametrize(("text", "at", "message"), [
     ("a: b: c\n", "1:5", "YAML syntax error: mapping values are not allowed"),
+    ("a: 1\nb: \"two\nc: 3\n", "2:4", "the string opened by \" here is never closed (the file ends inside it)"),
+    ("a: [x, 'y]\nb: 2\n", "1:8", "the string opened by ' here is never closed"),
     ("a: 1\na: 2\n", "2:1", "duplicate key 'a'"),
     ("a: \x07\n", "1:4", "a character YAML does not allow (U+0007)"),
     ("a: &a [1, *a]\n", "1:4", "recursive alias"),

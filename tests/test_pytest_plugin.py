@@ -192,3 +192,42 @@ def test_a_malformed_cassette_fails_the_case_and_the_fixture_naming_the_interact
                                  "{code: 200, message: OK}, got 'OK'"], consecutive=False)
     result.stdout.fnmatch_lines(["*test_weather.yaml is not a readable cassette: interaction 1 of 2 *"])
     assert "Traceback" not in result.stdout.str() and "KeyError" not in result.stdout.str()
+
+
+@pytest.mark.server
+def test_a_cassette_miss_is_said_once_at_the_tests_line_with_the_plugins_options(project, chat_server):
+    project.makepyfile(test_mod=TEST_MODULE)
+    project.runpytest("--record-mode", "once", "--flowrun-base-url", chat_server.base_url, "test_mod.py") \
+        .assert_outcomes(passed=1)
+    project.makepyfile(test_mod=TEST_MODULE.replace("in Boston?", "in Oslo?"))
+    result = project.runpytest("test_mod.py")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    result.stdout.fnmatch_lines([">*record = flowrun(\"flows/weather.yaml\"*", "E*Failed: flow 'weather' failed*",
+                                 "*hint:*pytest --record-mode new_episodes*--flowrun-base-url URL*",
+                                 "test_mod.py:2: Failed"])
+    assert out.count("the request is not in cassette") == 1
+    assert "During handling" not in out and "--base-url" not in out.replace("--flowrun-base-url", "")
+    assert "pytest_plugin.py" not in out and "_engine.py" not in out
+
+    # A flow's own case: its re-record command is pytest's too.
+    project.runpytest("flows", "--record-mode", "all", "--flowrun-base-url", chat_server.base_url) \
+        .assert_outcomes(passed=1)
+    flow = project.path / "flows" / "weather.yaml"
+    flow.write_text(flow.read_text().replace("in Boston?\"}", "in Oslo?\"}"))
+    result = project.runpytest("flows")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*hint: the flow or this case changed since recording; re-record it: pytest "
+                                 "*flows/weather.yaml::boston --record-mode all --flowrun-base-url URL*"])
+    assert "--base-url" not in result.stdout.str().replace("--flowrun-base-url", "")
+
+
+def test_an_empty_cassette_is_said_to_be_empty_with_pytests_options(project):
+    project.makepyfile(test_mod=TEST_MODULE)
+    cassette = project.path / "cassettes" / "test_mod" / "test_weather.yaml"
+    cassette.parent.mkdir(parents=True)
+    cassette.write_text("")  # no recording in it (touched, or cut short)
+    result = project.runpytest("test_mod.py")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["E*the cassette is empty: it holds no recording at all",
+                                 "E*hint: record it: pytest --record-mode all against a server: --flowrun-base-url*"])

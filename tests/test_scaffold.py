@@ -69,3 +69,29 @@ def test_help_lists_the_new_commands(capsys):
     out = capsys.readouterr().out
     for command in ("test", "init", "schema"):
         assert f"    {command} " in out
+
+
+def test_init_points_at_a_schema_near_the_flow_never_into_an_installed_package(tmp_path, capsys, monkeypatch):
+    import flowrunner._scaffold as scaffold
+
+    # Installed as a wheel: the package's copy sits in a virtualenv's site-packages.
+    installed = tmp_path / "venv" / "lib" / "python3.11" / "site-packages" / "flowrunner" / "schemas"
+    installed.mkdir(parents=True)
+    (installed / "flow.schema.json").write_text("{}")
+    monkeypatch.setattr(scaffold, "schema_path", lambda name: installed / name)
+
+    project = tmp_path / "project"
+    assert main(["init", "alone", "--dir", str(project / "flows")]) == 0
+    out = capsys.readouterr().out
+    first = (project / "flows" / "alone.yaml").read_text().splitlines()[0]
+    assert first == "# yaml-language-server: $schema=flow.schema.json"
+    assert f"flowrun schema > {project / 'flows' / 'flow.schema.json'}" in out and "site-packages" not in out
+
+    # A copy in the project (here: schemas/ one folder up, as in this repository) is found by walking up.
+    (project / "schemas").mkdir()
+    (project / "schemas" / "flow.schema.json").write_text("{}")
+    assert main(["init", "near", "--dir", str(project / "flows" / "more")]) == 0
+    out = capsys.readouterr().out
+    first = (project / "flows" / "more" / "near.yaml").read_text().splitlines()[0]
+    assert first == "# yaml-language-server: $schema=../../schemas/flow.schema.json"
+    assert "flowrun schema >" not in out

@@ -9,6 +9,7 @@ from typing import Any, Iterator
 import pytest
 import yaml
 from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
 
 from flowrunner._schema import describe, request_option_names, schema_problems
 from flowrunner._yaml import parse_yaml
@@ -72,7 +73,44 @@ def test_step_options_document_the_same_as_defaults() -> None:
     options = SCHEMA["$defs"]["requestOptions"]["properties"]
     step = SCHEMA["$defs"]["step"]["properties"]
     for name, option in options.items():
-        assert step[name] == {"$ref": f"#/$defs/requestOptions/properties/{name}", "description": option["description"]}
+        assert step[name] == {"$ref": f"#/$defs/requestOptions/properties/{name}", "description": option["description"],
+                              "markdownDescription": option["description"]}
+
+
+def test_every_description_has_the_same_markdown_description_for_editors_hover() -> None:
+    """yaml-language-server renders `markdownDescription` on hover (backticks as code), `description` as plain
+    text: each description is given twice, identical. A new description needs its markdownDescription too."""
+    found = [(path, node.get("description"), node.get("markdownDescription")) for path, node in subschemas(SCHEMA)
+             if "description" in node or "markdownDescription" in node]
+    assert len(found) > 100
+    assert [(path, md) for path, text, md in found if md != text] == []
+
+
+SCALAR_TYPES = {"string", "number", "integer", "boolean", "null"}
+
+
+def test_no_value_chooses_among_scalar_types_by_one_of() -> None:
+    """An editor shows only the first failing branch of a oneOf/anyOf: `timeout: 10 sec` would get `Incorrect
+    type. Expected "number"` instead of the duration's pattern message. Several scalar types are one `type` list."""
+    for path, node in subschemas(SCHEMA):
+        for key in ("oneOf", "anyOf"):
+            branches = node.get(key, [])
+            types = [branch.get("type") for branch in branches]
+            assert not (branches and all(t in SCALAR_TYPES for t in types)), f"{path}/{key}"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("functions: {f: {entry: 'tools:f', timeout: 10 sec}}\n",
+     "a duration is a number with a unit, like 250ms, 1.5s, 2m or 1h"),
+    ("retry: {on: [timeot]}\n", "'timeot' is not one of ['timeout', 'connection']"),
+    ("retry: {on: [200]}\n", "200 is less than the minimum of 400"),
+])
+def test_an_editor_sees_the_message_of_the_form_meant(text: str, message: str) -> None:
+    """What an editor shows is jsonschema's best error of a plain validator: it must be the one that helps."""
+    data, _ = parse_yaml(text + "steps: [{id: a, messages: [{role: user, content: hi}]}]\n", "f.yaml")
+    error = best_match(Draft202012Validator(SCHEMA).iter_errors(data))
+    shown = error.schema.get("patternErrorMessage") if error.validator == "pattern" else error.message
+    assert shown == message
 
 
 def test_request_options_are_the_documented_ones() -> None:

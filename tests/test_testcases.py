@@ -97,6 +97,11 @@ def test_a_plain_mapping_is_compared_whole():
      "error: invalid JSON Schema: tests[0].expect.outputs.answer.schema.type"),
     ("tests: [{name: a, inputs: {question: q}, expect: {outputs: {answer: {contains: x, has: y}}}}]\n",
      "error: 'has' is not a matcher (in tests[0].expect.outputs.answer)"),
+    ("tests: [{name: a, inputs: {question: q}, expect: {outputs: {answer: {contain: Hello}}}}]\n",
+     "f.yaml:15:70: error: 'contain' is not a matcher (in tests[0].expect.outputs.answer)\n"
+     "  hint: did you mean 'contains'?"),
+    ("tests: [{name: a, inputs: {question: q}, expect: {calls: [{name: weather, arguments: {city: {regexp: B}}}]}}]\n",
+     "'regexp' is not a matcher (in tests[0].expect.calls[0].arguments.city)\n  hint: did you mean 'regex'?"),
     ("tests: [{name: a, inputs: {question: q}, expect: {rounds: {answr: 1}}}]\n",
      "error: unknown step 'answr' in tests[0].expect.rounds\n  hint: did you mean 'answer'?"),
     ("tests: [{name: a, inputs: {question: q}, expect: {error: boom}}]\n",

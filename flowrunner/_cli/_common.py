@@ -25,7 +25,8 @@ def add_run_options(parser: argparse.ArgumentParser, *, inputs: bool = True) -> 
     from .._cassette import RECORD_MODES
 
     parser.add_argument("-i", "--input", dest="inputs", action="append", default=[], metavar="NAME=VALUE",
-                        help="an input value (repeatable); non-string inputs are read as JSON" if inputs
+                        help="an input value (repeatable); non-string inputs are read as JSON; VALUE @FILE reads "
+                             "a file, @- stdin (at most 10 MB), @@... is a value starting with @" if inputs
                         else argparse.SUPPRESS)
     parser.add_argument("-m", "--model", help="model for every step, overriding the flow")
     parser.add_argument("--base-url", default=os.environ.get("OPENAI_BASE_URL") or None, metavar="URL",
@@ -77,11 +78,12 @@ def seconds(text: str) -> float:
 
 def flow_and_inputs(args: argparse.Namespace) -> tuple[Flow, dict[str, Any]]:
     """The flow and its input values, both checked before anything connects anywhere."""
-    from .._inputs import parse_assignments, resolve_inputs
+    from .._inputs import read_assignments, read_inputs_file, resolve_inputs
     from .._loader import load_flow
 
     flow = load_flow(args.flow)
-    return flow, resolve_inputs(flow, parse_assignments(args.inputs), from_text=True)
+    given = read_inputs_file(args.inputs_file) if getattr(args, "inputs_file", None) else {}
+    return flow, resolve_inputs(flow, {**given, **read_assignments(args.inputs)}, from_text=True)
 
 
 @contextlib.contextmanager

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .._durations import format_duration
-from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_run_options, connection, count, redact, seconds
+from ._common import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_run_options, clip, connection, count, redact,
+                      seconds)
 
 if TYPE_CHECKING:
     from .._batch import BatchProgress, BatchSummary
@@ -116,22 +118,35 @@ class Progress:
         self.interval = interval if interval is not None else (0.2 if self.tty else 10.0)
         self._last: float | None = None
         self._drawn = False
+        self._pending: BatchProgress | None = None
+        """The latest progress not drawn (too soon after the last): `finish` draws it, so the line ends true."""
 
     def update(self, progress: BatchProgress) -> None:
         if self._last is not None and progress.elapsed - self._last < self.interval:
+            self._pending = progress
             return
         self._last = progress.elapsed
+        self._pending = None
         if self.tty:
-            self.stream.write("\r" + bar(progress) + "\x1b[K")
+            # One column short of the width: a line that fills it wraps, and each redraw would scroll.
+            width = max(shutil.get_terminal_size().columns - 1, 20)
+            text = line(progress)
+            room = width - len(text) - 3  # the bar shrinks, then goes, before the numbers are clipped
+            text = bar(progress, min(room, 24)) if room >= 8 else text
+            self.stream.write("\r" + clip(text, width) + "\x1b[K")
             self._drawn = True
         else:
             self.stream.write("batch: " + line(progress) + "\n")
         self.stream.flush()
 
     def finish(self) -> None:
+        if self._pending is not None and self.tty:
+            self._last = None
+            self.update(self._pending)
         if self._drawn:
             self.stream.write("\n")
             self.stream.flush()
+            self._drawn = False
 
 
 def line(p: BatchProgress) -> str:
@@ -139,16 +154,18 @@ def line(p: BatchProgress) -> str:
     parts = [f"{p.done}/{p.total - p.skipped} done ({p.failed} failed)"]
     if p.skipped:
         parts.append(f"{p.skipped} skipped")
+    if p.stopping:  # no ETA: the inputs not started will not run; short, to fit 80 columns
+        return f"stopping: {p.in_flight} still running (Ctrl-C again to abandon them); " + ", ".join(parts)
     parts.append(f"{p.in_flight} running")
     parts.append(f"{p.rate:.1f}/s")
     parts.append(f"ETA {format_duration(max(1, round(p.eta)))}" if p.eta is not None else "ETA ?")
     parts.append(f"{p.tokens:,} tokens")
-    if p.stopping:
-        parts.append("stopping: waiting for the runs in flight (Ctrl-C again to abandon them)")
     return ", ".join(parts)
 
 
 def bar(p: BatchProgress, width: int = 24) -> str:
+    if p.stopping:
+        return line(p)
     todo = max(p.total - p.skipped, 1)
     filled = min(width, int(width * p.done / todo))
     return f"[{'#' * filled}{'.' * (width - filled)}] " + line(p)

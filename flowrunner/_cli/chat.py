@@ -12,12 +12,20 @@ from ._common import EXIT_OK, add_run_options, connection, flow_and_inputs, reda
 from ._display import Display
 
 
+COMMANDS = """commands:
+  /help        this list
+  /reset       start again from the step's own messages
+  /save FILE   write the conversation as a flow's messages (YAML), to paste under a step
+  /exit        end (as Ctrl-D does)
+a line starting with // is sent with one / less"""
+
+
 def register(sub: Any) -> None:
     parser = sub.add_parser("chat", help="chat with a flow's first step, functions included",
                             description="A conversation: each line you type is added to the history, the "
                                         "model may call the flow's functions, and it goes on until EOF "
                                         "(Ctrl-D) or /exit.",
-                            epilog="example:\n  flowrun chat flows/chat.yaml",
+                            epilog="example:\n  flowrun chat flows/chat.yaml\n\n" + COMMANDS,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("flow", metavar="FLOW", help="the flow's YAML file")
     parser.add_argument("--step", metavar="ID", help="the step whose messages and functions to use (default: first)")
@@ -35,16 +43,54 @@ def cmd_chat(args: argparse.Namespace) -> int:
         engine = Engine(transport, model=args.model, on_event=display, rate_limit=args.rate_limit)
         session = engine.chat(flow, inputs, step_id=args.step)
         if interactive:
-            print(f"chatting with {flow.name} (Ctrl-D or /exit to end)", file=sys.stderr)
+            print(f"chatting with {flow.name} (/help for commands, Ctrl-D or /exit to end)", file=sys.stderr)
         if session.awaiting_answer:
             _chat_turn(session, None, display)
         for line in _lines(interactive):
             text = line.strip()
             if text in ("/exit", "/quit"):
                 break
-            if text:
-                _chat_turn(session, text, display)
+            if text.startswith("/") and not text.startswith("//"):
+                _command(text, session, display, args.flow)
+            elif text:
+                _chat_turn(session, text[1:] if text.startswith("//") else text, display)
     return EXIT_OK
+
+
+
+
+def _command(text: str, session: Any, display: Display, flow_path: str) -> None:
+    """A line starting with `/`: a command for chat itself, never sent to the model."""
+    name, _, rest = text.partition(" ")
+    if name == "/help":
+        print(COMMANDS, file=sys.stderr)
+    elif name == "/reset":
+        session.reset()
+        print(f"reset: back to the {len(session.history)} message(s) of step {session.step.id!r}", file=sys.stderr)
+        if session.awaiting_answer:
+            _chat_turn(session, None, display)
+    elif name == "/save":
+        _save(session.history, rest.strip(), flow_path)
+    else:
+        print(f"error: unknown command {name}; /help lists them (start a line with // to send it as it is)",
+              file=sys.stderr)
+
+
+def _save(history: list[dict[str, Any]], target: str, flow_path: str) -> None:
+    from pathlib import Path
+
+    from .._chatlog import messages_yaml
+
+    if not target:
+        print("error: /save needs a file name, e.g. /save conversation.yaml", file=sys.stderr)
+        return
+    path = Path(target).expanduser()
+    try:
+        path.write_text(messages_yaml(history, f"flowrun chat {flow_path}"), encoding="utf-8")
+    except OSError as exc:
+        print(f"error: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+        return
+    print(f"saved the conversation to {path}", file=sys.stderr)
 
 
 def _lines(interactive: bool) -> Iterator[str]:

@@ -23,12 +23,14 @@ def register(sub: Any) -> None:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from .._scaffold import write_starter
+    from .._scaffold import SCHEMA_FILE, schema_ref, write_starter
 
     written = write_starter(args.name, args.dir, args.schema)
     flow = written[0]
     print(f"wrote {' and '.join(str(p) for p in written)}")
     print("next:")
+    if args.schema is None and schema_ref(args.dir)[1]:
+        print(f"  flowrun schema > {args.dir / SCHEMA_FILE}    # the schema your editor reads (line 1 points at it)")
     print(f"  flowrun validate {flow}")
     print(f"  flowrun test {flow} --record --base-url URL    # record its test's cassette against a server")
     print("      (URL: e.g. the test server, `python -m flowrunner.testing.server --port 8765` and "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from pathlib import Path
 from typing import Any
 
 from ._common import EXIT_FAILED, EXIT_OK, add_run_options, connection, flow_and_inputs
@@ -14,6 +15,9 @@ EPILOG = """\
 examples:
   flowrun flows/weather.yaml
   flowrun flows/weather.yaml -i question="Weather in Paris, in celsius?" --json
+  flowrun flows/summarize_translate.yaml -i text=@notes.txt -o out.json   # an input from a file
+  git log -3 | flowrun flows/summarize_translate.yaml -i text=@-         # ... or from stdin
+  flowrun flows/weather.yaml --inputs inputs.json              # {"question": "..."}
   flowrun flows/hello.yaml --base-url http://127.0.0.1:8765/v1
   flowrun flows/weather.yaml --record-mode all --base-url URL     # re-record its cassette
 
@@ -38,6 +42,10 @@ def register(sub: Any) -> None:
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("flow", metavar="FLOW", help="the flow's YAML file")
     add_run_options(parser)
+    parser.add_argument("--inputs", dest="inputs_file", metavar="FILE.json",
+                        help="the inputs as one JSON object (at most 10 MB); -i values go on top")
+    parser.add_argument("-o", "--output", dest="output_file", type=Path, metavar="FILE",
+                        help="also write the outputs, as a JSON object, to FILE (when the run succeeds)")
     parser.add_argument("--json", action="store_true", help="print the whole run record as JSON")
     parser.add_argument("-q", "--quiet", action="store_true", help="don't show function calls on stderr")
     parser.set_defaults(handler=cmd_run)
@@ -48,6 +56,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .._json import dumps
 
     flow, inputs = flow_and_inputs(args)
+    if args.output_file is not None and not args.output_file.resolve().parent.is_dir():
+        from .._exceptions import UsageError
+
+        raise UsageError(f"-o {args.output_file}: the folder {args.output_file.parent} does not exist")
     # With --json, stdout is for the record alone: what the flow's functions print goes to stderr.
     quiet_stdout = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
     # A streamed step's text appears as it comes, except with --json (stdout is the record's).
@@ -56,6 +68,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         engine = Engine(transport, model=args.model, on_event=display, rate_limit=args.rate_limit)
         record = engine.run(flow, inputs)
     display.finish()
+    if args.output_file is not None and record.status == "succeeded":
+        write_outputs(args.output_file, record.outputs)
     if args.json:
         print(dumps(record.to_dict(), indent=2))  # valid JSON whatever the record holds
     elif record.status == "succeeded":
@@ -70,6 +84,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error{step}: {record.error['message']}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def write_outputs(path: Path, outputs: dict[str, str]) -> None:
+    """`-o FILE`: the outputs as JSON, written whole (to a temporary file, then renamed) or not at all."""
+    from .._exceptions import UsageError
+    from .._json import dumps
+
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        temporary.write_text(dumps(outputs, indent=2) + "\n", encoding="utf-8")  # a lone surrogate escaped
+        temporary.replace(path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise UsageError(f"cannot write the outputs to {path}: {exc.strerror or exc}") from None
 
 
 def print_outputs(outputs: dict[str, str]) -> None:

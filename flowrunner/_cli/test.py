@@ -88,17 +88,17 @@ def cmd_test(args: argparse.Namespace) -> int:
         if args.exitfirst and results and not results[-1].passed:
             break
     elapsed = time.perf_counter() - started
+    if not found_cases and not invalid:  # an error, not a report of nothing ("0 passed, 0 failed")
+        what = f" matching -k {args.keyword!r}" if args.keyword else ""
+        print(f"error: no test cases{what} in {', '.join(args.paths)}\n"
+              "  hint: declare cases under `tests:` in a flow (see `flowrun init`), or check -k", file=sys.stderr)
+        return EXIT_USAGE
     if args.json:
         from .._json import dumps
 
         print(dumps(_as_json(results, invalid, elapsed), indent=2))
     else:
         _print_report(results, invalid, elapsed)
-    if not found_cases and not invalid:
-        what = f" matching -k {args.keyword!r}" if args.keyword else ""
-        print(f"error: no test cases{what} in {', '.join(args.paths)}\n"
-              "  hint: declare cases under `tests:` in a flow (see `flowrun init`), or check -k", file=sys.stderr)
-        return EXIT_USAGE
     if invalid:
         return EXIT_USAGE
     return EXIT_OK if all(r.passed for r in results) else EXIT_FAILED

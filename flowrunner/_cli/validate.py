@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import Any
 
 from .._exceptions import FlowValidationError
@@ -33,6 +34,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
             paths = find_flows(paths)
         except FlowValidationError as exc:  # a path that does not exist
             print_problems(exc)
+            return EXIT_USAGE
+        if not paths:
+            print(f"error: no flows in {', '.join(args.flows)}\n  hint: a flow is a .yaml or .yml file with a "
+                  "top-level steps: list (`flowrun init` writes one)", file=sys.stderr)
             return EXIT_USAGE
     for path in paths:
         try:
