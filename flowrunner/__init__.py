@@ -22,6 +22,8 @@ _EXPORTS = {
     "FunctionError": "_exceptions", "InputError": "_exceptions", "Location": "_exceptions",
     "MaxRoundsError": "_exceptions", "Problem": "_exceptions", "ResponseError": "_exceptions",
     "RunError": "_exceptions", "TemplateError": "_exceptions", "UsageError": "_exceptions",
+    "AnswerError": "_exceptions", "ContentFilterError": "_exceptions", "EmptyAnswerError": "_exceptions",
+    "RefusalError": "_exceptions", "TruncatedAnswerError": "_exceptions",
     "load_flow": "_loader",
     "Flow": "_model", "FunctionSpec": "_model", "InputSpec": "_model", "Message": "_model", "Step": "_model",
     "RateLimit": "_ratelimit", "RateLimiter": "_ratelimit", "Backoff": "_retry", "RetryPolicy": "_retry",
@@ -47,10 +49,11 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from ._cassette import RECORD_MODES, use_cassette
     from ._engine import ChatSession, Engine, Event
-    from ._exceptions import (APIConnectionError, APIError, APITimeoutError, CassetteMissError, ConfigError,
-                              FlowrunnerError, FlowValidationError, FunctionError, InputError, Location,
-                              MaxRoundsError, OutputError, Problem, RateLimitError, ResponseError, RunError,
-                              TemplateError, UsageError)
+    from ._exceptions import (AnswerError, APIConnectionError, APIError, APITimeoutError, CassetteMissError,
+                              ConfigError, ContentFilterError, EmptyAnswerError, FlowrunnerError, FlowValidationError,
+                              FunctionError, InputError, Location, MaxRoundsError, OutputError, Problem,
+                              RateLimitError, RefusalError, ResponseError, RunError, TemplateError,
+                              TruncatedAnswerError, UsageError)
     from ._loader import load_flow
     from ._model import Flow, FunctionSpec, InputSpec, Message, Step
     from ._ratelimit import RateLimit, RateLimiter
@@ -62,6 +65,7 @@ __all__ = [
     "APIConnectionError",
     "APIError",
     "APITimeoutError",
+    "AnswerError",
     "AttemptRecord",
     "Backoff",
     "CallRecord",
@@ -69,6 +73,8 @@ __all__ = [
     "ChatSession",
     "Completion",
     "ConfigError",
+    "ContentFilterError",
+    "EmptyAnswerError",
     "Engine",
     "Event",
     "Flow",
@@ -89,6 +95,7 @@ __all__ = [
     "RateLimit",
     "RateLimitError",
     "RateLimiter",
+    "RefusalError",
     "ResponseError",
     "RetryPolicy",
     "RoundRecord",
@@ -99,6 +106,7 @@ __all__ = [
     "TemplateError",
     "ToolCall",
     "Transport",
+    "TruncatedAnswerError",
     "UsageError",
     "__version__",
     "load_flow",

@@ -266,6 +266,9 @@ class BatchRunner:
             return None
         result.update(status=record.status, outputs=record.outputs if record.status == "succeeded" else None,
                       usage=record.usage, error=record.error)
+        warnings = [{"step": step.id, "message": text} for step in record.steps for text in step.warnings]
+        if warnings:  # e.g. an answer cut at the token limit: succeeded, but not to go unseen
+            result["warnings"] = warnings
         if self.full_record:
             result["record"] = record.to_dict()
         return result, record.usage

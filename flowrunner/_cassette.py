@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ._exceptions import ConfigError
-from ._secrets import active as secrets_active
-from ._secrets import redact, redact_data
+from ._scrub import scrub_body
+from ._secrets import redact, redact_url
 
 RECORD_MODES = ("none", "once", "new_episodes", "all")
 """vcrpy's record modes: replay only; record a new cassette only; replay and add new; re-record all."""
@@ -104,6 +104,7 @@ def _short(value: Any, limit: int = 80) -> str:
 
 
 def _scrub_request(request: Any) -> Any:
+    request.uri = redact_url(request.uri)  # credentials in a base URL (user:password@, ?key=)
     for name in list(request.headers):
         lower = name.lower()
         if lower in _SECRET_REQUEST_HEADERS or lower.startswith(_NOISE_PREFIX):
@@ -111,7 +112,7 @@ def _scrub_request(request: Any) -> Any:
         else:
             request.headers[name] = redact(request.headers[name])
     if request.body:
-        request.body = _redact_body(request.body)
+        request.body = scrub_body(request.body)
     return request
 
 
@@ -124,25 +125,8 @@ def _scrub_response(response: dict[str, Any]) -> dict[str, Any]:
             headers[name] = [redact(v) if isinstance(v, str) else v for v in headers[name]]
     body = response.get("body", {})
     if body.get("string"):
-        body["string"] = _redact_body(body["string"])
+        body["string"] = scrub_body(body["string"])
     return response
-
-
-def _redact_body(body: str | bytes) -> str | bytes:
-    """A body with the registered secrets replaced (JSON bodies through their strings, so escapes don't hide one)."""
-    if not secrets_active():
-        return body
-    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
-    try:
-        data = json.loads(text)
-        redacted = json.dumps(redact_data(data), ensure_ascii=False)
-        if redacted == json.dumps(data, ensure_ascii=False):
-            return body  # nothing secret: keep the bytes exactly as they were
-    except ValueError:
-        redacted = redact(text)  # a stream (SSE) or an error page
-        if redacted == text:
-            return body
-    return redacted.encode("utf-8") if isinstance(body, bytes) else redacted
 
 
 @contextmanager

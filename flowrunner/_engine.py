@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from ._answers import Answer, audio_note, cut_structured, settle
 from ._exceptions import APIError, ConfigError, FunctionError, MaxRoundsError, OutputError, RunError
 from ._functions import call_function, parse_arguments, to_content, validate_arguments
 from ._inputs import resolve_inputs
@@ -143,10 +144,15 @@ class Engine:
         `response_format`, the answer checked and sent back for repair as the step allows."""
         response_format = step.options.get("response_format", flow.defaults.get("response_format"))
         for repairs in range(step.repair + 1):
-            content = self._answer(flow, step, messages, record)
-            problem = output_problem(content, response_format)
+            answer = self._answer(flow, step, messages, record)
+            content = answer.content
+            problem = None if answer.refused else output_problem(content, response_format)
             if problem is None:
+                if answer.warning:
+                    record.warnings.append(answer.warning)
                 return content
+            if record.rounds[-1].finish_reason == "length":
+                raise cut_structured(flow, step, problem)
             record.rounds[-1].invalid_output = problem
             messages.append({"role": "assistant", "content": content})
             messages.append(repair_message(problem))
@@ -154,15 +160,14 @@ class Engine:
                           f"{'' if step.repair == 1 else 's'}\n  hint: make the schema or the prompt clearer, "
                           "or raise the step's repair")
 
-    def _answer(self, flow: Flow, step: Step, messages: list[dict[str, Any]], record: StepRecord) -> str:
+    def _answer(self, flow: Flow, step: Step, messages: list[dict[str, Any]], record: StepRecord) -> Answer:
         """Rounds of request and function calls until the model answers; `messages` grows in place."""
         first = len(record.rounds) + 1
         for number in range(first, first + step.max_rounds):
             completion = self._round(flow, step, messages, record, number)
             calls = list(completion.tool_calls) or ([completion.function_call] if completion.function_call else [])
             if not calls:
-                record.content = completion.content or ""
-                return record.content
+                return self._settle(completion, flow, step, record)
             messages.append(completion.message)
             results = self._run_calls(flow, step, calls, record.rounds[-1], number)
             for call, text in zip(calls, results):
@@ -174,11 +179,17 @@ class Engine:
             # One last request without functions: the model has to answer with what it has.
             completion = self._round(flow, step, messages, record, first + step.max_rounds, with_functions=False)
             if not (completion.tool_calls or completion.function_call):
-                record.content = completion.content or ""
-                return record.content
+                return self._settle(completion, flow, step, record)
         raise MaxRoundsError(f"step {step.id!r}: the model was still calling functions after max_rounds="
                              f"{step.max_rounds} rounds\n  hint: raise max_rounds on the step, set on_max_rounds: "
                              "answer, or make the functions' answers settle the question")
+
+    @staticmethod
+    def _settle(completion: Completion, flow: Flow, step: Step, record: StepRecord) -> Answer:
+        """The model's final answer, or the AnswerError saying why it has none to pass on (refused, filtered, empty)."""
+        answer = settle(completion, flow, step)
+        record.content = answer.content
+        return answer
 
     def _round(self, flow: Flow, step: Step, messages: list[dict[str, Any]], record: StepRecord, number: int,
                *, with_functions: bool = True) -> Completion:
@@ -213,6 +224,7 @@ class Engine:
         round_record.response_id, round_record.model = completion.id, completion.model
         round_record.finish_reason, round_record.content = completion.finish_reason, completion.content
         round_record.usage = completion.usage
+        round_record.refusal, round_record.audio = completion.refusal, audio_note(completion.audio)
         add_usage(record.usage, completion.usage)
         return completion
 
@@ -227,6 +239,9 @@ class Engine:
                     continue
                 if isinstance(delta.get("content"), str) and delta["content"]:
                     self._emit(Event("delta", step_id, number, text=delta["content"]))
+                spoken = delta.get("audio")  # a spoken answer's transcript is its text
+                if isinstance(spoken, dict) and isinstance(spoken.get("transcript"), str) and spoken["transcript"]:
+                    self._emit(Event("delta", step_id, number, text=spoken["transcript"]))
                 parts = delta.get("tool_calls") or []
                 if isinstance(delta.get("function_call"), dict):
                     parts = [{"index": "legacy", "function": delta["function_call"]}]

@@ -15,6 +15,11 @@
         ├── FunctionError           a flow's Python function raised
         ├── MaxRoundsError          the model kept calling functions past max_rounds
         ├── OutputError             a structured answer that does not match its response_format
+        ├── AnswerError             the model answered, but with nothing a step can pass on as it is
+        │   ├── RefusalError        the model refused (`message.refusal`)
+        │   ├── ContentFilterError  the provider's content filter stopped the answer
+        │   ├── TruncatedAnswerError  cut at the token limit (on_length: fail, or a cut structured answer)
+        │   └── EmptyAnswerError    no text at all (e.g. a reasoning model spent every token thinking)
         └── TemplateError           a template failed while rendering
 """
 
@@ -148,6 +153,30 @@ class MaxRoundsError(RunError):
 
 class OutputError(RunError):
     """A step's answer is not the JSON its `response_format` asks for, even after the repairs allowed."""
+
+
+class AnswerError(RunError):
+    """The server answered 2xx with a well-formed completion that holds no answer to hand on as it is."""
+
+
+class RefusalError(AnswerError):
+    """The model refused (`message.refusal`, content null); `refusal` is its text."""
+
+    def __init__(self, message: str, refusal: str):
+        self.refusal = refusal
+        super().__init__(message)
+
+
+class ContentFilterError(AnswerError):
+    """The provider's content filter stopped the answer (`finish_reason: content_filter`)."""
+
+
+class TruncatedAnswerError(AnswerError):
+    """The answer was cut at the token limit (`finish_reason: length`) and the step cannot use it cut."""
+
+
+class EmptyAnswerError(AnswerError):
+    """The answer has no text: an empty string is never handed on as an answer."""
 
 
 class TemplateError(RunError):

@@ -9,7 +9,7 @@ from typing import Any, Iterable, Mapping
 
 from ._exceptions import InputError
 from ._model import MISSING, Flow, InputSpec
-from ._secrets import register
+from ._secrets import register, register_env_value
 
 
 def parse_assignments(pairs: Iterable[str]) -> dict[str, str]:
@@ -63,8 +63,12 @@ def resolve_inputs(flow: Flow, given: Mapping[str, Any], *, from_text: bool = Fa
                 value = _from_text(spec, value)
         elif spec.env is not None and os.environ.get(spec.env) is not None:
             text = os.environ[spec.env]
-            register(text, spec.env)
-            value = _from_text(spec, text)
+            try:
+                value = _from_text(spec, text)
+            except InputError:
+                register(text, spec.env)  # the refusal quotes it
+                raise
+            register_env_value(name, text, value, spec.env)
         elif spec.default is not MISSING:
             value = spec.default
         else:

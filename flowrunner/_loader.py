@@ -269,6 +269,7 @@ class _Builder:
                          "functions", "it only matters when the model calls functions; remove it", at_key=True)
         return Step(id=step_id, messages=tuple(messages), functions=functions, max_rounds=raw.get("max_rounds", 8),
                     on_max_rounds=raw.get("on_max_rounds", "fail"), repair=raw.get("repair", 2),
+                    on_refusal=raw.get("on_refusal", "fail"), on_length=raw.get("on_length", "warn"),
                     retry=retry_policy(_merge_retry(self.data.get("retry", {}), raw.get("retry", {}))),
                     model=raw.get("model"), options=options, extra_body=dict(raw.get("extra_body", {})),
                     location=self.pos.value(base))

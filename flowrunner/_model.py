@@ -20,6 +20,10 @@ OnProblem = Literal["reply", "fail"]
 """`reply`: tell the model what went wrong and let it go on. `fail`: end the run."""
 OnMaxRounds = Literal["fail", "answer"]
 """`fail`: end the run. `answer`: one last request without functions, so the model must answer."""
+OnRefusal = Literal["fail", "output"]
+"""`fail`: a refusal fails the step. `output`: the refusal's text is the step's answer."""
+OnLength = Literal["warn", "fail"]
+"""`warn`: an answer cut at the token limit is the step's answer, with a warning. `fail`: it fails the step."""
 
 
 class _Missing:
@@ -97,6 +101,8 @@ class Step:
     on_max_rounds: OnMaxRounds = "fail"
     repair: int = 2
     """With a response_format: how many times an answer that does not match is sent back to be fixed."""
+    on_refusal: OnRefusal = "fail"
+    on_length: OnLength = "warn"
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     """The effective policy: the flow's `retry` with the step's own keys on top."""
     model: str | None = None

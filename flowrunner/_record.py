@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from ._exceptions import RunError
+from ._secrets import WHOLE_VALUES
 
 Status = Literal["succeeded", "failed"]
 _TOKEN_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
@@ -66,6 +67,11 @@ class RoundRecord:
     """Every HTTP attempt this round's request took (one, unless it was retried)."""
     invalid_output: str | None = None
     """Why this round's answer did not match the step's response_format (it was sent back for repair)."""
+    refusal: str | None = None
+    """The model's refusal (`message.refusal`), when it refused instead of answering."""
+    audio: dict[str, Any] | None = None
+    """A spoken answer's `id`, `expires_at` and `transcript`, and `data_omitted_chars`: how long its base64
+    audio was. The audio itself is not kept: it can run to megabytes."""
 
 
 @dataclass
@@ -78,6 +84,8 @@ class StepRecord:
     content: str | None = None
     rounds: list[RoundRecord] = field(default_factory=list)
     usage: dict[str, int] = field(default_factory=_zero_usage)
+    warnings: list[str] = field(default_factory=list)
+    """What the step passed on but should not go unseen, e.g. an answer cut at the token limit."""
 
 
 @dataclass
@@ -86,7 +94,8 @@ class RunRecord:
 
     flow: str
     file: str
-    inputs: dict[str, Any]
+    inputs: dict[str, Any] = field(metadata={WHOLE_VALUES: True})
+    """A value read from the environment (`env:`) is shown whole as `[redacted:NAME]`."""
     status: Status = "succeeded"
     outputs: dict[str, str] = field(default_factory=dict)
     steps: list[StepRecord] = field(default_factory=list)

@@ -1,8 +1,10 @@
 """Server-sent events of a streamed chat completion, folded back into one completion.
 
-A stream sends the message in pieces: content fragments, tool calls whose `arguments` arrive in
-fragments keyed by `index`, and (with `stream_options.include_usage`) a last chunk with no choices
-and the usage. The engine handles one shape only, so the stream becomes a `chat.completion` dict.
+A stream sends the message in pieces: content (or refusal) fragments, tool calls whose `arguments`
+arrive in fragments keyed by `index`, a spoken answer's `audio` (transcript and base64 data in
+fragments, its id and expires_at once), and (with `stream_options.include_usage`) a last chunk with
+no choices and the usage. The engine handles one shape only, so the stream becomes a
+`chat.completion` dict.
 """
 
 from __future__ import annotations
@@ -88,6 +90,8 @@ class _Fold:
         self.refusal: list[str] = []
         self.calls: dict[int, dict[str, Any]] = {}
         self.legacy_call: dict[str, str] | None = None
+        self.audio: dict[str, Any] | None = None
+        self.audio_parts: dict[str, list[str]] = {"transcript": [], "data": []}
         self.role = "assistant"
         self.finish_reason: str | None = None
         self.seen = False
@@ -120,8 +124,21 @@ class _Fold:
                 self.legacy_call = self.legacy_call or {"name": "", "arguments": ""}
                 self.legacy_call["name"] += delta["function_call"].get("name") or ""
                 self.legacy_call["arguments"] += delta["function_call"].get("arguments") or ""
+            if delta.get("audio"):
+                self._add_audio(delta["audio"])
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
+
+    def _add_audio(self, audio: dict[str, Any]) -> None:
+        """OpenAI's audio models stream the transcript and the data in pieces, the id with the first data
+        and `expires_at` in a last chunk of its own (which may come with no finish_reason)."""
+        self.audio = self.audio or {}
+        for key in ("id", "expires_at"):
+            if audio.get(key) is not None:
+                self.audio[key] = audio[key]
+        for key, parts in self.audio_parts.items():
+            if audio.get(key):
+                parts.append(audio[key])
 
     def result(self) -> dict[str, Any]:
         if not self.seen:
@@ -133,4 +150,6 @@ class _Fold:
             message["tool_calls"] = [self.calls[i] for i in sorted(self.calls)]
         if self.legacy_call:
             message["function_call"] = self.legacy_call
+        if self.audio is not None:
+            message["audio"] = {**self.audio, **{key: "".join(parts) for key, parts in self.audio_parts.items()}}
         return {**self.completion, "choices": [{"index": 0, "message": message, "finish_reason": self.finish_reason}]}

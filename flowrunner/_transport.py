@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from ._exceptions import (BILLING_CODES, APIConnectionError, APIError, APITimeoutError, CassetteMissError,
                           ResponseError)
-from ._secrets import register
+from ._secrets import redact_url, register, register_url
 from ._stream import StreamFormatError, accumulate, iter_events
 
 
@@ -42,6 +42,10 @@ class Completion:
     model: str | None = None
     usage: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    refusal: str | None = None
+    """The model's refusal (`message.refusal`), when it refused instead of answering."""
+    audio: dict[str, Any] | None = None
+    """A spoken answer (`message.audio`: id, expires_at, transcript, base64 data); content is then null."""
 
 
 ChunkHandler = Callable[[dict[str, Any]], None]
@@ -84,6 +88,12 @@ def parse_completion(body: Any, headers: dict[str, str] | None = None) -> Comple
     finish_reason = choice.get("finish_reason")
     if finish_reason is not None and not isinstance(finish_reason, str):
         raise ResponseError(f"finish_reason should be a string, got {type(finish_reason).__name__}")
+    refusal = raw.get("refusal")
+    if refusal is not None and not isinstance(refusal, str):
+        raise ResponseError(f"message.refusal should be a string, got {type(refusal).__name__}")
+    audio = raw.get("audio")
+    if audio is not None and not (isinstance(audio, dict) and isinstance(audio.get("transcript") or "", str)):
+        raise ResponseError(f"message.audio should be an object with a text transcript: {str(audio)[:200]!r}")
     # Send back exactly what the protocol needs: the calls unchanged, none of the response-only extras.
     message: dict[str, Any] = {"role": "assistant", "content": content}
     if calls:
@@ -92,12 +102,13 @@ def parse_completion(body: Any, headers: dict[str, str] | None = None) -> Comple
         ]
     if legacy:
         message["function_call"] = {"name": legacy.name, "arguments": legacy.arguments}
-    if isinstance(raw.get("refusal"), str) and raw["refusal"]:
-        message["refusal"] = raw["refusal"]
+    if refusal:
+        message["refusal"] = refusal
     usage = body.get("usage") if isinstance(body.get("usage"), dict) else None
     return Completion(message=message, content=content, finish_reason=finish_reason,
                       tool_calls=calls, function_call=legacy, id=_text_or_none(body.get("id")),
-                      model=_text_or_none(body.get("model")), usage=usage, headers=dict(headers or {}))
+                      model=_text_or_none(body.get("model")), usage=usage, headers=dict(headers or {}),
+                      refusal=refusal or None, audio=audio)
 
 
 def _text_or_none(value: Any) -> str | None:
@@ -152,6 +163,7 @@ class OpenAITransport:
         self.base_url = base_url
         self._api_key = api_key = api_key or os.environ.get("OPENAI_API_KEY") or None
         register(api_key, "OPENAI_API_KEY")  # never in a record, an error or a cassette
+        register_url(base_url)  # nor a password or key in the base URL
         self.timeout = timeout
         self._client: Any = None
         self._lock = threading.Lock()
@@ -159,8 +171,9 @@ class OpenAITransport:
 
     @property
     def scope(self) -> str:
-        """Which server's rate limits apply: requests to the same base URL share one limiter."""
-        return (self.base_url or "https://api.openai.com/v1").rstrip("/")
+        """Which server's rate limits apply: requests to the same base URL share one limiter (its credentials
+        redacted: they may be shown, and the same server is the same budget, as with two keys)."""
+        return redact_url(self.base_url or "https://api.openai.com/v1").rstrip("/")
 
     def _sent(self, _request: Any) -> None:
         callback = getattr(self._local, "on_sent", None)
@@ -329,6 +342,6 @@ def connection_error(exc: BaseException, base_url: str | None) -> APIConnectionE
     miss = cassette_miss(exc)
     if miss is not None:
         return miss
-    where = base_url or "https://api.openai.com/v1"
+    where = redact_url(base_url or "https://api.openai.com/v1")
     reason = f" ({exc.__cause__})" if exc.__cause__ else ""
     return APIConnectionError(f"no answer from {where}{reason}")

@@ -531,3 +531,56 @@ def test_resumed_progress_counts_the_inputs_already_done_from_the_start(make_flo
     # From the first report the ETA counts the 10 left to do, not the 2,000 still being read.
     assert seen and seen[0].skipped == 1990 and seen[0].total - seen[0].skipped == 10
     assert seen[-1].skipped == 1990 and seen[-1].done == 10
+
+
+@pytest.mark.server
+def test_refused_filtered_or_empty_answers_are_failed_lines_and_a_cut_one_carries_its_warning(make_flow, tmp_path):
+    from flowrunner.testing import Reply
+
+    from test_answers import FILTERED
+
+    real = ROOT / "tests" / "data" / "real-responses"
+    inputs = inputs_file(tmp_path / "in.jsonl", ["refused", "cut", "empty", "filtered"])
+    flow = make_flow(FLOW.replace("  - id: reply\n", "  - id: reply\n    max_tokens: 50\n"))
+    with ChatServer() as server:  # one worker: the queued answers go to the inputs in order
+        server.enqueue(*(Reply.from_recorded(real / name) for name in
+                         ("09-refusal.json", "11-length-cut.json", "13-reasoning-empty.json")), Reply(body=FILTERED))
+        summary, _ = run_batch(flow, inputs, tmp_path / "out.jsonl",
+                               transport=OpenAITransport(base_url=server.base_url), concurrency=1)
+    by_key = {r["key"]: r for r in results(tmp_path / "out.jsonl")}
+    assert {key: (r["status"], (r["error"] or {}).get("type")) for key, r in by_key.items()} == {
+        "refused": ("failed", "RefusalError"), "cut": ("succeeded", None), "empty": ("failed", "EmptyAnswerError"),
+        "filtered": ("failed", "ContentFilterError")}
+    assert all(r["outputs"] is None for key, r in by_key.items() if key != "cut")
+    assert by_key["cut"]["outputs"]["reply"].endswith("9. Florida")
+    (warning,) = by_key["cut"]["warnings"]
+    assert warning["step"] == "reply"
+    assert "cut at the token limit (finish_reason: length, max_tokens: 50)" in warning["message"]
+    assert all("warnings" not in r for key, r in by_key.items() if key != "cut")
+    assert (summary.progress.succeeded, summary.progress.failed) == (1, 3)
+
+
+@pytest.mark.parametrize("from_env", [False, True], ids=["--base-url", "OPENAI_BASE_URL"])
+def test_the_command_to_finish_a_batch_never_shows_the_base_urls_credentials(tmp_path, capsys, monkeypatch, from_env):
+    from flowrunner._cli import main
+
+    inputs, out = many_inputs(tmp_path, 3), tmp_path / "out.jsonl"
+    password = "pw-s3cr3t-0042"
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with ChatServer(api_key="sk-the-right-key") as server:  # the URL's user:password is sent instead: a 401
+        base_url = server.base_url.replace("http://", f"http://alice:{password}@")
+        where = ["--base-url", base_url]
+        if from_env:
+            monkeypatch.setenv("OPENAI_BASE_URL", base_url)
+            where = []
+        code = main(["batch", str(FLOWS / "weather.yaml"), "--inputs", str(inputs), "--out", str(out),
+                     "--concurrency", "1", *where])
+        assert server.requests  # the batch really reached the server, credentials and all
+    captured = capsys.readouterr()
+    assert code == 1 and "HTTP 401" in captured.err
+    command = captured.err.split("finish it with:\n", 1)[1].strip()
+    assert password not in captured.out + captured.err
+    if from_env:  # the environment gives it again
+        assert "--base-url" not in command
+    else:  # to be put back by whoever runs it
+        assert f"--base-url 'http://****@127.0.0.1:{server.port}/v1'" in command

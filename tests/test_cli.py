@@ -270,3 +270,80 @@ def test_validate_searches_folders_as_test_does():
     assert "flows/weather.yaml: ok" in done.stdout and "cassettes" not in done.stdout
     done = flowrun("validate", "no/such/folder")
     assert done.returncode == 2 and "no such file or folder: no/such/folder" in done.stderr
+
+
+ANSWERS_FLOW = """\
+name: states
+model: gpt-4o
+steps:
+  - id: ask
+    max_tokens: 50
+    messages: [{role: user, content: "List all U.S. states."}]
+"""
+
+
+def answered(tmp_path, recording: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """flowrun on a one-step flow whose answer is the genuine recorded response `recording`."""
+    from flowrunner.testing import Reply
+
+    flow = tmp_path / "states.yaml"
+    stream = "    stream: true\n" if "stream" in recording else ""
+    flow.write_text(ANSWERS_FLOW.replace("    max_tokens: 50\n", "    max_tokens: 50\n" + stream))
+    with ChatServer() as server:
+        server.enqueue(Reply.from_recorded(ROOT / "tests" / "data" / "real-responses" / recording))
+        return flowrun(str(flow), "--base-url", server.base_url, *args)
+
+
+@pytest.mark.server
+def test_a_cut_answer_is_printed_and_stderr_says_it_was_cut(tmp_path):
+    done = answered(tmp_path, "11-length-cut.json")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.endswith("8. Delaware\n9. Florida\n")
+    assert ("warning in step 'ask': the answer was cut at the token limit (finish_reason: length, max_tokens: 50): "
+            "it is incomplete\n  hint: raise max_tokens (50 now), or set on_length: fail") in done.stderr
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("recording, error", [
+    ("09-refusal.json", "error in step 'ask': the model refused: I'm very sorry, but I can't assist with that "
+                        "request."),
+    ("14-stream-reasoning-empty.json", "error in step 'ask': the answer is empty: the model spent all 50 completion "
+                                       "tokens reasoning"),
+])
+def test_a_refused_or_empty_answer_exits_1_with_nothing_on_stdout(tmp_path, recording, error):
+    done = answered(tmp_path, recording)
+    assert done.returncode == 1
+    assert done.stdout == "" and "Traceback" not in done.stderr
+    assert done.stderr.startswith(error), done.stderr
+
+
+@pytest.mark.server
+def test_chat_says_a_turn_was_cut_and_goes_on_after_a_refusal(tmp_path):
+    from flowrunner.testing import Reply
+
+    flow = tmp_path / "states.yaml"
+    flow.write_text(ANSWERS_FLOW.replace('    messages: [{role: user, content: "List all U.S. states."}]\n',
+                                         "    messages: [{role: system, content: Be brief.}]\n"))
+    real = ROOT / "tests" / "data" / "real-responses"
+    with ChatServer() as server:
+        server.enqueue(Reply.from_recorded(real / "09-refusal.json"), Reply.from_recorded(real / "11-length-cut.json"))
+        done = flowrun("chat", str(flow), "--base-url", server.base_url, stdin="How?\nList all U.S. states.\n")
+    assert done.returncode == 0, done.stderr
+    assert "error: the model refused: I'm very sorry" in done.stderr
+    assert done.stdout.endswith("9. Florida\n")  # the second turn's answer, after the refused first
+    assert "warning: the answer was cut at the token limit (finish_reason: length, max_tokens: 50)" in done.stderr
+
+
+@pytest.mark.server
+def test_a_streamed_spoken_answer_prints_its_transcript_once(tmp_path):
+    from flowrunner.testing import Reply
+    from test_answers import SPOKEN_STREAM, sse  # spec-built (the spec has no delta.audio), not recorded
+
+    flow = tmp_path / "spoken.yaml"
+    audio = "    extra_body: {modalities: [text, audio], audio: {voice: alloy, format: pcm16}}\n"
+    flow.write_text(ANSWERS_FLOW.replace("    max_tokens: 50\n", "    stream: true\n" + audio))
+    with ChatServer() as server:
+        server.enqueue(Reply(body=sse(SPOKEN_STREAM)))
+        done = flowrun(str(flow), "--base-url", server.base_url)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "Hello there!\n"

@@ -195,3 +195,42 @@ def test_cli_invalid_flow_exit_2(weather):
 def test_cli_no_cases_exit_2(weather):
     done = flowrun("test", str(weather))
     assert done.returncode == 2 and "no test cases" in done.stderr
+
+
+@pytest.mark.server
+def test_expectations_see_refused_and_cut_answers_recorded_then_replayed(tmp_path, chat_server):
+    from flowrunner.testing import Reply
+
+    real = ROOT / "tests" / "data" / "real-responses"
+    path = tmp_path / "states.yaml"
+    path.write_text("""\
+name: states
+model: gpt-4o
+steps:
+  - id: ask
+    max_tokens: 50
+    messages: [{role: user, content: "List all U.S. states."}]
+tests:
+  - name: refused
+    expect:
+      status: failed
+      error: {contains: "the model refused: I'm very sorry"}
+      finish_reason: stop
+  - name: cut
+    expect:
+      outputs: {ask: {contains: "9. Florida"}}
+      finish_reason: length
+""")
+    flow = load_flow(path)
+    chat_server.enqueue(Reply.from_recorded(real / "09-refusal.json"), Reply.from_recorded(real / "11-length-cut.json"))
+    for case in flow.tests:
+        recorded = run_case(flow, case, record_mode="all", base_url=chat_server.base_url)
+        assert recorded.passed, recorded.report()
+        replayed = run_case(flow, case)
+        assert replayed.passed, replayed.report()
+        assert replayed.record is not None and recorded.record is not None
+        assert replayed.record.to_dict() == recorded.record.to_dict()
+    assert replayed.record.steps[0].warnings  # the cut case: replayed, it is still marked
+    # Recorded, the refusal is in the cassette as the server sent it, and replays to the same failure.
+    refused = run_case(flow, flow.tests[0])
+    assert refused.record is not None and refused.record.error["type"] == "RefusalError"

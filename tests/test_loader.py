@@ -128,6 +128,8 @@ def test_defaults_options_extra_body_and_default_outputs(tmp_path: Path) -> None
             tool_choice: {type: function, function: {name: get_weather}}
             functions: [get_weather]
             extra_body: {top_k: 40}
+            on_refusal: output
+            on_length: fail
             messages: [{role: user, content: "{{ inputs.text }}", name: alice}]
           - id: second
             messages:
@@ -150,8 +152,10 @@ def test_defaults_options_extra_body_and_default_outputs(tmp_path: Path) -> None
     assert first.extra_body == {"top_k": 40}
     assert first.messages[0].name == "alice"
     assert second.max_rounds == 8
+    assert (first.on_refusal, first.on_length) == ("output", "fail")  # neither is sent as a request option
+    assert (second.on_refusal, second.on_length) == ("fail", "warn")
     # a `|` block: the template starts on the line after the indicator
-    assert second.messages[0].content.location == Location(str(path), 23, 11)
+    assert second.messages[0].content.location == Location(str(path), 25, 11)
     assert list(flow.outputs) == ["second"]
     assert flow.outputs["second"].render({"steps": {"second": {"content": "done"}}}) == "done"
 
@@ -412,6 +416,10 @@ BROKEN = [
     ("zero-rpm", "rate_limit: {rpm: 0}\n" + ONE_STEP, "1:19", "rate_limit.rpm: expected at least 1, got 0", None),
     ("bad-jitter", "retry: {backoff: {jitter: random}}\n" + ONE_STEP,
      "1:27", "retry.backoff.jitter: expected one of: full, equal, none", None),
+    ("bad-on-length", "steps:\n  - id: a\n    on_length: maybe\n    messages: [{role: user, content: hi}]\n",
+     "3:16", "steps[0].on_length: expected one of: warn, fail; got 'maybe'", None),
+    ("bad-on-refusal", "steps:\n  - id: a\n    on_refusal: ignore\n    messages: [{role: user, content: hi}]\n",
+     "3:17", "steps[0].on_refusal: expected one of: fail, output; got 'ignore'", None),
     ("on-max-rounds-without-functions", """
         steps:
           - id: a

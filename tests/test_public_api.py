@@ -15,6 +15,7 @@ PUBLIC = {
     "OpenAITransport", "Problem", "RECORD_MODES", "ResponseError", "RoundRecord", "RunError", "RunRecord",
     "Step", "StepRecord", "TemplateError", "ToolCall", "Transport", "UsageError", "__version__",
     "load_flow", "use_cassette",
+    "AnswerError", "ContentFilterError", "EmptyAnswerError", "RefusalError", "TruncatedAnswerError",
 }
 
 
@@ -30,7 +31,8 @@ def test_every_public_name_resolves():
 def test_errors_share_one_root_with_exit_codes():
     assert issubclass(flowrunner.FlowValidationError, flowrunner.UsageError)
     for name in ("APIError", "APIConnectionError", "APITimeoutError", "CassetteMissError", "FunctionError",
-                 "MaxRoundsError", "OutputError", "RateLimitError", "ResponseError", "TemplateError"):
+                 "MaxRoundsError", "OutputError", "RateLimitError", "ResponseError", "TemplateError",
+                 "AnswerError", "ContentFilterError", "EmptyAnswerError", "RefusalError", "TruncatedAnswerError"):
         error = getattr(flowrunner, name)
         assert issubclass(error, flowrunner.RunError) and error.exit_code == 1
     for name in ("FlowValidationError", "InputError", "ConfigError"):

@@ -1,8 +1,9 @@
 """Every genuine OpenAI response in tests/data/real-responses, served over HTTP, through the engine.
 
-Each test builds a flow offering the functions the original request offered, has the test server
-answer the first request with the recorded response (status, headers, body, streams included),
-and lets the server's rules answer the follow-up after the function results.
+Each test builds a flow offering the functions the original request offered (and asking for what it
+asked: a response_format, a token limit, audio), has the test server answer the first request with
+the recorded response (status, headers, body, streams included), and lets the server's rules answer
+the follow-up after the function results.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from flowrunner import APIError, Engine, OpenAITransport, load_flow
+from flowrunner import (APIError, ContentFilterError, EmptyAnswerError, Engine, OpenAITransport, RefusalError,
+                        TruncatedAnswerError, load_flow)
 from flowrunner._functions import validate_arguments
 from flowrunner.testing import Reply
 
@@ -32,8 +34,12 @@ def declared(request: dict[str, Any]) -> list[dict[str, Any]]:
     return [t["function"] for t in request.get("tools", [])] or request.get("functions", [])
 
 
-def flow_for(recorded: dict[str, Any], folder: Path) -> Path:
-    """A flow that makes the same kind of request as the recorded one."""
+STEP_OPTIONS = ("response_format", "max_tokens", "max_completion_tokens", "logprobs")
+EXTRA_BODY = ("modalities", "audio")  # not flow options: a flow asks for audio through extra_body
+
+
+def flow_for(recorded: dict[str, Any], folder: Path, **step_keys: Any) -> Path:
+    """A flow that makes the same kind of request as the recorded one; `step_keys` go on its step."""
     request = recorded["request"]
     functions = declared(request)
     user = [m["content"] for m in request["messages"] if m["role"] == "user"][-1]
@@ -49,6 +55,10 @@ def flow_for(recorded: dict[str, Any], folder: Path) -> Path:
         step["stream"] = True
         if "stream_options" in request:
             step["stream_options"] = request["stream_options"]
+    step.update({key: request[key] for key in STEP_OPTIONS if key in request})
+    if any(key in request for key in EXTRA_BODY):
+        step["extra_body"] = {key: request[key] for key in EXTRA_BODY if key in request}
+    step.update(step_keys)
     flow["steps"] = [step]
     (folder / "echo_tools.py").write_text(ECHO)
     path = folder / "real.yaml"
@@ -56,10 +66,10 @@ def flow_for(recorded: dict[str, Any], folder: Path) -> Path:
     return path
 
 
-def run_recorded(name: str, chat_server, tmp_path: Path):
+def run_recorded(name: str, chat_server, tmp_path: Path, **step_keys: Any):
     recorded = json.loads((REAL / name).read_text())
     chat_server.enqueue(Reply.from_recorded(REAL / name))
-    flow = load_flow(flow_for(recorded, tmp_path))
+    flow = load_flow(flow_for(recorded, tmp_path, **step_keys))
     record = Engine(OpenAITransport(base_url=chat_server.base_url)).run(flow)
     return recorded, record
 
@@ -137,3 +147,110 @@ def test_invalid_api_key(chat_server, tmp_path):
     assert "Incorrect API key provided" in record.error["message"]
     assert "OPENAI_API_KEY" in record.error["message"]
     assert len(chat_server.requests) == 1  # never retried
+
+
+# -- answers that are not plain text --------------------------------------------------------------
+
+def sent_message(recorded: dict[str, Any]) -> dict[str, Any]:
+    """The recorded message; for a stream, its delta pieces joined here by hand (not by flowrunner's fold)."""
+    if not isinstance(recorded["body"], str):
+        return recorded["body"]["choices"][0]["message"]
+    message: dict[str, Any] = {}
+    for line in recorded["body"].splitlines():
+        if line.startswith("data: {"):
+            for choice in json.loads(line[len("data: "):])["choices"]:
+                for key in ("content", "refusal"):
+                    if choice["delta"].get(key):
+                        message[key] = message.get(key, "") + choice["delta"][key]
+    return message
+
+
+REFUSALS = ["09-refusal.json", "10-stream-refusal.json", "16-stream-refusal-logprobs.json"]
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("name", REFUSALS)
+def test_a_refusal_fails_the_step_with_its_text(name, chat_server, tmp_path):
+    recorded, record = run_recorded(name, chat_server, tmp_path)
+    refusal = sent_message(recorded)["refusal"]
+    assert record.status == "failed" and isinstance(record.exception, RefusalError)
+    assert record.exception.refusal == refusal
+    assert record.error["type"] == "RefusalError" and record.error["step"] == "ask"
+    assert f"the model refused: {refusal}" in record.error["message"]
+    assert "on_refusal: output" in record.error["message"]  # the hint names the way out
+    assert record.outputs == {} and record.steps[0].content is None
+    (round_,) = record.steps[0].rounds
+    assert round_.refusal == refusal and round_.content is None
+    assert record.to_dict()["steps"][0]["rounds"][0]["refusal"] == refusal
+    assert len(chat_server.requests) == 1  # not sent back for repair, though the step has a response_format
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("name", REFUSALS)
+def test_on_refusal_output_makes_the_refusal_the_steps_answer(name, chat_server, tmp_path):
+    recorded, record = run_recorded(name, chat_server, tmp_path, on_refusal="output")
+    refusal = sent_message(recorded)["refusal"]
+    assert record.status == "succeeded", record.error
+    assert record.outputs == {"ask": refusal} and record.steps[0].content == refusal
+    assert record.steps[0].rounds[0].refusal == refusal  # the record still says it was a refusal
+    assert len(chat_server.requests) == 1  # a refusal is not JSON, and is not sent back for repair
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("name", ["11-length-cut.json", "12-stream-length-cut.json"])
+def test_a_cut_answer_is_the_answer_but_the_record_says_it_was_cut(name, chat_server, tmp_path):
+    recorded, record = run_recorded(name, chat_server, tmp_path)
+    text = sent_message(recorded)["content"]
+    assert record.status == "succeeded", record.error
+    assert record.outputs == {"ask": text}
+    (step,) = record.steps
+    assert step.rounds[0].finish_reason == "length"
+    (warning,) = step.warnings
+    assert "the answer was cut at the token limit (finish_reason: length, max_tokens: 50)" in warning
+    assert "raise max_tokens" in warning and "on_length: fail" in warning
+    assert record.to_dict()["steps"][0]["warnings"] == [warning]
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("name", ["11-length-cut.json", "12-stream-length-cut.json"])
+def test_on_length_fail_fails_the_step_on_a_cut_answer(name, chat_server, tmp_path):
+    recorded, record = run_recorded(name, chat_server, tmp_path, on_length="fail")
+    assert record.status == "failed" and isinstance(record.exception, TruncatedAnswerError)
+    assert record.error["step"] == "ask" and "max_tokens: 50" in record.error["message"]
+    assert record.outputs == {}
+    assert record.steps[0].rounds[0].content == sent_message(recorded)["content"]  # kept in the record
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("name", ["13-reasoning-empty.json", "14-stream-reasoning-empty.json"])
+def test_an_answer_left_empty_by_reasoning_fails_the_step_and_says_why(name, chat_server, tmp_path):
+    recorded, record = run_recorded(name, chat_server, tmp_path)
+    assert record.status == "failed" and isinstance(record.exception, EmptyAnswerError)
+    message = record.error["message"]
+    assert "the answer is empty: the model spent all 50 completion tokens reasoning" in message
+    assert "raise max_completion_tokens (50 now)" in message and "reasoning_effort" in message
+    assert record.outputs == {} and record.steps[0].content is None
+    assert record.steps[0].rounds[0].usage["completion_tokens_details"]["reasoning_tokens"] == 50
+
+
+@pytest.mark.server
+def test_a_cut_structured_answer_fails_at_once_instead_of_being_sent_back_for_repair(chat_server, tmp_path):
+    recorded, record = run_recorded("17-length-cut-structured.json", chat_server, tmp_path)
+    assert record.status == "failed" and isinstance(record.exception, TruncatedAnswerError)
+    assert "max_tokens: 1" in record.error["message"] and "response_format" in record.error["message"]
+    assert len(chat_server.requests) == 1  # a repair request would be cut at the same limit
+
+
+@pytest.mark.server
+def test_a_spoken_answer_is_its_transcript_and_the_record_keeps_the_audio_but_not_its_data(chat_server, tmp_path):
+    recorded, record = run_recorded("15-audio-answer.json", chat_server, tmp_path)
+    audio = recorded["body"]["choices"][0]["message"]["audio"]
+    assert record.status == "succeeded", record.error
+    assert record.outputs == {"ask": audio["transcript"]} == {"ask": "beep"}
+    (round_,) = record.steps[0].rounds
+    assert round_.content is None
+    assert round_.audio == {"id": audio["id"], "expires_at": audio["expires_at"], "transcript": "beep",
+                            "data_omitted_chars": len(audio["data"])}
+    assert audio["data"] not in json.dumps(record.to_dict())
+    sent = chat_server.requests[0].body
+    assert sent["modalities"] == ["text", "audio"] and sent["audio"] == {"format": "opus", "voice": "alloy"}

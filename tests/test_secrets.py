@@ -207,3 +207,36 @@ def test_the_api_key_echoed_by_the_server_is_redacted_in_the_record_the_log_and_
     assert any(line.startswith("error in step 'second': HTTP 400 invalid_value: Invalid request for key "
                                "[redacted:OPENAI_API_KEY]") for line in lines), err
     assert KEY not in out and KEY not in err
+
+
+def test_pieces_of_a_text_are_rewritten_to_join_into_the_redacted_text():
+    from flowrunner._secrets import redact_pieces
+
+    register("sk-CANARYKEY-0123", "OPENAI_API_KEY")
+    register("tok-4242", "TOKEN")
+    text = "key=sk-CANARYKEY-0123 and tok-4242tok-4242, sk-CANARY"
+    for cut in range(len(text) + 1):
+        for second in range(cut, len(text) + 1):
+            pieces = [text[:cut], text[cut:second], text[second:]]
+            rewritten = redact_pieces(pieces)
+            assert "".join(rewritten) == redact(text), (cut, second)
+            assert len(rewritten) == 3
+            # The mark is in the piece where the key starts (text[4]), and in no other.
+            holder = 0 if 4 < cut else 1 if 4 < second else 2
+            assert ["[redacted:OPENAI_API_KEY]" in piece for piece in rewritten] == [i == holder for i in range(3)]
+    assert redact_pieces(["key=sk-CANARYK", "EY-0123 ok"]) == ["key=[redacted:OPENAI_API_KEY]", " ok"]
+    assert redact_pieces(["a", "b"]) == ["a", "b"]
+
+
+def test_overlapping_secrets_leave_no_part_of_either():
+    register("abcd-1234", "FIRST")
+    register("1234-wxyz", "SECOND")
+    assert redact("x abcd-1234-wxyz y") == "x [redacted:FIRST] y"
+    assert redact("1234-wxyz abcd-1234") == "[redacted:SECOND] [redacted:FIRST]"
+
+
+def test_a_secret_is_also_redacted_as_json_writes_it():
+    register("tök-geheim-42", "TOKEN")
+    register('pa"ss\\word', "PASSWORD")
+    assert redact(json.dumps({"t": "tök-geheim-42", "p": 'pa"ss\\word'})) == (
+        '{"t": "[redacted:TOKEN]", "p": "[redacted:PASSWORD]"}')

@@ -190,3 +190,26 @@ def test_what_a_chunk_handler_raises_is_its_own_error_not_a_malformed_stream():
 
     with pytest.raises(KeyError, match="missing"):
         accumulate(iter(chunks), broken_display)
+
+
+def test_a_streamed_refusal_folds_into_the_message_refusal():
+    completion = parse_completion(accumulate(iter_events(load("10-stream-refusal.json")["body"].splitlines())))
+    assert completion.content is None and completion.finish_reason == "stop"
+    assert completion.refusal == "I'm very sorry, but I can't assist with that request."
+    assert completion.usage["completion_tokens_details"]["reasoning_tokens"] == 0
+
+
+def test_a_streamed_spoken_answer_folds_its_pieces_into_message_audio():
+    from test_answers import AUDIO_ID, PIECES, SPOKEN_STREAM  # spec-built (the spec has no delta.audio), not recorded
+
+    completion = parse_completion(accumulate(SPOKEN_STREAM))
+    assert completion.content is None and completion.finish_reason is None  # its last chunk had none
+    assert completion.audio == {"id": AUDIO_ID, "expires_at": 1766088043, "transcript": "Hello there!",
+                                "data": "".join(PIECES)}
+
+
+@pytest.mark.parametrize("audio", ["UklGR", ["x"], {"transcript": 5}, {"data": {"b": 1}}])
+def test_a_malformed_audio_delta_is_a_format_error(audio):
+    chunk = {"id": "c", "choices": [{"index": 0, "delta": {"audio": audio}, "finish_reason": None}]}
+    with pytest.raises(StreamFormatError, match="not shaped like a chat.completion.chunk"):
+        accumulate([chunk])

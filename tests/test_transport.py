@@ -23,6 +23,9 @@ REQUEST = {"model": "m", "messages": [{"role": "user", "content": "Hello world"}
     ({"choices": [{"message": {"content": None, "tool_calls": [{"id": "c"}]}}]}, "has no function"),
     ({"choices": [{"message": {"tool_calls": [{"function": {"arguments": "{}"}}]}}]}, "no function name"),
     ({"choices": [{"message": {"function_call": {"arguments": "{}"}}}]}, "has no name"),
+    ({"choices": [{"message": {"content": None, "refusal": ["no"]}}]}, "refusal should be a string"),
+    ({"choices": [{"message": {"content": None, "audio": "UklGR"}}]}, "audio should be an object"),
+    ({"choices": [{"message": {"content": None, "audio": {"transcript": {"text": "hi"}}}}]}, "with a text transcript"),
 ])
 def test_malformed_completions_are_response_errors(body, message):
     with pytest.raises(ResponseError, match=message):
@@ -133,3 +136,62 @@ def test_the_key_comes_from_openai_api_key_and_is_a_secret(monkeypatch):
             OpenAITransport(base_url=server.base_url) as transport:  # as the SDK does: no key argument needed
         assert transport.complete(REQUEST).content
     assert redact("key sk-test-from-the-environment") == "key [redacted:OPENAI_API_KEY]"
+
+
+PASSWORD = "pw-s3cr3t-0042"
+QUERY_KEY = "qk-s3cr3t-0987"
+
+
+@pytest.mark.server
+def test_credentials_in_the_base_url_are_in_neither_the_cassette_nor_an_error(chat_server, make_flow, tmp_path, capsys):
+    import base64
+    import json
+
+    from flowrunner._cli import main
+
+    from conftest import FLOWS
+
+    base_url = chat_server.base_url.replace("http://", f"http://alice:{PASSWORD}@")
+    cassette = tmp_path / "c.yaml"
+    code = main(["run", str(FLOWS / "hello.yaml"), "--base-url", base_url, "--cassette", str(cassette), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    basic = base64.b64encode(f"alice:{PASSWORD}".encode()).decode()
+    assert chat_server.requests[0].headers["authorization"] == f"Basic {basic}"  # they were sent
+    text = cassette.read_text()
+    assert PASSWORD not in text and "alice" not in text and basic not in text
+    assert f"uri: http://****@127.0.0.1:{chat_server.port}/v1/chat/completions" in text
+    code = main(["run", str(FLOWS / "hello.yaml"), "--cassette", str(cassette), "--record-mode", "none", "--json"])
+    assert code == 0 and json.loads(capsys.readouterr().out)["outputs"] == json.loads(out)["outputs"]
+
+    with socket.socket() as s:  # a port nobody answers on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    once = make_flow((FLOWS / "hello.yaml").read_text().replace("steps:", "retry: {max_attempts: 1}\nsteps:"))
+    code = main(["run", str(once.path), "--base-url",
+                 f"http://alice:{PASSWORD}@127.0.0.1:{port}/v1?api-key={QUERY_KEY}", "--json", "--timeout", "10s"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    message = json.loads(out)["error"]["message"]
+    assert message.startswith(f"no answer from http://****@127.0.0.1:{port}/v1?api-key=****")
+    for where in (out, err):
+        assert PASSWORD not in where and QUERY_KEY not in where
+
+
+@pytest.mark.parametrize("url, shown, registered", [
+    ("http://alice:pw@host:8000/v1", "http://****@host:8000/v1", ["alice:pw"]),  # "pw" alone is too short
+    ("https://TOKEN123@host/v1", "https://****@host/v1", ["TOKEN123"]),
+    ("https://host/v1?api-version=2024-06-01&api-key=abcd1234", "https://host/v1?api-version=2024-06-01&api-key=****",
+     ["abcd1234"]),
+    ("https://host/v1?key=abcd&sig=xyz&x=1", "https://host/v1?key=****&sig=****&x=1", ["abcd"]),
+    ("https://user:p%40ss@host/v1/path@thing", "https://****@host/v1/path@thing", ["p@ss", "p%40ss"]),
+    ("http://localhost:11434/v1", "http://localhost:11434/v1", []),
+    ("https://api.openai.com/v1", "https://api.openai.com/v1", []),
+])
+def test_a_base_url_is_shown_without_its_credentials(url, shown, registered):
+    from flowrunner._secrets import redact, redact_url
+
+    assert redact_url(url) == shown
+    assert OpenAITransport(base_url=url).scope == shown
+    for secret in registered:  # and its credentials are secrets: an echo of one is redacted anywhere
+        assert redact(f"echo {secret}.") == "echo [redacted:base-url]."

@@ -26,7 +26,9 @@ Each input line is a JSON object of the flow's inputs; an "id" field (string or 
 line's key (and is not passed to the flow unless it declares an input "id"); without one the key
 is a hash of the line. Each result line is
   {"key", "line", "input", "status", "outputs", "usage", "error"}
-appended as soon as its run ends (in the order runs end); the latest line per key wins.
+(plus "warnings": [{"step", "message"}] when a run passed on something to look at, such as an
+answer cut at the token limit), appended as soon as its run ends (in the order runs end); the
+latest line per key wins.
 
 exit status: 0 every run succeeded, 1 some failed, 2 invalid flow or usage, 130 interrupted.
 """
@@ -173,8 +175,8 @@ def resume_command(args: argparse.Namespace, *, retry_failed: bool = False) -> s
     words.append("--retry-failed" if retry_failed or args.retry_failed else "--resume")
     if args.concurrency != 8:
         words += ["--concurrency", str(args.concurrency)]
-    for flag, value in (("--model", args.model), ("--base-url", args.base_url), ("--cassette", args.cassette),
-                        ("--record-mode", args.record_mode),
+    for flag, value in (("--model", args.model), ("--base-url", _shown_base_url(args.base_url)),
+                        ("--cassette", args.cassette), ("--record-mode", args.record_mode),
                         ("--rate-limit", args.rate_limit and str(args.rate_limit).replace(" ", ""))):
         if value is not None:
             words += [flag, str(value)]
@@ -183,3 +185,15 @@ def resume_command(args: argparse.Namespace, *, retry_failed: bool = False) -> s
     if args.full_record:
         words.append("--full-record")
     return shlex.join(words)
+
+
+def _shown_base_url(url: str | None) -> str | None:
+    """The base URL for a printed command: one holding credentials is left out if $OPENAI_BASE_URL gives it
+    again, else shown with them as `****` (to be put back by whoever runs it), never in clear."""
+    import os
+
+    from .._secrets import redact_url
+
+    if not url or redact_url(url) == url:
+        return url
+    return None if url == os.environ.get("OPENAI_BASE_URL") else redact_url(url)

@@ -73,3 +73,5 @@ def _chat_turn(session: Any, text: str | None, display: Display) -> None:
     display.finish()
     if len(display.shown) == shown:  # not streamed: print the answer now
         print(redact(turn.content or ""), flush=True)
+    for warning in turn.warnings:  # e.g. an answer cut at the token limit
+        print(redact(f"warning: {warning}"), file=sys.stderr)

@@ -62,6 +62,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         values = list(record.outputs.values())
         if not (len(values) == 1 and display.shown and values[0] == display.shown[-1]):
             print_outputs(record.outputs)  # unless the one output is the answer just streamed
+    for step_record in record.steps:  # what a step passed on but should not go unseen (a cut answer)
+        for warning in step_record.warnings:
+            print(f"warning in step {step_record.id!r}: {warning}", file=sys.stderr)
     if record.error:
         step = f" in step {record.error['step']!r}" if record.error.get("step") else ""
         print(f"error{step}: {record.error['message']}", file=sys.stderr)
