@@ -304,9 +304,12 @@ def _http_client(base: type, on_request: Callable[[Any], None]) -> Any:
     return _Client(event_hooks={"request": [on_request]})
 
 
-def _http_failure(exc: BaseException, timeout: float) -> APIConnectionError | None:
-    """An httpx (or httpx2, the SDK's fork) transport error as ours; the class tree tells, without importing it."""
+def _http_failure(exc: BaseException, timeout: float) -> APIConnectionError | ResponseError | None:
+    """An httpx (or httpx2, the SDK's fork) error met while the answer was read, as ours; the class tree tells,
+    without importing it. A body that does not decode as its `content-encoding` says is a malformed answer."""
     classes = [(c.__module__.partition(".")[0], c.__name__) for c in type(exc).__mro__]
+    if any(module.startswith("httpx") and name == "DecodingError" for module, name in classes):
+        return ResponseError(f"the server's answer could not be decoded as its content-encoding says ({exc})")
     if not any(module.startswith("httpx") and name == "TransportError" for module, name in classes):
         return None
     if any(name == "TimeoutException" for _, name in classes):

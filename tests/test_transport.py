@@ -65,11 +65,22 @@ def test_status_errors_carry_code_and_hint(status, body, expected):
     (Reply(status=200, body={"object": "list", "data": []}), ResponseError, "has no choices"),
     (Reply(status=503, body={"error": {"message": "The engine is currently overloaded", "type": "server_error",
                                         "param": None, "code": None}}), APIError, "overloaded"),
+    # A content-encoding the body does not have: httpx's DecodingError was a traceback.
+    (Reply(status=200, body={"id": "x", "choices": []}, headers={"content-encoding": "gzip"}), ResponseError,
+     "could not be decoded as its content-encoding says"),
 ])
 def test_odd_server_answers(chat_server, reply, error, message):
     chat_server.enqueue(reply)
     with pytest.raises(error, match=message):
         OpenAITransport(base_url=chat_server.base_url).complete(REQUEST)
+
+
+@pytest.mark.server
+def test_a_stream_that_is_not_the_encoding_it_claims_is_a_response_error(chat_server):
+    chat_server.enqueue(Reply(status=200, body='data: {"choices": []}\n\ndata: [DONE]\n\n',
+                              content_type="text/event-stream", headers={"content-encoding": "gzip"}))
+    with pytest.raises(ResponseError, match="could not be decoded as its content-encoding says"):
+        OpenAITransport(base_url=chat_server.base_url).complete({**REQUEST, "stream": True})
 
 
 @pytest.mark.server
