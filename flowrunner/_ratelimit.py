@@ -115,6 +115,7 @@ class Ticket:
 
     def __init__(self, limiter: RateLimiter, start: float, waited: float, tokens: int, limit: RateLimit):
         self._limiter, self.start, self.waited, self.tokens, self.limit = limiter, start, waited, tokens, limit
+        self.paid_from, self.paid_tokens = start, tokens  # its tokens' share of a tpm: from when it left, as used
         self.in_flight = True
 
     def departed(self) -> None:
@@ -130,7 +131,7 @@ class Ticket:
 
     def settle(self, usage: dict[str, Any] | None) -> None:
         """Correct the token budget once the answer's `usage` says how many tokens the request really used."""
-        self._limiter.settle(self.tokens, usage, self.limit)
+        self._limiter.settle(self.tokens, usage, self.limit, self)
 
 
 @dataclass
@@ -160,6 +161,7 @@ class RateLimiter:
         self._departing: Ticket | None = None  # the request whose departure the next turn waits for
         self._next_request = 0.0  # earliest start of the next request under rpm
         self._tokens_paid_until = 0.0  # when the tokens of the requests so far are paid for under tpm
+        self._last_paying: Ticket | None = None  # the latest request paying for tokens, its own share a floor
         self._paused_until = 0.0  # the server said: nothing before then
         self._budgets: dict[str, _Budget] = {}  # "requests"/"tokens" -> the server's budget, undeclared kinds only
         self._in_flight = {"requests": 0, "tokens": 0}  # acquired and not finished
@@ -200,6 +202,8 @@ class RateLimiter:
                 self._today.append(start)
             wait = start - now
             ticket = Ticket(self, start, wait, tokens, limit)
+            if limit.tpm:
+                self._last_paying = ticket
             self._departing = ticket if paced else None
             if waits_for_server:
                 self._probe = ticket
@@ -215,6 +219,7 @@ class RateLimiter:
                 return
             # Leaving later than planned moves the next turn later by as much.
             late = max(0.0, self._clock() - ticket.start)
+            ticket.paid_from += late
             self._next_request += late
             self._tokens_paid_until += late
             self._departing = None
@@ -248,14 +253,25 @@ class RateLimiter:
                 del self._budgets[kind]
         return start
 
-    def settle(self, estimated: int, usage: dict[str, Any] | None, limit: RateLimit | None = None) -> None:
-        """Correct the token budget once the response says how many tokens the request really used."""
+    def settle(self, estimated: int, usage: dict[str, Any] | None, limit: RateLimit | None = None,
+               ticket: Ticket | None = None) -> None:
+        """Correct the token budget once the response says how many tokens the request (`ticket`) really used.
+
+        A refund (fewer tokens than estimated) never brings the next turn within the latest request's own
+        tokens of its start: that request was given its turn while this one's estimate still stood, and
+        the server counts its tokens from when it arrived."""
         tpm = (limit or self.limit).tpm
         actual = (usage or {}).get("total_tokens")
         if not tpm or not isinstance(actual, int):
             return
         with self._lock:
+            if ticket is not None:
+                ticket.paid_tokens = actual
             self._tokens_paid_until += _token_seconds(actual - estimated, tpm)
+            latest = self._last_paying
+            if latest is not None and latest.limit.tpm:
+                self._tokens_paid_until = max(self._tokens_paid_until,
+                                              latest.paid_from + _token_seconds(latest.paid_tokens, latest.limit.tpm))
 
     def observe(self, headers: dict[str, str], *, rate_limited: float | None = None) -> None:
         """Follow the server's view: pause everyone after a 429 (`rate_limited`: the server's delay),

@@ -68,6 +68,24 @@ def test_usage_corrects_the_estimate():
     assert clock.now - 1000 == pytest.approx(4 * (1 + MARGIN))
 
 
+def test_an_earlier_requests_refund_never_lets_the_next_land_within_the_last_ones_tokens():
+    # Estimates of 15 tokens, answers of 9. A's refund comes in after B was given its turn: it must not
+    # pull C's turn to within B's own 9 tokens of B (it did: C left 30 ms after B, and a server counting
+    # tokens in 1-second windows answered 429).
+    lim, clock = limiter(tpm=6000)  # 100 tokens a second
+    a = lim.acquire(15)
+    a.departed()
+    b = lim.acquire(15)  # A is still in flight
+    b.departed()
+    a.finished()
+    a.settle({"total_tokens": 9})
+    b.finished()
+    b.settle({"total_tokens": 9})
+    c = lim.acquire(15)
+    assert c.start - b.start >= 9 * 60 / 6000 * (1 + MARGIN) - 1e-9
+    assert b.start - a.start == pytest.approx(15 * 60 / 6000 * (1 + MARGIN))  # B paid A's estimate, as it had to
+
+
 def test_server_headers_pause_everyone_until_the_reset():
     lim, clock = limiter()
     lim.observe({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1.5s"})
