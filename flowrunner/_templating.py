@@ -2,12 +2,16 @@
 
 A flow file is data from whoever wrote it: templates run in Jinja's immutable sandbox, so
 `{{ ''.__class__.__mro__ }}` and friends are refused, and with StrictUndefined a misspelt name is
-an error that names the template's place in the file instead of an empty string.
+an error that names the template's place in the file instead of an empty string. Each distinct
+source is compiled once, however many places use it: YAML aliases can repeat one big template
+thousands of times.
 """
 
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from functools import lru_cache
 from typing import Any, Mapping
 
@@ -21,6 +25,7 @@ from ._exceptions import Location, Problem, TemplateError
 
 _MAX_RESULT = 1_000_000  # items or characters one `*` may build
 _MAX_EXPONENT = 1_000
+_CACHE_CHARS = 20_000_000  # template sources kept compiled, in characters (a flow file is at most 5 MB)
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
@@ -54,20 +59,90 @@ def global_names() -> frozenset[str]:
     return frozenset(_environment().globals)
 
 
+class _Compiled:
+    """One template source, compiled, with what it reads worked out once."""
+
+    def __init__(self, source: str):
+        env = _environment()
+        self.ast = env.parse(source)  # raises jinja2.TemplateSyntaxError
+        self.template = env.from_string(self.ast)
+        self._names: frozenset[str] | None = None
+        self._references: dict[str, tuple[str, ...]] = {}
+
+    def names(self) -> frozenset[str]:
+        if self._names is None:
+            from jinja2 import meta
+
+            self._names = frozenset(meta.find_undeclared_variables(self.ast))
+        return self._names
+
+    def references(self, root: str) -> tuple[str, ...]:
+        if root not in self._references:
+            self._references[root] = tuple(dict.fromkeys(_references(self.ast, root)))
+        return self._references[root]
+
+
+class _SyntaxError:
+    """A source that failed to compile, remembered as what compile_template reports."""
+
+    def __init__(self, exc: jinja2.TemplateSyntaxError):
+        self.message = exc.message
+        self.lineno = exc.lineno
+
+    def exception(self) -> jinja2.TemplateSyntaxError:
+        return jinja2.TemplateSyntaxError(self.message or "", self.lineno)
+
+
+class _Cache:
+    """Compiled sources by source text, the least recently used dropped past `_CACHE_CHARS` characters."""
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[str, _Compiled | _SyntaxError] = OrderedDict()
+        self._chars = 0
+        self._lock = threading.Lock()
+
+    def get(self, source: str) -> _Compiled | _SyntaxError:
+        with self._lock:
+            found = self._entries.get(source)
+            if found is not None:
+                self._entries.move_to_end(source)
+                return found
+        try:
+            made: _Compiled | _SyntaxError = _Compiled(source)
+        except jinja2.TemplateSyntaxError as exc:
+            made = _SyntaxError(exc)
+        with self._lock:
+            if source not in self._entries:
+                self._entries[source] = made
+                self._chars += len(source)
+            while self._chars > _CACHE_CHARS and len(self._entries) > 1:
+                dropped, _ = self._entries.popitem(last=False)
+                self._chars -= len(dropped)
+        return made
+
+
+_cache = _Cache()
+
+
+def _compile(source: str) -> _Compiled:
+    compiled = _cache.get(source)
+    if isinstance(compiled, _SyntaxError):
+        raise compiled.exception()
+    return compiled
+
+
 class Template:
     """One compiled template, with the place in the flow file it came from."""
 
     def __init__(self, source: str, location: Location | None):
         self.source = source
         self.location = location
-        env = _environment()
-        self._ast = env.parse(source)  # raises jinja2.TemplateSyntaxError
-        self._template = env.from_string(self._ast)
+        self._compiled = _compile(source)  # raises jinja2.TemplateSyntaxError
 
     def render(self, context: Mapping[str, Any]) -> str:
         """Render with the given variables; every failure becomes a located TemplateError."""
         try:
-            return self._template.render(context)
+            return self._compiled.template.render(context)
         except SecurityError as exc:
             raise TemplateError(f"refused by the template sandbox: {exc}", self.location) from None
         except jinja2.UndefinedError as exc:
@@ -78,25 +153,12 @@ class Template:
             raise TemplateError(f"{type(exc).__name__}: {exc}", self.location) from None
 
     def references(self, root: str) -> list[str]:
-        """Names used as `root.NAME` or `root['NAME']` (e.g. the step ids a template reads)."""
-        found: list[str] = []
-        for node in self._ast.find_all((nodes.Getattr, nodes.Getitem)):
-            if not isinstance(node, (nodes.Getattr, nodes.Getitem)):  # never: find_all yields only these
-                continue
-            target = node.node
-            if not (isinstance(target, nodes.Name) and target.name == root):
-                continue
-            if isinstance(node, nodes.Getattr):
-                found.append(node.attr)
-            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-                found.append(node.arg.value)
-        return found
+        """Names used as `root.NAME` or `root['NAME']` (e.g. the step ids a template reads), each once."""
+        return list(self._compiled.references(root))
 
     def names(self) -> set[str]:
         """Top-level variables the template reads (`inputs`, `steps`, ...)."""
-        from jinja2 import meta
-
-        return set(meta.find_undeclared_variables(self._ast))
+        return set(self._compiled.names())
 
     def __repr__(self) -> str:
         return f"Template({self.source!r})"
@@ -112,6 +174,21 @@ def compile_template(source: str, location: Location | None) -> Template | Probl
             where = Location(location.file, location.line + exc.lineno - 1, 1)
         return Problem(where, f"template syntax error: {exc.message}",
                        "Jinja syntax: {{ expression }}, {% if %}...{% endif %}")
+
+
+def _references(ast: nodes.Template, root: str) -> list[str]:
+    found: list[str] = []
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+        if not isinstance(node, (nodes.Getattr, nodes.Getitem)):  # never: find_all yields only these
+            continue
+        target = node.node
+        if not (isinstance(target, nodes.Name) and target.name == root):
+            continue
+        if isinstance(node, nodes.Getattr):
+            found.append(node.attr)
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            found.append(node.arg.value)
+    return found
 
 
 def missing(hint: str) -> Any:

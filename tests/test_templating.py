@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
+import jinja2
 import pytest
 
 from flowrunner._exceptions import Location, Problem, TemplateError
@@ -137,3 +138,38 @@ def test_ordinary_arithmetic_still_works() -> None:
     from flowrunner._templating import Template
 
     assert Template("{{ 2 ** 10 }} {{ '-' * 3 }} {{ 3 * [0] }}", None).render({}) == "1024 --- [0, 0, 0]"
+
+
+@pytest.fixture
+def parses(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The sources Jinja parses (compiles) from now on."""
+    seen: list[str] = []
+    parse = jinja2.Environment.parse
+
+    def counting(self: jinja2.Environment, source: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(source)
+        return parse(self, source, *args, **kwargs)
+
+    monkeypatch.setattr(jinja2.Environment, "parse", counting)
+    yield seen
+
+
+def test_each_distinct_source_is_compiled_once(parses: list[str]) -> None:
+    source = "{{ inputs.question }} -- test_each_distinct_source_is_compiled_once"
+    places = [Location("flow.yaml", line, 7) for line in range(1, 6)]
+    templates = [compile_template(source, place) for place in places]
+    other = compile_template(source + " (another)", HERE)
+    assert parses == [source, source + " (another)"]
+    assert [t.location for t in templates if isinstance(t, Template)] == places  # each keeps its place
+    assert isinstance(other, Template) and other.render(CONTEXT).startswith("Why? -- ")
+    with pytest.raises(TemplateError) as info:
+        templates[3].render({})  # type: ignore[union-attr]
+    assert str(info.value).startswith("flow.yaml:4:7: ")
+
+
+def test_a_syntax_error_is_compiled_once_and_located_at_each_place(parses: list[str]) -> None:
+    source = "first line\n{{ never closed -- test_a_syntax_error_is_compiled_once"
+    problems = [compile_template(source, Location("flow.yaml", line, 3)) for line in (10, 20)]
+    assert parses == [source]
+    assert [p.location for p in problems if isinstance(p, Problem)] == [Location("flow.yaml", 11, 1),
+                                                                         Location("flow.yaml", 21, 1)]
