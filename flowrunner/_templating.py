@@ -1,69 +1,39 @@
 """Jinja templates for messages and outputs, rendered in a sandbox.
 
-A flow file is data from whoever wrote it: templates run in Jinja's immutable sandbox, so
-`{{ ''.__class__.__mro__ }}` and friends are refused, and with StrictUndefined a misspelt name is
-an error that names the template's place in the file instead of an empty string. Each distinct
-source is compiled once, however many places use it: YAML aliases can repeat one big template
-thousands of times.
+A flow file is data from whoever wrote it: templates run in a bounded Jinja sandbox (`_sandbox.py`),
+so `{{ ''.__class__.__mro__ }}` and friends are refused, `{{ 'x' * 10**10 }}` or loops in loops stop
+at a limit (`_budget.TemplateLimits`), and with StrictUndefined a misspelt name is an error that names
+the template's place in the file instead of an empty string. Each distinct source is compiled once,
+however many places use it: YAML aliases can repeat one big template thousands of times.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import OrderedDict
-from functools import lru_cache
 from typing import Any, Mapping
 
 import jinja2
 from jinja2 import nodes
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from ._budget import OverLimit
 from ._exceptions import Location, Problem, TemplateError
+from ._sandbox import environment, render
 
-
-_MAX_RESULT = 1_000_000  # items or characters one `*` may build
-_MAX_EXPONENT = 1_000
 _CACHE_CHARS = 20_000_000  # template sources kept compiled, in characters (a flow file is at most 5 MB)
-
-
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """Jinja's immutable sandbox, plus limits on `*` and `**`: `{{ 'x' * 10**10 }}` must not eat the memory."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**" and isinstance(right, (int, float)) and abs(right) > _MAX_EXPONENT:
-            raise SecurityError(f"exponent {right} is over the limit of {_MAX_EXPONENT}")
-        if operator == "*":
-            for seq, count in ((left, right), (right, left)):
-                if isinstance(seq, (str, list, tuple)) and isinstance(count, int) and len(seq) * count > _MAX_RESULT:
-                    raise SecurityError(f"repetition would build {len(seq) * count} items, over the limit of {_MAX_RESULT}")
-        return super().call_binop(context, operator, left, right)
-
-
-@lru_cache(maxsize=1)
-def _environment() -> ImmutableSandboxedEnvironment:
-    env = _Sandbox(
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,
-        keep_trailing_newline=True,
-    )
-    env.filters["tojson"] = lambda value, indent=None: json.dumps(value, indent=indent, ensure_ascii=False)
-    return env
 
 
 def global_names() -> frozenset[str]:
     """Names every template can use besides the flow's own variables (`range`, `namespace`, ...)."""
-    return frozenset(_environment().globals)
+    return frozenset(environment().globals)
 
 
 class _Compiled:
     """One template source, compiled, with what it reads worked out once."""
 
     def __init__(self, source: str):
-        env = _environment()
+        env = environment()
         self.ast = env.parse(source)  # raises jinja2.TemplateSyntaxError
         self.template = env.from_string(self.ast)
         self._names: frozenset[str] | None = None
@@ -142,7 +112,9 @@ class Template:
     def render(self, context: Mapping[str, Any]) -> str:
         """Render with the given variables; every failure becomes a located TemplateError."""
         try:
-            return self._compiled.template.render(context)
+            return render(self._compiled.template, context)
+        except OverLimit as exc:
+            raise TemplateError(str(exc), self.location) from None
         except SecurityError as exc:
             raise TemplateError(f"refused by the template sandbox: {exc}", self.location) from None
         except jinja2.UndefinedError as exc:
