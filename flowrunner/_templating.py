@@ -9,6 +9,7 @@ however many places use it: YAML aliases can repeat one big template thousands o
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import OrderedDict
 from typing import Any, Mapping
@@ -22,6 +23,7 @@ from ._exceptions import Location, Problem, TemplateError
 from ._sandbox import environment, render
 
 _CACHE_CHARS = 20_000_000  # template sources kept compiled, in characters (a flow file is at most 5 MB)
+_MAX_TOKENS = 20_000  # the parts of one template; compiling takes about 2.5 KB and 20 microseconds each
 
 
 def global_names() -> frozenset[str]:
@@ -29,13 +31,23 @@ def global_names() -> frozenset[str]:
     return frozenset(environment().globals)
 
 
+class _TooComplex(jinja2.TemplateSyntaxError):
+    """A template too long or too deeply nested to compile within bounds."""
+
+
 class _Compiled:
     """One template source, compiled, with what it reads worked out once."""
 
     def __init__(self, source: str):
         env = environment()
-        self.ast = env.parse(source)  # raises jinja2.TemplateSyntaxError
-        self.template = env.from_string(self.ast)
+        parts = sum(1 for _ in itertools.islice(env.lexer.tokenize(source), _MAX_TOKENS + 1))
+        if parts > _MAX_TOKENS:
+            raise _TooComplex(f"it has over {_MAX_TOKENS:,} parts (names, operators, tags, pieces of text)", 1)
+        try:
+            self.ast = env.parse(source)  # raises jinja2.TemplateSyntaxError
+            self.template = env.from_string(self.ast)
+        except (RecursionError, SyntaxError):  # Jinja's parser and Python's compiler limit how deep code nests
+            raise _TooComplex("it nests too deeply to compile", 1) from None
         self._names: frozenset[str] | None = None
         self._references: dict[str, tuple[str, ...]] = {}
 
@@ -56,11 +68,12 @@ class _SyntaxError:
     """A source that failed to compile, remembered as what compile_template reports."""
 
     def __init__(self, exc: jinja2.TemplateSyntaxError):
+        self.kind = type(exc)
         self.message = exc.message
         self.lineno = exc.lineno
 
     def exception(self) -> jinja2.TemplateSyntaxError:
-        return jinja2.TemplateSyntaxError(self.message or "", self.lineno)
+        return self.kind(self.message or "", self.lineno)
 
 
 class _Cache:
@@ -140,6 +153,8 @@ def compile_template(source: str, location: Location | None) -> Template | Probl
     """Compile, or say where the syntax error is (line offsets added to the node's place)."""
     try:
         return Template(source, location)
+    except _TooComplex as exc:
+        return Problem(location, f"template too complex: {exc.message}", "split it into smaller templates")
     except jinja2.TemplateSyntaxError as exc:
         where = location
         if location is not None and exc.lineno and exc.lineno > 1:

@@ -567,6 +567,13 @@ def test_a_repeated_template_is_checked_at_each_place(tmp_path: Path) -> None:
                                                           ("5:31", "unknown input 'nope' (in inputs.nope)")]
 
 
+def test_a_template_nesting_too_deeply_is_located(tmp_path: Path) -> None:
+    deep = "{{ " + "(" * 500 + "1" + ")" * 500 + " }}"  # was a RecursionError out of flowrun validate
+    (problem,) = problems_of(write(tmp_path, ONE_STEP.replace("content: hi", f'content: "{deep}"')))
+    assert problem.message == "template too complex: it nests too deeply to compile"
+    assert problem.location is not None
+
+
 def test_too_many_nodes_without_aliases(tmp_path: Path) -> None:
     path = write(tmp_path, "x: [" + ", ".join(["1"] * (_yaml.MAX_NODES + 1)) + "]\n" + ONE_STEP)
     (problem,) = problems_of(path)

@@ -60,6 +60,31 @@ def test_syntax_error_on_a_later_line_is_offset() -> None:
     assert problem.location == Location("flow.yaml", 9, 1)
 
 
+@pytest.mark.parametrize("source", [
+    "{{ " + "(" * 200 + "1" + ")" * 200 + " }}",
+    "{{ " + "[" * 200 + "]" * 200 + " }}",
+    "{{ a" + ".b" * 3000 + " }}",
+    "{{ a" + " | e" * 3000 + " }}",
+    "{{ " + " + ".join(["a"] * 3000) + " }}",
+    "{% if x %}" * 120 + "{% endif %}" * 120,  # Python's compiler: too many levels of indentation
+    "{% for x in y %}" * 30 + "{% endfor %}" * 30,  # Python's compiler: too many statically nested blocks
+], ids=["parentheses", "lists", "attributes", "filters", "additions", "ifs", "loops"])
+def test_a_template_nesting_too_deeply_is_a_problem_not_a_crash(source: str) -> None:
+    problem = compile_template(source, HERE)
+    assert isinstance(problem, Problem), problem
+    assert (problem.location, problem.message) == (HERE, "template too complex: it nests too deeply to compile")
+    assert problem.hint == "split it into smaller templates"
+
+
+def test_a_template_with_too_many_parts_is_a_problem() -> None:
+    problem = compile_template("{{ inputs.question }}\n" * 4000, HERE)  # 24,000 tokens: 6 a line
+    assert isinstance(problem, Problem), problem
+    assert problem.message == "template too complex: it has over 20,000 parts (names, operators, tags, pieces of text)"
+    assert problem.location == HERE
+    assert isinstance(compile_template("{{ inputs.question }}\n" * 3000, HERE), Template)
+    assert isinstance(compile_template("x" * 4_000_000, HERE), Template)  # text is one part however long
+
+
 # Each escape either is refused while rendering (a TemplateError) or renders something harmless.
 REFUSED = "refused"
 ESCAPES = [
