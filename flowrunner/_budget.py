@@ -132,7 +132,10 @@ class Budget:
 
     def text_size(self, value: Any, what: str) -> int:
         """Characters `str(value)` has, or about: collections are measured (and checked) before printing."""
-        return len(value) if type(value) is str else self.measure(value, what)
+        if type(value) is str:
+            return len(value)
+        leaf = _leaf_size(value)
+        return leaf if leaf is not None else self.shape(value, what)[0]
 
     def text(self, value: Any, what: str) -> str:
         """`str(value)`, measured first."""

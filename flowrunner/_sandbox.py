@@ -492,14 +492,10 @@ def render(template: jinja2.Template, context: Mapping[str, Any]) -> str:
     """Render within a fresh budget, reading the output piece by piece so it stops at the output limit."""
     limits = _budget.LIMITS
     with Budget(limits):
-        chunks = template.generate(context)
-        try:
-            parts, size = [], 0
-            for chunk in chunks:
-                size += len(chunk)
-                if size > limits.output:
-                    raise OverLimit(f"the template's output is over the limit of {limits.output:,} characters")
-                parts.append(chunk)
-            return "".join(parts)
-        finally:
-            getattr(chunks, "close", lambda: None)()  # a generator: let the template's code finish now
+        parts, size = [], 0
+        for chunk in template.root_render_func(template.new_context(dict(context))):
+            size += len(chunk)
+            if size > limits.output:
+                raise OverLimit(f"the template's output is over the limit of {limits.output:,} characters")
+            parts.append(chunk)
+        return "".join(parts)
