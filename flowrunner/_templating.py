@@ -1,57 +1,117 @@
 """Jinja templates for messages and outputs, rendered in a sandbox.
 
-A flow file is data from whoever wrote it: templates run in Jinja's immutable sandbox, so
-`{{ ''.__class__.__mro__ }}` and friends are refused, and with StrictUndefined a misspelt name is
-an error that names the template's place in the file instead of an empty string.
+A flow file is data from whoever wrote it: templates run in a bounded Jinja sandbox (`_sandbox.py`),
+so `{{ ''.__class__.__mro__ }}` and friends are refused, `{{ 'x' * 10**10 }}` or loops in loops stop
+at a limit (`_budget.TemplateLimits`), and with StrictUndefined a misspelt name is an error that names
+the template's place in the file instead of an empty string. Each distinct source is compiled once,
+however many places use it: YAML aliases can repeat one big template thousands of times.
 """
 
 from __future__ import annotations
 
-import json
-from functools import lru_cache
+import itertools
+import threading
+from collections import OrderedDict
 from typing import Any, Mapping
 
 import jinja2
 from jinja2 import nodes
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from ._budget import OverLimit
 from ._exceptions import Location, Problem, TemplateError
+from ._sandbox import environment, render
 
-
-_MAX_RESULT = 1_000_000  # items or characters one `*` may build
-_MAX_EXPONENT = 1_000
-
-
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """Jinja's immutable sandbox, plus limits on `*` and `**`: `{{ 'x' * 10**10 }}` must not eat the memory."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**" and isinstance(right, (int, float)) and abs(right) > _MAX_EXPONENT:
-            raise SecurityError(f"exponent {right} is over the limit of {_MAX_EXPONENT}")
-        if operator == "*":
-            for seq, count in ((left, right), (right, left)):
-                if isinstance(seq, (str, list, tuple)) and isinstance(count, int) and len(seq) * count > _MAX_RESULT:
-                    raise SecurityError(f"repetition would build {len(seq) * count} items, over the limit of {_MAX_RESULT}")
-        return super().call_binop(context, operator, left, right)
-
-
-@lru_cache(maxsize=1)
-def _environment() -> ImmutableSandboxedEnvironment:
-    env = _Sandbox(
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,
-        keep_trailing_newline=True,
-    )
-    env.filters["tojson"] = lambda value, indent=None: json.dumps(value, indent=indent, ensure_ascii=False)
-    return env
+_CACHE_CHARS = 20_000_000  # template sources kept compiled, in characters (a flow file is at most 5 MB)
+_MAX_TOKENS = 20_000  # the parts of one template; compiling takes about 2.5 KB and 20 microseconds each
 
 
 def global_names() -> frozenset[str]:
     """Names every template can use besides the flow's own variables (`range`, `namespace`, ...)."""
-    return frozenset(_environment().globals)
+    return frozenset(environment().globals)
+
+
+class _TooComplex(jinja2.TemplateSyntaxError):
+    """A template too long or too deeply nested to compile within bounds."""
+
+
+class _Compiled:
+    """One template source, compiled, with what it reads worked out once."""
+
+    def __init__(self, source: str):
+        env = environment()
+        parts = sum(1 for _ in itertools.islice(env.lexer.tokenize(source), _MAX_TOKENS + 1))
+        if parts > _MAX_TOKENS:
+            raise _TooComplex(f"it has over {_MAX_TOKENS:,} parts (names, operators, tags, pieces of text)", 1)
+        try:
+            self.ast = env.parse(source)  # raises jinja2.TemplateSyntaxError
+            self.template = env.from_string(self.ast)
+        except (RecursionError, SyntaxError):  # Jinja's parser and Python's compiler limit how deep code nests
+            raise _TooComplex("it nests too deeply to compile", 1) from None
+        self._names: frozenset[str] | None = None
+        self._references: dict[str, tuple[str, ...]] = {}
+
+    def names(self) -> frozenset[str]:
+        if self._names is None:
+            from jinja2 import meta
+
+            self._names = frozenset(meta.find_undeclared_variables(self.ast))
+        return self._names
+
+    def references(self, root: str) -> tuple[str, ...]:
+        if root not in self._references:
+            self._references[root] = tuple(dict.fromkeys(_references(self.ast, root)))
+        return self._references[root]
+
+
+class _SyntaxError:
+    """A source that failed to compile, remembered as what compile_template reports."""
+
+    def __init__(self, exc: jinja2.TemplateSyntaxError):
+        self.kind = type(exc)
+        self.message = exc.message
+        self.lineno = exc.lineno
+
+    def exception(self) -> jinja2.TemplateSyntaxError:
+        return self.kind(self.message or "", self.lineno)
+
+
+class _Cache:
+    """Compiled sources by source text, the least recently used dropped past `_CACHE_CHARS` characters."""
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[str, _Compiled | _SyntaxError] = OrderedDict()
+        self._chars = 0
+        self._lock = threading.Lock()
+
+    def get(self, source: str) -> _Compiled | _SyntaxError:
+        with self._lock:
+            found = self._entries.get(source)
+            if found is not None:
+                self._entries.move_to_end(source)
+                return found
+        try:
+            made: _Compiled | _SyntaxError = _Compiled(source)
+        except jinja2.TemplateSyntaxError as exc:
+            made = _SyntaxError(exc)
+        with self._lock:
+            if source not in self._entries:
+                self._entries[source] = made
+                self._chars += len(source)
+            while self._chars > _CACHE_CHARS and len(self._entries) > 1:
+                dropped, _ = self._entries.popitem(last=False)
+                self._chars -= len(dropped)
+        return made
+
+
+_cache = _Cache()
+
+
+def _compile(source: str) -> _Compiled:
+    compiled = _cache.get(source)
+    if isinstance(compiled, _SyntaxError):
+        raise compiled.exception()
+    return compiled
 
 
 class Template:
@@ -60,14 +120,14 @@ class Template:
     def __init__(self, source: str, location: Location | None):
         self.source = source
         self.location = location
-        env = _environment()
-        self._ast = env.parse(source)  # raises jinja2.TemplateSyntaxError
-        self._template = env.from_string(self._ast)
+        self._compiled = _compile(source)  # raises jinja2.TemplateSyntaxError
 
     def render(self, context: Mapping[str, Any]) -> str:
         """Render with the given variables; every failure becomes a located TemplateError."""
         try:
-            return self._template.render(context)
+            return render(self._compiled.template, context)
+        except OverLimit as exc:
+            raise TemplateError(str(exc), self.location) from None
         except SecurityError as exc:
             raise TemplateError(f"refused by the template sandbox: {exc}", self.location) from None
         except jinja2.UndefinedError as exc:
@@ -78,19 +138,8 @@ class Template:
             raise TemplateError(f"{type(exc).__name__}: {exc}", self.location) from None
 
     def references(self, root: str) -> list[str]:
-        """Names used as `root.NAME` or `root['NAME']` (e.g. the step ids a template reads)."""
-        found: list[str] = []
-        for node in self._ast.find_all((nodes.Getattr, nodes.Getitem)):
-            if not isinstance(node, (nodes.Getattr, nodes.Getitem)):  # never: find_all yields only these
-                continue
-            target = node.node
-            if not (isinstance(target, nodes.Name) and target.name == root):
-                continue
-            if isinstance(node, nodes.Getattr):
-                found.append(node.attr)
-            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-                found.append(node.arg.value)
-        return found
+        """Names used as `root.NAME` or `root['NAME']` (e.g. the step ids a template reads), each once."""
+        return list(self._compiled.references(root))
 
     def attributes(self, root: str) -> list[tuple[str, str]]:
         """`(NAME, ATTR)` for each `root.NAME.ATTR` (or `root['NAME']['ATTR']`): what a template reads of a step."""
@@ -108,9 +157,7 @@ class Template:
 
     def names(self) -> set[str]:
         """Top-level variables the template reads (`inputs`, `steps`, ...)."""
-        from jinja2 import meta
-
-        return set(meta.find_undeclared_variables(self._ast))
+        return set(self._compiled.names())
 
     def __repr__(self) -> str:
         return f"Template({self.source!r})"
@@ -127,12 +174,29 @@ def compile_template(source: str, location: Location | None) -> Template | Probl
     """Compile, or say where the syntax error is (line offsets added to the node's place)."""
     try:
         return Template(source, location)
+    except _TooComplex as exc:
+        return Problem(location, f"template too complex: {exc.message}", "split it into smaller templates")
     except jinja2.TemplateSyntaxError as exc:
         where = location
         if location is not None and exc.lineno and exc.lineno > 1:
             where = Location(location.file, location.line + exc.lineno - 1, 1)
         return Problem(where, f"template syntax error: {exc.message}",
                        "Jinja syntax: {{ expression }}, {% if %}...{% endif %}")
+
+
+def _references(ast: nodes.Template, root: str) -> list[str]:
+    found: list[str] = []
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+        if not isinstance(node, (nodes.Getattr, nodes.Getitem)):  # never: find_all yields only these
+            continue
+        target = node.node
+        if not (isinstance(target, nodes.Name) and target.name == root):
+            continue
+        if isinstance(node, nodes.Getattr):
+            found.append(node.attr)
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            found.append(node.arg.value)
+    return found
 
 
 def missing(hint: str) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import textwrap
 import time
@@ -15,6 +16,8 @@ from flowrunner._exceptions import FlowValidationError, Location, Problem, Usage
 from flowrunner._loader import load_flow, load_flow_text
 from flowrunner._model import MISSING, Flow
 from flowrunner._templating import Template
+
+from conftest import clean_env
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOWS = ROOT / "flows"
@@ -606,6 +609,37 @@ def test_alias_bomb_fails_fast(tmp_path: Path) -> None:
     (problem,) = problems_of(path)
     assert "the document expands to too many nodes" in problem.message
     assert "YAML aliases?" in problem.message
+    assert problem.location is not None
+
+
+def test_one_big_template_repeated_by_aliases_validates_quickly(tmp_path: Path) -> None:
+    # 15,000 aliases of one 4 MB message: compiled once, not 15,000 times (that took hours).
+    big = "x" * 4_000_000
+    messages = [f"      - {{role: user, content: &big {big}}}"] + ["      - {role: user, content: *big}"] * 15_000
+    path = tmp_path / "flow.yaml"
+    path.write_text("steps:\n  - id: a\n    messages:\n" + "\n".join(messages) + "\n", encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "flowrunner._cli", "validate", str(path)], capture_output=True,
+                          text=True, env=clean_env(), timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_repeated_template_is_checked_at_each_place(tmp_path: Path) -> None:
+    # The same source twice is compiled once (cached by source), and each place still gets its problem.
+    problems = problems_of(write(tmp_path, """
+        steps:
+          - id: a
+            messages:
+              - {role: user, content: "{{ inputs.nope }}"}
+              - {role: user, content: "{{ inputs.nope }}"}
+        """))
+    assert [(where(p), p.message) for p in problems] == [("4:31", "unknown input 'nope' (in inputs.nope)"),
+                                                          ("5:31", "unknown input 'nope' (in inputs.nope)")]
+
+
+def test_a_template_nesting_too_deeply_is_located(tmp_path: Path) -> None:
+    deep = "{{ " + "(" * 500 + "1" + ")" * 500 + " }}"  # was a RecursionError out of flowrun validate
+    (problem,) = problems_of(write(tmp_path, ONE_STEP.replace("content: hi", f'content: "{deep}"')))
+    assert problem.message == "template too complex: it nests too deeply to compile"
     assert problem.location is not None
 
 

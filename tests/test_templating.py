@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
+import jinja2
 import pytest
 
 from flowrunner._exceptions import Location, Problem, TemplateError
@@ -57,6 +58,31 @@ def test_syntax_error_on_a_later_line_is_offset() -> None:
     problem = compile_template("first line\nsecond\n{% if x %}never closed", HERE)
     assert isinstance(problem, Problem)
     assert problem.location == Location("flow.yaml", 9, 1)
+
+
+@pytest.mark.parametrize("source", [
+    "{{ " + "(" * 200 + "1" + ")" * 200 + " }}",
+    "{{ " + "[" * 200 + "]" * 200 + " }}",
+    "{{ a" + ".b" * 3000 + " }}",
+    "{{ a" + " | e" * 3000 + " }}",
+    "{{ " + " + ".join(["a"] * 3000) + " }}",
+    "{% if x %}" * 120 + "{% endif %}" * 120,  # Python's compiler: too many levels of indentation
+    "{% for x in y %}" * 30 + "{% endfor %}" * 30,  # Python's compiler: too many statically nested blocks
+], ids=["parentheses", "lists", "attributes", "filters", "additions", "ifs", "loops"])
+def test_a_template_nesting_too_deeply_is_a_problem_not_a_crash(source: str) -> None:
+    problem = compile_template(source, HERE)
+    assert isinstance(problem, Problem), problem
+    assert (problem.location, problem.message) == (HERE, "template too complex: it nests too deeply to compile")
+    assert problem.hint == "split it into smaller templates"
+
+
+def test_a_template_with_too_many_parts_is_a_problem() -> None:
+    problem = compile_template("{{ inputs.question }}\n" * 4000, HERE)  # 24,000 tokens: 6 a line
+    assert isinstance(problem, Problem), problem
+    assert problem.message == "template too complex: it has over 20,000 parts (names, operators, tags, pieces of text)"
+    assert problem.location == HERE
+    assert isinstance(compile_template("{{ inputs.question }}\n" * 3000, HERE), Template)
+    assert isinstance(compile_template("x" * 4_000_000, HERE), Template)  # text is one part however long
 
 
 # Each escape either is refused while rendering (a TemplateError) or renders something harmless.
@@ -137,3 +163,38 @@ def test_ordinary_arithmetic_still_works() -> None:
     from flowrunner._templating import Template
 
     assert Template("{{ 2 ** 10 }} {{ '-' * 3 }} {{ 3 * [0] }}", None).render({}) == "1024 --- [0, 0, 0]"
+
+
+@pytest.fixture
+def parses(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The sources Jinja parses (compiles) from now on."""
+    seen: list[str] = []
+    parse = jinja2.Environment.parse
+
+    def counting(self: jinja2.Environment, source: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(source)
+        return parse(self, source, *args, **kwargs)
+
+    monkeypatch.setattr(jinja2.Environment, "parse", counting)
+    yield seen
+
+
+def test_each_distinct_source_is_compiled_once(parses: list[str]) -> None:
+    source = "{{ inputs.question }} -- test_each_distinct_source_is_compiled_once"
+    places = [Location("flow.yaml", line, 7) for line in range(1, 6)]
+    templates = [compile_template(source, place) for place in places]
+    other = compile_template(source + " (another)", HERE)
+    assert parses == [source, source + " (another)"]
+    assert [t.location for t in templates if isinstance(t, Template)] == places  # each keeps its place
+    assert isinstance(other, Template) and other.render(CONTEXT).startswith("Why? -- ")
+    with pytest.raises(TemplateError) as info:
+        templates[3].render({})  # type: ignore[union-attr]
+    assert str(info.value).startswith("flow.yaml:4:7: ")
+
+
+def test_a_syntax_error_is_compiled_once_and_located_at_each_place(parses: list[str]) -> None:
+    source = "first line\n{{ never closed -- test_a_syntax_error_is_compiled_once"
+    problems = [compile_template(source, Location("flow.yaml", line, 3)) for line in (10, 20)]
+    assert parses == [source]
+    assert [p.location for p in problems if isinstance(p, Problem)] == [Location("flow.yaml", 11, 1),
+                                                                         Location("flow.yaml", 21, 1)]
