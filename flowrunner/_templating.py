@@ -144,7 +144,7 @@ class Template:
     def attributes(self, root: str) -> list[tuple[str, str]]:
         """`(NAME, ATTR)` for each `root.NAME.ATTR` (or `root['NAME']['ATTR']`): what a template reads of a step."""
         found: list[tuple[str, str]] = []
-        for node in self._ast.find_all((nodes.Getattr, nodes.Getitem)):
+        for node in self._compiled.ast.find_all((nodes.Getattr, nodes.Getitem)):
             if not isinstance(node, (nodes.Getattr, nodes.Getitem)):  # never: find_all yields only these
                 continue
             inner = node.node
