@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ._exceptions import ConfigError
+from ._replay import replay_only
 from ._scrub import scrub_body
 from ._secrets import redact, redact_url
 
@@ -161,6 +162,8 @@ def use_cassette(path: str | Path, record_mode: str = "once") -> Iterator[Any]:
             # Not `--record-mode all`: vcrpy reads the file in every mode, and keeps what it does not re-record.
             raise ConfigError(f"{path} is not a readable cassette: {why}\n"
                               "  hint: delete it and record it again, or point --cassette elsewhere") from None
+        if cassette.write_protected:  # nothing can be sent, so nothing is paced
+            stack.enter_context(replay_only())
         yield cassette
 
 
