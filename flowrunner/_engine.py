@@ -215,8 +215,11 @@ class Engine:
                 self._emit(Event("sent", step.id, number))
 
             sent = _Once(departed)
+            # When a request leaves matters to pacing and to whoever shows progress; for neither, the transport
+            # is not asked to watch for it (that costs the HTTP client a call per event of every request).
+            watch = sent if limit.rpm or limit.tpm or self.on_event else None
             try:
-                completion = self.transport.complete(request, on_chunk, sent)
+                completion = self.transport.complete(request, on_chunk, watch)
             except APIError as exc:
                 sent()  # answered, so sent, whether or not the transport said so
                 ticket.finished(exc.headers, rate_limited=server_delay(exc) if exc.status == 429 else None)

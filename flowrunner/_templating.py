@@ -49,6 +49,20 @@ def _environment() -> ImmutableSandboxedEnvironment:
     return env
 
 
+def _static_text(ast: nodes.Template) -> str | None:
+    """What a template without any expression or statement renders as (its text, which it is every time: a
+    system prompt, say), so that it is not rendered again per request; None for any other template."""
+    text = []
+    for node in ast.body:
+        if not isinstance(node, nodes.Output):
+            return None
+        for part in node.nodes:
+            if not isinstance(part, nodes.TemplateData):
+                return None
+            text.append(part.data)
+    return "".join(text)
+
+
 def global_names() -> frozenset[str]:
     """Names every template can use besides the flow's own variables (`range`, `namespace`, ...)."""
     return frozenset(_environment().globals)
@@ -63,9 +77,12 @@ class Template:
         env = _environment()
         self._ast = env.parse(source)  # raises jinja2.TemplateSyntaxError
         self._template = env.from_string(self._ast)
+        self._text = _static_text(self._ast)
 
     def render(self, context: Mapping[str, Any]) -> str:
         """Render with the given variables; every failure becomes a located TemplateError."""
+        if self._text is not None:
+            return self._text
         try:
             return self._template.render(context)
         except SecurityError as exc:

@@ -137,3 +137,17 @@ def test_ordinary_arithmetic_still_works() -> None:
     from flowrunner._templating import Template
 
     assert Template("{{ 2 ** 10 }} {{ '-' * 3 }} {{ 3 * [0] }}", None).render({}) == "1024 --- [0, 0, 0]"
+
+
+@pytest.mark.parametrize("source", ["You are a helpful assistant.", "two\nlines\n", "{# a note #}text",
+                                    "{% raw %}{{ kept }}{% endraw %}", ""])
+def test_a_template_without_expressions_renders_its_text_without_jinja(source, monkeypatch):
+    template = Template(source, None)
+    expected = template._template.render({})
+    monkeypatch.setattr(template, "_template", None)  # rendering it would fail
+    assert template.render({"inputs": {}}) == expected
+
+
+def test_a_template_with_an_expression_is_rendered_each_time():
+    template = Template("Hello {{ name }}", None)
+    assert [template.render({"name": n}) for n in ("a", "b")] == ["Hello a", "Hello b"]
