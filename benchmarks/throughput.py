@@ -13,7 +13,10 @@ each side gets a fresh server and sends the same `--inputs` one-request chats:
    the limit given as with `--rate-limit rpm=1200` (`Engine(rate_limit=...)`): goal rate >= 95% of the limit, no 429, no failed item;
 2. `asyncio.gather` over `openai.AsyncOpenAI(max_retries=0)`, every input at once, no limiter;
 3. the same with the SDK's default `max_retries=2` (it sleeps for the 429's `retry-after-ms`);
-4. a loop over `openai.OpenAI(max_retries=0)`, one request after the other (1 s window only: at
+4. what a careful user writes: `asyncio.gather` over `openai.AsyncOpenAI` with the SDK's default
+   retries (`max_retries=2`), each request first taking a token from a token bucket at the declared
+   limit (20 tokens a second, at most 20 saved up, as aiolimiter's `AsyncLimiter(20, 1)`);
+5. a loop over `openai.OpenAI(max_retries=0)`, one request after the other (1 s window only: at
    one request per 100 ms it is under the limit in either window).
 
 429s are counted by the server (`server.stats`), failed items by the client. `openai` and the SDK
@@ -29,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -127,6 +131,52 @@ def gather_side(inputs: int, max_retries: int) -> Callable[[str], Outcome]:
     return body
 
 
+class TokenBucket:
+    """The limiter a careful user writes (or takes from a library such as aiolimiter's `AsyncLimiter(20, 1)`):
+    `rate` tokens a second, at most `capacity` saved up; each request takes one, waiting its turn in order."""
+
+    def __init__(self, rate: float, capacity: float):
+        self.rate, self.capacity = rate, capacity
+        self.tokens, self.updated = capacity, time.monotonic()
+        self.lock = asyncio.Lock()
+
+    async def take(self) -> None:
+        async with self.lock:
+            while True:
+                now = time.monotonic()
+                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+                self.updated = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                await asyncio.sleep((1 - self.tokens) / self.rate)
+
+
+def bucket_side(inputs: int) -> Callable[[str], Outcome]:
+    """asyncio over `openai.AsyncOpenAI` with the SDK's default retries, every input started at once but
+    each request taking a token from a bucket at the declared limit (20 a second, one second's worth saved)."""
+    import openai
+
+    def body(base_url: str) -> Outcome:
+        async def main() -> list[Any]:
+            bucket = TokenBucket(RPM / 60, RPM / 60)
+            client = openai.AsyncOpenAI(base_url=base_url, api_key="no-key")  # max_retries: the SDK's default
+
+            async def ask(n: int) -> Any:
+                await bucket.take()
+                return await client.chat.completions.create(
+                    model="gpt-4o-mini", messages=[{"role": "user", "content": question(n)}])
+
+            async with client:
+                return await asyncio.gather(*(ask(n) for n in range(inputs)), return_exceptions=True)
+
+        results = asyncio.run(main())
+        failed = Counter(type(r).__name__ for r in results if isinstance(r, BaseException))
+        return inputs - sum(failed.values()), dict(failed)
+
+    return body
+
+
 def sequential_side(inputs: int) -> Callable[[str], Outcome]:
     import openai
 
@@ -163,11 +213,12 @@ def main() -> None:
             rows.append(measure(window, batch_name, batch_side(args.inputs, args.concurrency, folder)))
             rows.append(measure(window, "gather, max_retries=0", gather_side(args.inputs, 0)))
             rows.append(measure(window, "gather, max_retries=2", gather_side(args.inputs, 2)))
+            rows.append(measure(window, "token bucket + SDK retries", bucket_side(args.inputs)))
             if window == args.windows[0]:
                 rows.append(measure(window, "sequential loop", sequential_side(args.inputs)))
 
     print(f"python {sys.version.split()[0]}, openai {openai.__version__}; {args.inputs} inputs, server latency "
-          f"{LATENCY * 1000:.0f} ms, limit rpm {RPM} ({RPM / 60:.0f}/s)")
+          f"{LATENCY * 1000:.0f} ms, limit rpm {RPM} ({RPM / 60:.0f}/s); load average {os.getloadavg()[0]:.2f}")
     print(f"{'window':>6}  {'side':28} {'ok':>4} {'failed':>6} {'429s':>5} {'wall s':>7} {'ok/s':>6} "
           f"{'rate/s':>8} {'rate/limit':>10} {'peak 1s':>7}")
     for r in rows:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ._exceptions import ConfigError
+from ._replay import replay_only
 from ._scrub import scrub_body
 from ._secrets import redact, redact_url
 
@@ -33,6 +34,7 @@ _SECRET_REQUEST_HEADERS = {"authorization", "api-key", "openai-organization", "o
 _SECRET_RESPONSE_HEADERS = {"set-cookie", "openai-organization", "openai-project"}
 _NOISE_PREFIX = "x-stainless-"
 _CANON_ATTR = "_flowrunner_canonical_body"
+_KEY_ATTR = "_flowrunner_match_key"
 _MATCH_ON = ("method", "path", "json_body")
 """What a request must share with a recording to replay it; `IndexedCassette`'s key is exactly this."""
 
@@ -129,6 +131,17 @@ def _scrub_response(response: dict[str, Any]) -> dict[str, Any]:
     return response
 
 
+def _loaded_response(response: dict[str, Any]) -> dict[str, Any]:
+    """A response read from a cassette through `use_cassette`'s response filters (a compressed body decoded,
+    secrets scrubbed), without the deep copy vcrpy's decoding filter makes even of a body it leaves alone."""
+    headers = response.get("headers")
+    if isinstance(headers, dict) and any(name.lower() == "content-encoding" for name in headers):
+        from vcr.filters import decode_response
+
+        response = decode_response(response)
+    return _scrub_response(response)
+
+
 @contextmanager
 def use_cassette(path: str | Path, record_mode: str = "once") -> Iterator[Any]:
     """Record or replay every HTTP request made inside the block (imports vcrpy only when used)."""
@@ -161,6 +174,8 @@ def use_cassette(path: str | Path, record_mode: str = "once") -> Iterator[Any]:
             # Not `--record-mode all`: vcrpy reads the file in every mode, and keeps what it does not re-record.
             raise ConfigError(f"{path} is not a readable cassette: {why}\n"
                               "  hint: delete it and record it again, or point --cassette elsewhere") from None
+        if cassette.write_protected:  # nothing can be sent, so nothing is paced
+            stack.enter_context(replay_only())
         yield cassette
 
 
@@ -185,6 +200,7 @@ def indexed_cassette_class() -> type[Any]:
     """`IndexedCassette`, defined on first use so that importing this module does not import vcrpy."""
     from vcr.cassette import Cassette
     from vcr.errors import UnhandledHTTPRequestError
+    from vcr.record_mode import RecordMode
 
     class IndexedCassette(Cassette):  # type: ignore[misc]  # vcrpy is untyped
         """vcrpy's Cassette with O(1) matching: an index from `match_key` to unplayed recordings.
@@ -199,28 +215,66 @@ def indexed_cassette_class() -> type[Any]:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             self._unplayed: dict[tuple[str, str, str], deque[int]] = {}
             self._index_lock = threading.RLock()
+            self._loading = False
             super().__init__(*args, **kwargs)
+
+        def _load(self) -> None:
+            from ._cassette_format import paused_gc
+
+            self._loading = True
+            try:
+                with paused_gc():  # see `paused_gc`: reading makes many objects and no garbage
+                    super()._load()
+            finally:
+                self._loading = False
 
         def append(self, request: Any, response: Any) -> None:
             with self._index_lock:
                 before = len(self.data)
-                super().append(request, response)
+                if self._loading:
+                    self._append_loaded(request, response)
+                else:
+                    super().append(request, response)
                 if len(self.data) > before:
                     self._unplayed.setdefault(match_key(self.data[-1][0]), deque()).append(before)
+
+        def _append_loaded(self, request: Any, response: Any) -> None:
+            """A recording just read from the file, filtered as vcrpy's `append` filters it (`use_cassette`'s
+            filters: secrets scrubbed, a compressed body decoded) but without its deep copies of the request
+            and the response, which cost half of reading a cassette: nothing else holds what was just read."""
+            self.data.append((_scrub_request(request), _loaded_response(response)))
+
+        def _live_key(self, request: Any) -> tuple[str, str, str]:
+            """The `match_key` of a live request as it would be recorded (filtered), cached on it: vcrpy's
+            stub asks `can_play_response_for`, which asks `__contains__`, then `play_response`, each of
+            which would copy and filter the request again."""
+            key: tuple[str, str, str] | None = getattr(request, _KEY_ATTR, None)
+            if key is None:
+                key = match_key(self._before_record_request(request))
+                try:
+                    setattr(request, _KEY_ATTR, key)
+                except AttributeError:
+                    pass
+            return key
+
+        def can_play_response_for(self, request: Any) -> bool:
+            if self.allow_playback_repeats:
+                return bool(super().can_play_response_for(request))
+            return self.record_mode != RecordMode.ALL and bool(self.rewound) and request in self
 
         def __contains__(self, request: Any) -> bool:
             if self.allow_playback_repeats:
                 return bool(super().__contains__(request))
-            request = self._before_record_request(request)
+            key = self._live_key(request)
             with self._index_lock:
-                return bool(request) and bool(self._unplayed.get(match_key(request)))
+                return bool(self._unplayed.get(key))
 
         def play_response(self, request: Any) -> Any:
             if self.allow_playback_repeats:
                 return super().play_response(request)
-            request = self._before_record_request(request)
+            key = self._live_key(request)
             with self._index_lock:
-                waiting = self._unplayed.get(match_key(request))
+                waiting = self._unplayed.get(key)
                 if not waiting:
                     raise UnhandledHTTPRequestError(
                         f"The cassette ({self._path!r}) doesn't contain the request ({request!r}) asked for")

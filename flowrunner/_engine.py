@@ -20,6 +20,7 @@ from ._json import JSONError, loads
 from ._model import Flow, Step
 from ._output import output_problem, repair_message, unfence
 from ._ratelimit import RateLimit, RateLimiter, estimate_tokens, shared_limiter
+from ._replay import UNPACED, replay_sleep, replaying
 from ._record import AttemptRecord, CallRecord, RoundRecord, RunRecord, StepRecord, add_usage
 from ._retry import call_with_retry, server_delay
 from ._secrets import redact, redact_in_place
@@ -206,15 +207,19 @@ class Engine:
         on_chunk = self._chunk_handler(step.id, number) if request.get("stream") and self.on_event else None
 
         def attempt() -> Completion:
-            ticket = self.limiter.acquire(estimate, limit, longest_wait=step.retry.max_elapsed)
+            pacer = UNPACED if replaying() else self.limiter  # a replay sends nothing (see `_replay`)
+            ticket = pacer.acquire(estimate, limit, longest_wait=step.retry.max_elapsed)
 
             def departed() -> None:
                 ticket.departed()
                 self._emit(Event("sent", step.id, number))
 
             sent = _Once(departed)
+            # When a request leaves matters to pacing and to whoever shows progress; for neither, the transport
+            # is not asked to watch for it (that costs the HTTP client a call per event of every request).
+            watch = sent if limit.rpm or limit.tpm or self.on_event else None
             try:
-                completion = self.transport.complete(request, on_chunk, sent)
+                completion = self.transport.complete(request, on_chunk, watch)
             except APIError as exc:
                 sent()  # answered, so sent, whether or not the transport said so
                 ticket.finished(exc.headers, rate_limited=server_delay(exc) if exc.status == 429 else None)
@@ -232,7 +237,8 @@ class Engine:
 
         # Pacing at a declared limit, a 429 is the pacing's slip (see call_with_retry): one is sent again.
         completion = call_with_retry(attempt, step.retry, round_record.attempts, on_retry=on_retry,
-                                     sleep=self.sleep, slips=1 if limit.rpm or limit.tpm else 0)
+                                     sleep=replay_sleep if replaying() else self.sleep,
+                                     slips=1 if limit.rpm or limit.tpm else 0)
         round_record.response_id, round_record.model = completion.id, completion.model
         round_record.finish_reason, round_record.content = completion.finish_reason, completion.content
         round_record.usage = completion.usage

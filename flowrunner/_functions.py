@@ -196,11 +196,28 @@ def parse_arguments(raw: str | None) -> tuple[dict[str, Any] | None, str | None]
     return value, None
 
 
+_VALIDATORS: dict[int, tuple[dict[str, Any], Any]] = {}
+_MAX_VALIDATORS = 256
+
+
+def _validator(parameters: dict[str, Any]) -> Any:
+    """The validator of a function's `parameters`, made once per declaration (making one costs about as much
+    as validating): kept with the declaration it belongs to, so an id is never reused while cached."""
+    from ._schema import schema_validator
+
+    cached = _VALIDATORS.get(id(parameters))
+    if cached is not None and cached[0] is parameters:
+        return cached[1]
+    if len(_VALIDATORS) >= _MAX_VALIDATORS:
+        _VALIDATORS.clear()
+    validator = schema_validator(parameters)
+    _VALIDATORS[id(parameters)] = (parameters, validator)
+    return validator
+
+
 def validate_arguments(arguments: dict[str, Any], parameters: dict[str, Any]) -> str | None:
     """The first reason `arguments` do not match the declared JSON Schema, or None."""
     from jsonschema.exceptions import best_match
-
-    from ._schema import schema_validator
 
     if "additionalProperties" not in parameters:
         # Only the arguments the declaration names reach the function (none, if it names none), unless its
@@ -210,7 +227,7 @@ def validate_arguments(arguments: dict[str, Any], parameters: dict[str, Any]) ->
         if extra:
             allowed = ", ".join(declared) or "none"
             return f"unexpected argument {extra[0]!r} (the function takes: {allowed})"
-    error = best_match(schema_validator(parameters).iter_errors(arguments))
+    error = best_match(_validator(parameters).iter_errors(arguments))
     if error is None:
         return None
     where = "/".join(str(p) for p in error.absolute_path)

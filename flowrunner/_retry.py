@@ -142,7 +142,6 @@ def call_with_retry(send: Callable[[], T], policy: RetryPolicy, attempts: list[A
     a 429 means the pacing met the server's window a little early (a busy machine or network delays
     one request, and the next lands close behind it), not that the request failed.
     """
-    rng = rng or random.Random()
     started = clock()
     number = 0  # attempts counted against max_attempts
     while True:
@@ -154,6 +153,7 @@ def call_with_retry(send: Callable[[], T], policy: RetryPolicy, attempts: list[A
                                    code=getattr(error, "code", None), message=describe(error))
             attempts.append(record)
             slip = slips > 0 and isinstance(error, APIError) and error.status == 429
+            rng = rng or random.Random()  # made on the first failure: most requests never need one
             delay, reason = _decide(error, policy, number, clock() - started, rng, slip=slip)
             if reason is not None:
                 raise _with_note(error, reason) from None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import OrderedDict
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import jinja2
 from jinja2 import nodes
@@ -26,6 +26,20 @@ _CACHE_CHARS = 20_000_000  # template sources kept compiled, in characters (a fl
 _MAX_TOKENS = 20_000  # the parts of one template; compiling takes about 2.5 KB and 20 microseconds each
 
 
+def _static_text(ast: nodes.Template) -> str | None:
+    """What a template without any expression or statement renders as (its text, which it is every time: a
+    system prompt, say), so that it is not rendered again per request; None for any other template."""
+    text = []
+    for node in ast.body:
+        if not isinstance(node, nodes.Output):
+            return None
+        for part in node.nodes:
+            if not isinstance(part, nodes.TemplateData):
+                return None
+            text.append(part.data)
+    return "".join(text)
+
+
 def global_names() -> frozenset[str]:
     """Names every template can use besides the flow's own variables (`range`, `namespace`, ...)."""
     return frozenset(environment().globals)
@@ -35,19 +49,60 @@ class _TooComplex(jinja2.TemplateSyntaxError):
     """A template too long or too deeply nested to compile within bounds."""
 
 
+_OPENING, _CLOSING = {"lparen", "lbracket", "lbrace"}, {"rparen", "rbracket", "rbrace"}
+_BLOCKS = {"if", "for", "macro", "call", "filter", "with", "block", "autoescape"}
+# What chains one expression into a deeper tree: `a.b.c`, `x | f | g`, `a + b + c`, `a and b or c`.
+_CHAINING = {"dot", "pipe", "add", "sub", "mul", "div", "floordiv", "mod", "pow", "tilde", "lbracket"}
+_CHAINING_WORDS = {"and", "or", "not", "if", "else", "is", "in"}
+_MAX_NESTING = 40
+"""How deep brackets, and blocks (`if`, `for`...), may nest in a template."""
+_MAX_CHAIN = 100
+"""How many links (`.`, `|`, operators) one expression may chain: each is a level of Python's compiler."""
+
+
+def _check_shape(tokens: Iterable[Any]) -> None:
+    """_TooComplex for a template with more than `_MAX_TOKENS` parts, or nesting or chaining past the bounds
+    above: counted here, so that the answer does not depend on how deep Python's stack happens to be."""
+    parts = brackets = blocks = chain = 0
+    previous = ""
+    for token in tokens:
+        parts += 1
+        kind, value = token.type, token.value
+        if kind in ("variable_begin", "block_begin"):
+            chain = 0
+        elif kind in _CHAINING or (kind == "name" and value in _CHAINING_WORDS and previous != "block_begin"):
+            chain += 1
+        if kind in _OPENING:
+            brackets += 1
+        elif kind in _CLOSING:
+            brackets = max(0, brackets - 1)
+        elif kind == "name" and previous == "block_begin":
+            if value in _BLOCKS:
+                blocks += 1
+            elif value.startswith("end"):
+                blocks = max(0, blocks - 1)
+        if brackets > _MAX_NESTING or blocks > _MAX_NESTING:
+            raise _TooComplex(f"it nests more than {_MAX_NESTING} levels deep", token.lineno)
+        if chain > _MAX_CHAIN:
+            raise _TooComplex(f"one expression chains more than {_MAX_CHAIN} parts (`.`, `|`, operators)",
+                              token.lineno)
+        previous = kind if kind in ("block_begin", "variable_begin") else str(value) if kind == "name" else kind
+    if parts > _MAX_TOKENS:
+        raise _TooComplex(f"it has over {_MAX_TOKENS:,} parts (names, operators, tags, pieces of text)", 1)
+
+
 class _Compiled:
     """One template source, compiled, with what it reads worked out once."""
 
     def __init__(self, source: str):
         env = environment()
-        parts = sum(1 for _ in itertools.islice(env.lexer.tokenize(source), _MAX_TOKENS + 1))
-        if parts > _MAX_TOKENS:
-            raise _TooComplex(f"it has over {_MAX_TOKENS:,} parts (names, operators, tags, pieces of text)", 1)
+        _check_shape(itertools.islice(env.lexer.tokenize(source), _MAX_TOKENS + 1))
         try:
             self.ast = env.parse(source)  # raises jinja2.TemplateSyntaxError
             self.template = env.from_string(self.ast)
         except (RecursionError, SyntaxError):  # Jinja's parser and Python's compiler limit how deep code nests
             raise _TooComplex("it nests too deeply to compile", 1) from None
+        self.text = _static_text(self.ast)  # a template with nothing to render: its text, every time
         self._names: frozenset[str] | None = None
         self._references: dict[str, tuple[str, ...]] = {}
 
@@ -124,6 +179,8 @@ class Template:
 
     def render(self, context: Mapping[str, Any]) -> str:
         """Render with the given variables; every failure becomes a located TemplateError."""
+        if self._compiled.text is not None:
+            return self._compiled.text
         try:
             return render(self._compiled.template, context)
         except OverLimit as exc:

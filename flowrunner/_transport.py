@@ -7,9 +7,11 @@ its exceptions into flowrunner's in this one place. `FunctionTransport` serves u
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Protocol
@@ -301,7 +303,19 @@ def _http_client(base: type, on_request: Callable[[Any], None]) -> Any:
                 except Exception:  # noqa: BLE001 - interpreter shutdown
                     pass
 
-    return _Client(event_hooks={"request": [on_request]})
+    return _Client(event_hooks={"request": [on_request]}, verify=_tls_settings(base))
+
+
+@functools.cache
+def _tls_settings(client_class: type) -> Any:
+    """The TLS context the SDK's HTTP client builds for itself by default (certificates loaded, ~25 ms, even
+    for an http:// server), built once per process and shared by every transport: a context is safe to share
+    between clients and threads. `True` (each client builds its own) if the HTTP library is not known."""
+    for cls in client_class.__mro__:
+        library = sys.modules.get(cls.__module__.partition(".")[0])
+        if library is not None and library.__name__.startswith("httpx") and hasattr(library, "create_ssl_context"):
+            return library.create_ssl_context()
+    return True
 
 
 def _http_failure(exc: BaseException, timeout: float) -> APIConnectionError | ResponseError | None:

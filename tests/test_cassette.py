@@ -301,3 +301,47 @@ def test_recording_an_answer_with_a_lone_surrogate_and_the_key_in_it_replays_it(
     assert live.outputs["reply"].startswith("hel\ud800lo ") and key not in live.outputs["reply"]
     assert key not in cassette.read_text()
     assert run(FLOWS / "hello.yaml", cassette, "none").outputs == live.outputs
+
+
+def record_cities(server, cassette, count):
+    for n in range(count):
+        record = run(FLOWS / "weather.yaml", cassette, "new_episodes", base_url=server.base_url,
+                     question=f"What's the weather in city{n}?")
+        assert record.status == "succeeded", record.error
+
+
+@pytest.mark.server
+def test_reading_a_cassette_runs_no_garbage_collection_and_copies_nothing(chat_server, tmp_path, monkeypatch):
+    # Each collection walks every object made so far, and vcrpy deep-copies every recording it reads:
+    # together most of the time a 1,000-interaction cassette took to open (benchmarks/replay.py).
+    import copy
+    import gc
+
+    cassette = tmp_path / "c.yaml"
+    record_cities(chat_server, cassette, 10)
+    copies, collections = [], []
+    real = copy.deepcopy
+    monkeypatch.setattr(copy, "deepcopy", lambda *args, **kwargs: copies.append(1) or real(*args, **kwargs))
+    callback = lambda phase, info: collections.append(info) if phase == "start" else None  # noqa: E731
+    gc.callbacks.append(callback)
+    try:
+        with use_cassette(cassette, "none") as opened:
+            assert gc.isenabled() and len(opened.data) == 20
+            loaded = (list(copies), list(collections))
+    finally:
+        gc.callbacks.remove(callback)
+    assert loaded == ([], [])
+
+
+@pytest.mark.server
+def test_a_replayed_request_is_filtered_once_not_three_times(chat_server, tmp_path, monkeypatch):
+    import flowrunner._cassette as cassette_module
+
+    cassette = tmp_path / "c.yaml"
+    record_cities(chat_server, cassette, 1)
+    scrubbed = []
+    real = cassette_module._scrub_request
+    monkeypatch.setattr(cassette_module, "_scrub_request", lambda request: scrubbed.append(1) or real(request))
+    record = run(FLOWS / "weather.yaml", cassette, "none", question="What's the weather in city0?")
+    assert record.status == "succeeded", record.error
+    assert len(scrubbed) == 2 + 2  # each recording as it is read, each of the two live requests

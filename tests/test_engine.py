@@ -515,3 +515,45 @@ def test_an_answer_json_cannot_hold_is_text_for_later_steps_not_a_crash(make_flo
         record = Engine(transport).run(flow)
     assert record.status == "succeeded", record.error
     assert record.outputs == {"size": str(len(content))}
+
+
+class _Watching:
+    """A transport that notes whether it was asked to report each request's departure."""
+
+    scope = "watching"
+
+    def __init__(self) -> None:
+        self.watched: list[bool] = []
+
+    def complete(self, request, on_chunk=None, on_sent=None):
+        from flowrunner._transport import parse_completion
+
+        self.watched.append(on_sent is not None)
+        if on_sent is not None:
+            on_sent()
+        return parse_completion({"choices": [{"message": {"role": "assistant", "content": "hi"},
+                                              "finish_reason": "stop"}]})
+
+
+@pytest.mark.parametrize("rate_limit, on_event, watched", [
+    (None, None, False),  # nobody needs to know when it left: the HTTP client is spared the watching
+    ("rpm=600", None, True),  # pacing counts from the departure
+    ("tpm=100000", None, True),
+    (None, lambda event: None, True),  # progress shows it
+])
+def test_the_transport_watches_for_a_departure_only_when_pacing_or_progress_needs_it(
+        make_flow, rate_limit, on_event, watched):
+    from flowrunner._ratelimit import RateLimiter, parse_rate_limit
+
+    flow = make_flow("""
+        name: hello
+        model: test-model
+        steps:
+          - id: reply
+            messages: [{role: user, content: hi}]
+        """)
+    transport = _Watching()
+    engine = Engine(transport, on_event=on_event, limiter=RateLimiter(sleep=lambda _: None),
+                    rate_limit=parse_rate_limit(rate_limit) if rate_limit else None)
+    assert engine.run(flow).status == "succeeded"
+    assert transport.watched == [watched]

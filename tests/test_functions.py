@@ -252,3 +252,18 @@ def test_a_function_result_json_cannot_hold_is_sent_and_recorded_cut_short(make_
     assert result["(1, 2)"] == "tuple key"
     assert "(cut: nested deeper than 200 levels)" in json.dumps(result)
     assert json.loads(chat_server.requests[1].body["messages"][-1]["content"]) == result
+
+
+def test_a_functions_argument_validator_is_made_once_not_per_call(monkeypatch):
+    import flowrunner._schema as schema_module
+
+    made = []
+    real = schema_module.schema_validator
+    monkeypatch.setattr(schema_module, "schema_validator", lambda schema: made.append(schema) or real(schema))
+    parameters = {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}
+    assert validate_arguments({"location": "Paris"}, parameters) is None
+    assert validate_arguments({"location": 3}, parameters) == "location: 3 is not of type 'string'"
+    assert made == [parameters]
+    other = {"type": "object", "properties": {"location": {"type": "integer"}}}
+    assert validate_arguments({"location": 3}, other) is None  # another declaration, its own validator
+    assert made == [parameters, other]

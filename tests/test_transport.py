@@ -253,3 +253,23 @@ def test_an_error_body_json_cannot_hold_is_still_the_status_error(chat_server, b
         with pytest.raises(APIError, match="HTTP 400") as caught:
             transport.complete(REQUEST)
     assert caught.value.status == 400 and len(str(caught.value)) < 400
+
+
+@pytest.mark.server
+def test_transports_share_one_tls_context_instead_of_loading_certificates_each(chat_server, monkeypatch):
+    # Loading the certificate store took ~25 ms per transport, even for an http:// server (a `flowrun test`
+    # case, a library user's transport per call).
+    import ssl
+
+    loads = []
+    real = ssl.SSLContext.load_verify_locations
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations",
+                        lambda self, *args, **kwargs: loads.append(args) or real(self, *args, **kwargs))
+    first = OpenAITransport(base_url=chat_server.base_url)
+    first.complete({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+    loads.clear()
+    with OpenAITransport(base_url=chat_server.base_url) as second:
+        completion = second.complete({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+    assert completion.content
+    assert loads == []
+    first.close()

@@ -3,7 +3,8 @@ it fails here, loudly and by name, rather than as a wrong replay somewhere else.
 
 `_cassette.IndexedCassette` subclasses vcrpy's `Cassette` and overrides the places it scans every
 recording (`__contains__`, `play_response`, saving in record mode `all` through
-`_rerecorded_interactions`), reading the private state vcrpy keeps for them. pyproject.toml bounds
+`_rerecorded_interactions`) and reading a file (`_load`, whose recordings it takes without vcrpy's
+copies), reading the private state vcrpy keeps for them. pyproject.toml bounds
 vcrpy to the major version these were read from and tested with (9); a new major version has to pass
 this file before the bound moves.
 """
@@ -21,7 +22,8 @@ vcr_cassette = pytest.importorskip("vcr.cassette")
 STATE = ("data", "play_counts", "_played_interactions", "_loaded_count", "_path", "_before_record_request",
          "allow_playback_repeats", "drop_unused_requests")
 # The methods the override replaces or calls, and what it expects vcrpy itself to call them from.
-OVERRIDDEN = ("append", "__contains__", "play_response", "rewind", "_rerecorded_interactions")
+OVERRIDDEN = ("append", "__contains__", "play_response", "rewind", "_rerecorded_interactions", "_load",
+              "can_play_response_for")
 
 
 def test_vcrpy_is_the_major_version_flowrunner_was_built_against():
@@ -47,6 +49,13 @@ def test_the_methods_the_indexed_cassette_overrides_are_still_vcrpys_own():
     source = inspect.getsource(cassette)
     assert "self._rerecorded_interactions()" in source
     assert "_played_interactions.append" in inspect.getsource(cassette.play_response)
+    # Reading a file appends each recording through self.append (the override takes those without
+    # vcrpy's copies), then counts them as loaded; whether a request can play asks for the same
+    # record mode and rewound state the override checks.
+    load = inspect.getsource(cassette._load)
+    assert "self.append(request, response)" in load and "self._loaded_count = len(self.data)" in load
+    can_play = inspect.getsource(cassette.can_play_response_for)
+    assert "request in self" in can_play and "RecordMode.ALL" in can_play and "self.rewound" in can_play
 
 
 def test_the_indexed_cassette_replays_oldest_first_and_each_recording_once(tmp_path):
