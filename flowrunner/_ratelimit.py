@@ -29,11 +29,12 @@ once the request is written on the wire). Otherwise a request that leaves late (
 set-up, a new connection, a busy machine) would arrive squeezed against the next one, and a server
 counting requests in a short window would refuse that one. Every request takes a little while from
 its turn to the wire (the SDK building it, a busy interpreter: 2 to 7 ms on these machines), so a
-turn is given that much early: the median of the last `LEADS` requests' times (at most a quarter of
-the spacing), so that departures, not turns, are spaced by the limit. At 1200 RPM those milliseconds
-were 7% of the 50 ms between requests. A request that gets on the wire faster than the median leaves
-early by the difference, a millisecond or two, which `MARGIN` covers: it adds up to 2% of any window,
-20 ms a second at 1200 RPM, and the times before and after it are not shortened. What no client can see (the network, or
+turn is given that much early: the lower quartile of the last `LEADS` requests' times (at most a
+quarter of the spacing), so that departures, not turns, are spaced by about the limit. At 1200 RPM
+those milliseconds were 7% of the 50 ms between requests. A request that gets on the wire faster
+than that leaves early by the difference, a fraction of a millisecond, which `MARGIN` covers (2% of
+any window: 20 ms a second at 1200 RPM). The median would win another percent of the limit on a
+busy machine, but then half the requests leave early, and a server's window met a few 429s in 300. What no client can see (the network, or
 the server, holding one request up and not the next) is what `MARGIN` is for; and should a 429 come
 anyway, the engine sends that request once more without counting it against the retry policy
 (`call_with_retry`'s `slips`).
@@ -72,7 +73,7 @@ DEPARTURE_WAIT = 2.0
 """The longest the next request waits for the previous one to report its departure before going anyway."""
 
 LEADS = 16
-"""How many recent requests' time from turn to wire the next turn's lead is the median of (none until
+"""How many recent requests' time from turn to wire the next turn's lead is the lower quartile of (none until
 there are that many: the first requests of a run open their connections, and take longer)."""
 
 _DAY = 86400.0
@@ -215,8 +216,8 @@ class RateLimiter:
             _check_server_wait(start - now, longest_wait)
             start = self._spend_budgets(now, start, {"requests": 1, "tokens": tokens}, longest_wait)
             waits_for_server = start > now
-            # Given early by the time a request typically takes from its turn to the wire.
-            lead = sorted(self._leads)[LEADS // 2] if len(self._leads) == LEADS else 0.0  # the median
+            # Given early by the time most requests (three in four) take at least from turn to wire.
+            lead = sorted(self._leads)[LEADS // 4] if len(self._leads) == LEADS else 0.0  # the lower quartile
             if pace.rpm:
                 start = max(start, self._next_request - lead)
                 self._next_request = start + 60.0 / pace.rpm * (1 + MARGIN)
