@@ -101,15 +101,15 @@ class AnswerClock:
             with self._lock:
                 self.ends.append(time.monotonic())
 
-        handler.do_POST = do_post  # type: ignore[method-assign]
+        setattr(handler, "do_POST", do_post)
 
 
 def tokens_per_request() -> int:
     """What the server charges one of these requests (the rules' answer's usage), the largest of them."""
     from flowrunner.testing import _rules
 
-    costs = [_rules.complete({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": question(n)}]})
-             ["usage"]["total_tokens"] for n in (0, 10, 100, 1000)]
+    costs = [int(_rules.complete({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": question(n)}]})
+             ["usage"]["total_tokens"]) for n in (0, 10, 100, 1000)]
     return max(costs)
 
 
