@@ -235,10 +235,12 @@ class Engine:
         def on_retry(attempt_record: AttemptRecord) -> None:
             self._emit(Event("retry", step.id, number, attempt=attempt_record))
 
-        # Pacing at a declared limit, a 429 is the pacing's slip (see call_with_retry): one is sent again.
+        # Pacing at a limit, declared or stated by the server, a 429 is the pacing's slip (see
+        # call_with_retry): one is sent again.
+        stated = self.limiter.learned
+        paced = limit.rpm or limit.tpm or stated.rpm or stated.tpm
         completion = call_with_retry(attempt, step.retry, round_record.attempts, on_retry=on_retry,
-                                     sleep=replay_sleep if replaying() else self.sleep,
-                                     slips=1 if limit.rpm or limit.tpm else 0)
+                                     sleep=replay_sleep if replaying() else self.sleep, slips=1 if paced else 0)
         round_record.response_id, round_record.model = completion.id, completion.model
         round_record.finish_reason, round_record.content = completion.finish_reason, completion.content
         round_record.usage = completion.usage

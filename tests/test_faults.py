@@ -335,6 +335,21 @@ def test_a_429_met_while_pacing_at_a_declared_limit_is_sent_again_even_with_retr
     assert len(chat_server.requests) == (2 if declared else 1)
 
 
+def test_a_429_met_while_pacing_at_the_servers_stated_limit_is_sent_again_too(make_flow):
+    # Nothing declared, but the server said its limit (x-ratelimit-limit-requests): the run paces at it,
+    # so a 429 then is the same slip as at a declared limit, and retries off still get the one resend.
+    flow = make_flow(LIMITED.replace("    rate_limit: {rpm: 600}\n", ""))
+    with ChatServer(limits=Limits(rpm=600, window=1.0)) as server, \
+            OpenAITransport(base_url=server.base_url, timeout=5) as transport:
+        engine = Engine(transport, limiter=RateLimiter())
+        assert engine.run(flow).status == "succeeded"  # its answer states the limit
+        assert engine.limiter.learned.rpm == 600
+        server.enqueue(faults.rate_limited(retry_after_ms=10, limit=600), completion("Hello."))
+        record = engine.run(flow)
+    assert record.status == "succeeded", record.error
+    assert attempts(record)[0] == (429, "rate_limit_exceeded")
+
+
 def test_the_same_requests_unpaced_trip_429s():
     # The control for the test above: the server does refuse 25 requests sent as fast as 4 threads can.
     import openai

@@ -97,7 +97,9 @@ steps:
     messages: [{role: user, content: "{{ inputs.question }}"}]
 """
 
-ABSURD = {"x-ratelimit-limit-requests": "3", "x-ratelimit-remaining-requests": "0",
+# A stated limit of 0 is no limit anyone can be paced at (a plausible one, such as 3, is learned and
+# paced at: a batch of 20 at 3 RPM takes minutes).
+ABSURD = {"x-ratelimit-limit-requests": "0", "x-ratelimit-remaining-requests": "0",
           "x-ratelimit-reset-requests": "9" * 400 + "s", "x-ratelimit-limit-tokens": "²",
           "x-ratelimit-remaining-tokens": "9" * 10_000, "x-ratelimit-reset-tokens": "inf",
           "retry-after": "1e400", "retry-after-ms": "-5", "openai-processing-ms": "nan"}

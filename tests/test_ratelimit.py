@@ -8,7 +8,7 @@ import time
 import pytest
 
 from flowrunner._exceptions import RateLimitError
-from flowrunner._ratelimit import MARGIN, RateLimit, RateLimiter, estimate_tokens, parse_rate_limit
+from flowrunner._ratelimit import LEADS, MARGIN, RateLimit, RateLimiter, estimate_tokens, parse_rate_limit
 
 
 class Clock:
@@ -30,7 +30,7 @@ def limiter(**limits: int) -> tuple[RateLimiter, Clock]:
 def starts(lim: RateLimiter, clock: Clock, n: int, tokens: int = 0) -> list[float]:
     times = []
     for _ in range(n):
-        lim.acquire(tokens).departed()
+        lim.acquire(tokens).finished()  # sent and answered (with no rate-limit headers)
         times.append(clock.now - 1000.0)
     return times
 
@@ -51,6 +51,7 @@ def test_a_slow_request_does_not_earn_a_burst_later():
 
 def test_no_limits_means_no_waiting():
     lim, clock = limiter()
+    lim.acquire().finished()  # the server's first answer states no limit
     assert starts(lim, clock, 100) == [0.0] * 100
 
 
@@ -180,6 +181,7 @@ def test_with_no_declared_limit_the_servers_remaining_count_is_spent_then_waited
 
 def test_requests_in_flight_are_taken_off_the_servers_remaining_count():
     lim, clock = limiter()
+    lim.acquire().finished()  # the server's first answer states no limit
     in_flight = [lim.acquire() for _ in range(3)]
     done = in_flight.pop()
     done.finished()
@@ -270,3 +272,89 @@ def test_each_request_is_paced_by_its_own_runs_limit_on_the_shared_state():
     lim.acquire(limit=fast).finished()  # another flow's run, with no limit: it does not wait...
     assert clock.now == 1000.0
     assert lim.acquire(limit=slow).waited == pytest.approx(2.0 * (1 + MARGIN))  # ...nor lift the first run's
+
+
+# -- limits learned from the server's headers ------------------------------------------------------
+
+STATES_60_RPM = {"x-ratelimit-limit-requests": "60", "x-ratelimit-remaining-requests": "59",
+                 "x-ratelimit-reset-requests": "1s"}
+
+
+def test_the_servers_stated_limit_paces_as_if_declared():
+    lim, clock = limiter()  # nothing declared
+    lim.acquire().finished(STATES_60_RPM)
+    assert lim.learned == RateLimit(rpm=60)
+    gap = 1.0 * (1 + MARGIN)
+    assert starts(lim, clock, 3) == pytest.approx([0, gap, 2 * gap])  # spread evenly, not spent in a burst
+
+
+def test_a_declared_limit_wins_when_lower_and_the_stated_one_when_it_is():
+    for declared, gap in ((30, 2.0), (600, 1.0)):
+        lim, clock = limiter(rpm=declared)
+        lim.acquire().finished(STATES_60_RPM)
+        first = lim.acquire()
+        first.finished(STATES_60_RPM)
+        assert lim.acquire().waited == pytest.approx(gap * (1 + MARGIN)), declared
+
+
+def test_a_learned_token_limit_paces_tokens_and_a_spent_budget_still_waits():
+    lim, clock = limiter()
+    lim.acquire(100).finished({"x-ratelimit-limit-tokens": "6000", "x-ratelimit-remaining-tokens": "5900",
+                               "x-ratelimit-reset-tokens": "1s"})
+    assert lim.learned == RateLimit(tpm=6000)  # 100 tokens a second
+    assert starts(lim, clock, 2, tokens=200) == pytest.approx([0, 2 * (1 + MARGIN)])
+    # The server says the minute is spent (another client on the account): its reset is waited for.
+    lim.observe({"x-ratelimit-limit-requests": "60", "x-ratelimit-remaining-requests": "0",
+                 "x-ratelimit-reset-requests": "30s"})
+    assert lim.acquire().waited == pytest.approx(30.0)
+
+
+def test_with_nothing_declared_the_first_request_goes_alone_until_the_server_states_its_limits():
+    lim = RateLimiter()
+    first = lim.acquire()
+    second: list[float] = []
+    thread = threading.Thread(target=lambda: second.append(lim.acquire().waited))
+    thread.start()
+    thread.join(0.3)
+    assert second == []  # it waits for the first one's answer...
+    first.finished({"x-ratelimit-limit-requests": "1200", "x-ratelimit-remaining-requests": "1199",
+                    "x-ratelimit-reset-requests": "50ms"})
+    thread.join(5)
+    assert len(second) == 1 and lim.learned == RateLimit(rpm=1200)  # ...and is paced by what it said
+
+
+def test_a_turn_comes_early_by_the_time_most_requests_take_to_leave():
+    lim, clock = limiter(rpm=60)
+    for n in range(LEADS):
+        ticket = lim.acquire()
+        clock.now += (0.002, 0.004, 0.005, 0.009)[n % 4]  # the SDK building the request before it is on the wire
+        ticket.departed()
+    left = clock.now
+    lim.acquire()
+    # Its turn: an interval after the last departure, less the lower quartile of those times (4 ms):
+    # its departure, not its turn, is about an interval after the last one.
+    assert clock.now - left == pytest.approx(1.0 * (1 + MARGIN) - 0.004)
+
+
+@pytest.mark.parametrize("limits, learned", [({"rpm": 600}, RateLimit(rpm=600)),
+                                             ({"tpm": 600 * 20}, RateLimit(tpm=600 * 20))])
+def test_a_batch_with_no_declared_limit_learns_it_from_the_headers_and_paces(make_flow, tmp_path, limits, learned):
+    # As OpenAI does: the headers state 600 RPM (or a TPM of 600 requests' tokens) and count down over
+    # the minute, while the server enforces 10 requests (or their tokens) in any second.
+    from flowrunner import Engine, OpenAITransport
+    from flowrunner._batch import BatchRunner
+    from flowrunner.testing import ChatServer, Limits
+
+    flow = make_flow("name: ask\nmodel: m\ninputs:\n  question: {type: string}\nsteps:\n  - id: answer\n"
+                     "    messages:\n      - {role: user, content: \"{{ inputs.question }}\"}\n")
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text("".join(f'{{"question": "Question number {n}?"}}\n' for n in range(40)))
+    with ChatServer(limits=Limits(**limits, window=1.0, headers="minute"), latency=0.02) as server, \
+            OpenAITransport(base_url=server.base_url, timeout=5) as transport:
+        engine = Engine(transport, limiter=RateLimiter())
+        summary = BatchRunner(engine, flow, inputs, tmp_path / "out.jsonl", concurrency=8).run()
+        stats = server.stats
+    assert (summary.progress.succeeded, summary.progress.failed) == (40, 0)
+    assert engine.limiter.learned == learned
+    # Spending the stated 600 as fast as 8 workers can got a 429 for most requests past the tenth.
+    assert stats.rejected <= 1, stats.rejected_429

@@ -377,6 +377,64 @@ def test_the_window_slides_on_a_fake_clock() -> None:
     assert [stats.most_in(w) for w in (1.0, 0.6, 0.4, 0.1)] == [2, 2, 1, 1]
 
 
+def test_minute_headers_speak_per_minute_while_the_window_enforces_per_second() -> None:
+    # OpenAI's way: 1200 RPM stated, counted down over the minute, enforced as 20 in any second.
+    clock = FakeClock()
+    limiter = Limiter(Limits(rpm=1200, tpm=60000, window=1.0, headers="minute"), clock)
+    for n in range(20):
+        refusal, headers = limiter.admit(50, "m")
+        assert refusal is None
+        clock.now += 0.01
+    assert headers == {
+        "x-ratelimit-limit-requests": "1200", "x-ratelimit-remaining-requests": "1180",
+        "x-ratelimit-reset-requests": "1m0s", "x-ratelimit-limit-tokens": "60000",
+        "x-ratelimit-remaining-tokens": "59000", "x-ratelimit-reset-tokens": "1m0s"}  # whole once the newest leaves
+    refusal, headers = limiter.admit(50, "m")  # the 21st within a second, with 1180 left for the minute
+    assert refusal is not None and refusal.status == 429 and isinstance(refusal.body, dict)
+    assert refusal.body["error"]["type"] == "requests" and refusal.headers["retry-after-ms"] == "800"
+    assert headers["x-ratelimit-remaining-requests"] == "1180"  # the refusal took nothing
+    clock.now = 1001.0  # the first request has left the second: one more passes
+    assert limiter.admit(50, "m")[0] is None
+    clock.now = 1060.5  # the first twenty have left the minute; the one at t=1 is still in it
+    assert limiter.admit(0, "m")[1]["x-ratelimit-remaining-requests"] == "1198"
+    clock.now = 1200.0
+    assert limiter.admit(0, "m")[1]["x-ratelimit-remaining-requests"] == "1199"  # whole again, less this one
+    assert limiter.stats().rejected_429["rpm"] == 1
+
+
+def test_minute_headers_never_promise_what_the_minute_refuses() -> None:
+    # 30 RPM over 1 s windows is still one a second (never 0), 60 a minute: the minute's 30 binds too.
+    clock = FakeClock()
+    limiter = Limiter(Limits(rpm=30, window=1.0, headers="minute"), clock)
+    answers = []
+    for _ in range(31):
+        answers.append(limiter.admit(0, "m"))
+        clock.now += 1.0
+    assert [refusal is None for refusal, _ in answers] == [True] * 30 + [False]
+    assert answers[29][1]["x-ratelimit-remaining-requests"] == "0"
+    refusal = answers[30][0]
+    assert refusal is not None and refusal.headers["retry-after-ms"] == "30000"  # when t=0 leaves the minute
+    with pytest.raises(ValueError, match="headers must be one of window, minute"):
+        Limits(rpm=1, headers="hour")
+
+
+def test_minute_headers_over_real_http_and_on_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
+    # 60 RPM enforced as 5 in any 5 s (room for a busy machine), the headers counting down from 60.
+    with cli_server("--rpm", "60", "--window", "5", "--headers", "minute") as base_url:
+        url = base_url + "/chat/completions"
+        answers = [httpx2.post(url, json=ask(), timeout=5) for _ in range(6)]
+    assert [a.status_code for a in answers] == [200] * 5 + [429]
+    assert [a.headers["x-ratelimit-remaining-requests"] for a in answers] == ["59", "58", "57", "56", "55", "55"]
+    assert all(a.headers["x-ratelimit-limit-requests"] == "60" for a in answers)
+    with pytest.raises(SystemExit) as bad:
+        server_main(["--headers", "minute"])
+    assert bad.value.code == 2
+    assert "--window and --headers need a limit" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        server_main(["--help"])
+    assert "'minute', as OpenAI's do" in " ".join(capsys.readouterr().out.split())
+
+
 def test_a_request_counts_when_it_arrived_not_when_it_was_checked() -> None:
     clock = FakeClock()
     limiter = Limiter(Limits(rpm=120, window=1.0), clock)  # 2 requests a second

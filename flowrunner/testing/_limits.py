@@ -12,6 +12,14 @@ front. A request costing more than the window's whole token budget can never pas
 "Request too large" 429 at once. RPD counts requests accepted in the last 24 hours, that is, since
 the server started, for any test.
 
+What the `x-ratelimit-*` headers say is `Limits.headers`. With "window" (the default) they speak of
+the enforcement window: `remaining` is what the window has left now, `reset` when the window is
+empty again. With "minute" they speak as OpenAI's do: `limit` is the per-minute limit, `remaining`
+counts down over the last 60 s and `reset` says when the minute's budget is whole again, while the
+limits are still ENFORCED over `window` (1200 RPM with `window=1.0`: 20 in any second, 1200 in any
+minute); a request past the minute's budget is refused too, so the headers never promise what the
+server refuses. The per-day request headers (rpd alone) are the same in both.
+
 Rejected requests are not counted. The rejection is OpenAI's 429 (`faults.rate_limited`) with
 `retry-after-ms` (and `retry-after`, whole seconds rounded up) saying when a slot frees.
 """
@@ -29,16 +37,20 @@ from flowrunner.testing._reply import Reply
 
 DAY = 86400.0
 REJECTION_KINDS = ("rpm", "tpm", "rpd", "too_large")
+HEADER_MODES = ("window", "minute")
+MINUTE = 60.0
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-minute (`rpm`, `tpm`) and per-day (`rpd`) limits, enforced over `window` seconds."""
+    """Per-minute (`rpm`, `tpm`) and per-day (`rpd`) limits, enforced over `window` seconds; the
+    rate-limit `headers` speak of that window ("window") or of the minute, as OpenAI's do ("minute")."""
 
     rpm: int | None = None
     tpm: int | None = None
     rpd: int | None = None
     window: float = 60.0
+    headers: str = "window"
 
     def __post_init__(self) -> None:
         for name in ("rpm", "tpm", "rpd"):
@@ -49,6 +61,8 @@ class Limits:
         if not (isinstance(self.window, (int, float)) and math.isfinite(self.window)
                 and self.window > 0):
             raise ValueError(f"window must be a number of seconds > 0, got {self.window!r}")
+        if self.headers not in HEADER_MODES:
+            raise ValueError(f"headers must be one of {', '.join(HEADER_MODES)}, got {self.headers!r}")
 
     @property
     def requests_per_window(self) -> int | None:
@@ -106,6 +120,7 @@ class Limiter:
         self.limits = limits
         self._clock = clock
         self._recent: deque[tuple[float, int]] = deque()  # (time, tokens), within the window
+        self._minute: deque[tuple[float, int]] = deque()  # the same within the last minute ("minute" headers)
         self._day: deque[float] = deque()  # acceptance times within the last day
         self._accepted_at: list[float] = []
         self._latest = -math.inf  # the latest `now` admitted so far
@@ -128,16 +143,28 @@ class Limiter:
             return None, {}
         while self._recent and self._recent[0][0] <= now - limits.window:
             self._recent.popleft()
+        while self._minute and self._minute[0][0] <= now - MINUTE:
+            self._minute.popleft()
         while self._day and self._day[0] <= now - DAY:
             self._day.popleft()
         refusal = self._refusal(limits, cost, model, now)
         if refusal is None:
             self._recent.append((now, cost))
+            if limits.headers == "minute":
+                self._minute.append((now, cost))
             self._day.append(now)
             self._accepted_at.append(now)
         else:
             self._rejected[refusal.kind] += 1
         return (None if refusal is None else refusal.reply), self._headers(limits, now)
+
+    def _periods(self, limits: Limits) -> list[tuple[deque[tuple[float, int]], float, int | None, int | None]]:
+        """(accepted requests, period in seconds, requests allowed, tokens allowed) for each period
+        the limits are enforced over: the window, and with "minute" headers the minute as well."""
+        periods = [(self._recent, limits.window, limits.requests_per_window, limits.tokens_per_window)]
+        if limits.headers == "minute":
+            periods.append((self._minute, MINUTE, limits.rpm, limits.tpm))
+        return periods
 
     def _refusal(self, limits: Limits, cost: int, model: str, now: float) -> _Failure | None:
         """The limit that refuses the request, the one freeing last if several do; else None."""
@@ -146,22 +173,22 @@ class Limiter:
             return _Failure(math.inf, "too_large",
                             faults.request_too_large(limit=limits.tpm, requested=cost, model=model))
         failures: list[_Failure] = []
-        allowed = limits.requests_per_window
-        if limits.rpm is not None and allowed is not None and len(self._recent) >= allowed:
-            wait = self._recent[len(self._recent) - allowed][0] + limits.window - now
-            failures.append(_Failure(wait, "rpm", _rate_limited(
-                "requests", "min", limits.rpm, len(self._recent), 1, wait, model)))
-        if limits.tpm is not None and budget is not None:
-            used = sum(tokens for _, tokens in self._recent)
-            if used + cost > budget:
-                freed, wait = 0, 0.0
-                for at, tokens in self._recent:
-                    freed += tokens
-                    if used - freed + cost <= budget:
-                        wait = at + limits.window - now
-                        break
-                failures.append(_Failure(wait, "tpm", _rate_limited(
-                    "tokens", "min", limits.tpm, used, cost, wait, model)))
+        for recent, period, allowed, tokens in self._periods(limits):
+            if limits.rpm is not None and allowed is not None and len(recent) >= allowed:
+                wait = recent[len(recent) - allowed][0] + period - now
+                failures.append(_Failure(wait, "rpm", _rate_limited(
+                    "requests", "min", limits.rpm, len(recent), 1, wait, model)))
+            if limits.tpm is not None and tokens is not None:
+                used = sum(spent for _, spent in recent)
+                if used + cost > tokens:
+                    freed, wait = 0, 0.0
+                    for at, spent in recent:
+                        freed += spent
+                        if used - freed + cost <= tokens:
+                            wait = at + period - now
+                            break
+                    failures.append(_Failure(wait, "tpm", _rate_limited(
+                        "tokens", "min", limits.tpm, used, cost, wait, model)))
         if limits.rpd is not None and len(self._day) >= limits.rpd:
             wait = self._day[len(self._day) - limits.rpd] + DAY - now
             failures.append(_Failure(wait, "rpd", _rate_limited(
@@ -169,20 +196,19 @@ class Limiter:
         return max(failures, key=lambda failure: failure.wait, default=None)
 
     def _headers(self, limits: Limits, now: float) -> dict[str, str]:
-        """OpenAI's six headers: limit as stated, remaining in the window now, time to full reset."""
+        """OpenAI's six headers: limit as stated, remaining in the window (or minute) now, time to full reset."""
         headers: dict[str, str] = {}
-        allowed = limits.requests_per_window
+        recent, period, allowed, budget = self._periods(limits)[-1]  # what the headers speak of
         if limits.rpm is not None and allowed is not None:
-            newest = self._recent[-1][0] + limits.window if self._recent else now
-            headers.update(_trio("requests", limits.rpm, allowed - len(self._recent), newest - now))
+            newest = recent[-1][0] + period if recent else now
+            headers.update(_trio("requests", limits.rpm, allowed - len(recent), newest - now))
         elif limits.rpd is not None:  # no per-minute limit: the request headers describe the day
             newest = self._day[-1] + DAY if self._day else now
             headers.update(_trio("requests", limits.rpd, limits.rpd - len(self._day), newest - now))
-        budget = limits.tokens_per_window
         if limits.tpm is not None and budget is not None:
-            used = sum(tokens for _, tokens in self._recent)
-            spent = [at for at, tokens in self._recent if tokens]
-            reset = spent[-1] + limits.window - now if spent else 0.0
+            used = sum(tokens for _, tokens in recent)
+            spent = [at for at, tokens in recent if tokens]
+            reset = spent[-1] + period - now if spent else 0.0
             headers.update(_trio("tokens", limits.tpm, budget - used, reset))
         return headers
 

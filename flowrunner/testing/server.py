@@ -9,7 +9,8 @@
    (or has a top-level parameter the spec does not know), gets OpenAI's 400 error shape; this
    happens even when replies are queued, and the queued reply stays queued: a real server would
    reject that request too;
-3. with `limits` (`Limits(rpm, tpm, rpd, window)`, see `flowrunner.testing._limits`), a request
+3. with `limits` (`Limits(rpm, tpm, rpd, window, headers)`, see `flowrunner.testing._limits`;
+   `headers="minute"` states the limits per minute as OpenAI does while enforcing them per window), a request
    over a limit gets OpenAI's 429 with `retry-after-ms`; it is not counted, and the queued reply
    stays queued. With limits, every answer from here on (refused or not) carries the
    `x-ratelimit-*` headers; `server.stats` counts what was accepted and refused;
@@ -32,7 +33,7 @@ works), written `chunk_delay` seconds after the one before, as a model generatin
 the events and the final `[DONE]` are the same, only their timing changes.
 
 Run `python -m flowrunner.testing.server --port 8765 [--latency 0.1] [--chunk-delay 0.05]
-[--rpm N] [--tpm N] [--rpd N] [--window S] [--api-key K]` to serve until Ctrl-C.
+[--rpm N] [--tpm N] [--rpd N] [--window S] [--headers minute] [--api-key K]` to serve until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from flowrunner.testing import _rules, _spec, faults
-from flowrunner.testing._limits import Limiter, Limits, Stats
+from flowrunner.testing._limits import HEADER_MODES, Limiter, Limits, Stats
 from flowrunner.testing._reply import Reply as Reply
 from flowrunner.testing._reply import error_reply as error_reply
 from flowrunner.testing._reply import check_seconds, sse_events
@@ -368,6 +369,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=float, default=None, metavar="SECONDS",
                         help="the sliding window the per-minute limits are enforced over, as a "
                         "share of them: 60 RPM with --window 1 is 1 request a second (default 60)")
+    parser.add_argument("--headers", choices=HEADER_MODES, default=None,
+                        help="what the x-ratelimit-* headers speak of: 'window' (default), what the "
+                        "enforcement window has left and when it is empty; 'minute', as OpenAI's do: "
+                        "the per-minute limit, what the last 60 s left of it and when it is whole "
+                        "again, while the limits are still enforced over --window (--rpm 1200 "
+                        "--window 1 --headers minute: 20 in any second, headers counting down from 1200)")
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be from 0 to 65535, got {args.port}")
@@ -375,9 +382,10 @@ def main(argv: list[str] | None = None) -> int:
         limits = None
         if (args.rpm, args.tpm, args.rpd) != (None, None, None):
             limits = Limits(rpm=args.rpm, tpm=args.tpm, rpd=args.rpd,
-                            window=60.0 if args.window is None else args.window)
-        elif args.window is not None:
-            parser.error("--window needs a limit to apply to: --rpm, --tpm or --rpd")
+                            window=60.0 if args.window is None else args.window,
+                            headers=args.headers or "window")
+        elif args.window is not None or args.headers is not None:
+            parser.error("--window and --headers need a limit to apply to: --rpm, --tpm or --rpd")
         server = ChatServer(port=args.port, host=args.host, api_key=args.api_key, limits=limits,
                             latency=args.latency, chunk_delay=args.chunk_delay)
     except ValueError as exc:
