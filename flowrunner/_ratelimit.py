@@ -69,6 +69,10 @@ PROBE_WAIT = 10.0
 """After a wait for the server (a spent budget's reset, a 429's delay) one request goes first, alone;
 the others wait up to this long for its answer to say what the budget is now."""
 
+USAGE_RATIO = (0.25, 4.0)
+"""How far answers' usage may correct the token estimates (usage / estimate) when pacing at a tpm: token
+estimates are deliberately generous, and a batch of similar requests learns by how much."""
+
 DEPARTURE_WAIT = 2.0
 """The longest the next request waits for the previous one to report its departure before going anyway."""
 
@@ -183,6 +187,7 @@ class RateLimiter:
         self._next_request = 0.0  # earliest start of the next request under rpm
         self._tokens_paid_until = 0.0  # when the tokens of the requests so far are paid for under tpm
         self._last_paying: Ticket | None = None  # the latest request paying for tokens, its own share a floor
+        self._usage_ratio = 1.0  # answers' usage / the estimates, lately (what a tpm turn is charged by)
         self._paused_until = 0.0  # the server said: nothing before then
         self._budgets: dict[str, _Budget] = {}  # "requests"/"tokens" -> the server's budget, undeclared kinds only
         self._stated: dict[str, int] = {}  # "requests"/"tokens" -> the per-minute limit the server last stated
@@ -223,14 +228,19 @@ class RateLimiter:
             if pace.rpm:
                 start = max(start, self._next_request - lead)
                 self._next_request = start + 60.0 / pace.rpm * (1 + MARGIN)
+            charged = tokens
             if pace.tpm:
+                # Paid at the estimate as corrected by the answers so far: the next turns are given before
+                # this answer's usage is in, and a refund then can no longer bring them earlier.
+                charged = max(1, math.ceil(tokens * self._usage_ratio)) if tokens else 0
                 start = max(start, self._tokens_paid_until - lead)
-                self._tokens_paid_until = start + _token_seconds(tokens, pace.tpm)
+                self._tokens_paid_until = start + _token_seconds(charged, pace.tpm)
             if limit.rpd:
                 self._today.append(start)
             wait = start - now
             ticket = Ticket(self, start, wait, tokens, limit, pace)
             if pace.tpm:
+                ticket.paid_tokens = charged
                 self._last_paying = ticket
             self._departing = ticket if paced else None
             # The server's limits are unknown until its first answer: with none declared, one goes first.
@@ -314,7 +324,10 @@ class RateLimiter:
             return
         with self._lock:
             if ticket is not None:
-                ticket.paid_tokens = actual
+                estimated, ticket.paid_tokens = ticket.paid_tokens, actual  # what it was charged, what it used
+                if ticket.tokens > 0:
+                    ratio = min(max(actual / ticket.tokens, USAGE_RATIO[0]), USAGE_RATIO[1])
+                    self._usage_ratio += (ratio - self._usage_ratio) / 4
             self._tokens_paid_until += _token_seconds(actual - estimated, tpm)
             latest = self._last_paying
             if latest is not None and latest.pace.tpm:

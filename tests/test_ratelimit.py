@@ -87,6 +87,21 @@ def test_an_earlier_requests_refund_never_lets_the_next_land_within_the_last_one
     assert b.start - a.start == pytest.approx(15 * 60 / 6000 * (1 + MARGIN))  # B paid A's estimate, as it had to
 
 
+def test_token_turns_are_charged_as_the_answers_so_far_corrected_the_estimates():
+    # Answers using 60% of each estimate: the next turns, given before their own answers are in,
+    # are charged about 60% too, instead of the whole estimate (which paced a batch at 77% of its tpm).
+    lim, clock = limiter(tpm=6000)  # 100 tokens a second
+    for _ in range(12):
+        ticket = lim.acquire(100)
+        ticket.departed()
+        ticket.finished()
+        ticket.settle({"total_tokens": 60})
+    a = lim.acquire(100)
+    a.departed()
+    b = lim.acquire(100)  # a's answer is not in yet
+    assert b.start - a.start == pytest.approx(0.6 * (1 + MARGIN), rel=0.05)
+
+
 def test_server_headers_pause_everyone_until_the_reset():
     lim, clock = limiter()
     lim.observe({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1.5s"})
