@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 from typing import Any, Callable
 
 import pytest
@@ -16,6 +15,7 @@ from flowrunner._ratelimit import RateLimiter
 from flowrunner.testing import ChatServer, Reply, faults
 
 from conftest import clean_env
+from test_testserver_faults import in_background
 
 REQUEST = {"model": "m", "messages": [{"role": "user", "content": "Hello world"}]}
 SSE = Reply(body="data: [DONE]\n\n", content_type="text/event-stream")
@@ -42,16 +42,7 @@ def test_a_deadline_passes_on_its_clock_and_says_how_to_raise_it():
 def guarded(call: Callable[[], Any], server: ChatServer, seconds: float = 30.0) -> list[BaseException]:
     """`call` on a thread; if it is still running after `seconds`, the server stops (ending any trickle),
     so a regression fails the test instead of hanging the suite."""
-    caught: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            call()
-        except BaseException as exc:  # noqa: BLE001 - the test inspects it
-            caught.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
+    thread, caught = in_background(call)
     thread.join(seconds)
     hung = thread.is_alive()
     if hung:
