@@ -217,7 +217,7 @@ class Engine:
             sent = _Once(departed)
             # When a request leaves matters to pacing and to whoever shows progress; for neither, the transport
             # is not asked to watch for it (that costs the HTTP client a call per event of every request).
-            watch = sent if limit.rpm or limit.tpm or self.on_event else None
+            watch = sent if _paced(limit, self.limiter) or self.on_event else None
             try:
                 completion = self.transport.complete(request, on_chunk, watch)
             except APIError as exc:
@@ -237,10 +237,9 @@ class Engine:
 
         # Pacing at a limit, declared or stated by the server, a 429 is the pacing's slip (see
         # call_with_retry): one is sent again.
-        stated = self.limiter.learned
-        paced = limit.rpm or limit.tpm or stated.rpm or stated.tpm
         completion = call_with_retry(attempt, step.retry, round_record.attempts, on_retry=on_retry,
-                                     sleep=replay_sleep if replaying() else self.sleep, slips=1 if paced else 0)
+                                     sleep=replay_sleep if replaying() else self.sleep,
+                                     slips=1 if _paced(limit, self.limiter) else 0)
         round_record.response_id, round_record.model = completion.id, completion.model
         round_record.finish_reason, round_record.content = completion.finish_reason, completion.content
         round_record.usage = completion.usage
@@ -368,6 +367,12 @@ class ChatSession:
             raise
         self.history.append({"role": "assistant", "content": content})
         return turn
+
+
+def _paced(limit: RateLimit, limiter: RateLimiter) -> bool:
+    """Whether requests are paced: at the run's declared limits, or at those the server stated."""
+    stated = limiter.learned
+    return bool(limit.rpm or limit.tpm or stated.rpm or stated.tpm)
 
 
 class _Once:

@@ -557,3 +557,24 @@ def test_the_transport_watches_for_a_departure_only_when_pacing_or_progress_need
                     rate_limit=parse_rate_limit(rate_limit) if rate_limit else None)
     assert engine.run(flow).status == "succeeded"
     assert transport.watched == [watched]
+
+
+def test_a_limit_the_server_stated_is_paced_from_departures_too(make_flow):
+    # Nothing declared and no progress shown, but the server stated its limit: the next turn counts from
+    # this request's departure, so the transport must report it (else each turn waited for the answer).
+    from flowrunner._ratelimit import RateLimiter
+
+    flow = make_flow("""
+        name: hello
+        model: test-model
+        steps:
+          - id: reply
+            messages: [{role: user, content: hi}]
+        """)
+    transport = _Watching()
+    limiter = RateLimiter(sleep=lambda _: None)
+    limiter.observe({"x-ratelimit-limit-requests": "600"})
+    assert limiter.learned.rpm == 600
+    engine = Engine(transport, limiter=limiter)
+    assert engine.run(flow).status == "succeeded"
+    assert transport.watched == [True]
