@@ -297,11 +297,14 @@ def _http_client(base: type, on_request: Callable[[Any], None]) -> Any:
 
     class _Client(base):  # type: ignore[misc]
         def __del__(self) -> None:
-            if not self.is_closed:
-                try:
+            # Never raises: the garbage collector may run this anywhere, at interpreter shutdown, or deep in
+            # another call's stack (the SDK parsing a hostile, deeply nested error body), where even
+            # `is_closed` can hit the recursion limit and print "Exception ignored in ...".
+            try:
+                if not self.is_closed:
                     self.close()
-                except Exception:  # noqa: BLE001 - interpreter shutdown
-                    pass
+            except Exception:  # noqa: BLE001
+                pass
 
     return _Client(event_hooks={"request": [on_request]}, verify=_tls_settings(base))
 
