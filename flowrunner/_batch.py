@@ -130,7 +130,12 @@ class BatchRunner:
         # Two batches appending to one results file would each run (and pay for) every input left.
         with exclusive(self.out, "batch", "wait for that batch to end (or stop it), then --resume; or give "
                        "another --out file"):
-            return self._run(total)
+            if not self.flow.mcp:
+                return self._run(total)
+            from .mcp import hold
+
+            with hold(self.flow):  # one process per MCP server for the whole batch, not one per input
+                return self._run(total)
 
     def _run(self, total: int) -> BatchSummary:
         previous = read_results(self.out, repair=self.resume)

@@ -166,7 +166,8 @@ def use_cassette(path: str | Path, record_mode: str = "once") -> Iterator[Any]:
         serializer="checked-yaml",
     )
     recorder.register_matcher("json_body", json_body_matcher)
-    recorder.register_serializer("checked-yaml", CheckedYamlSerializer())
+    serializer = CheckedYamlSerializer()
+    recorder.register_serializer("checked-yaml", serializer)
     # vcrpy's own use_cassette always builds its Cassette; Cassette.use takes the class to build.
     config = recorder.get_merged_config(path=str(path))
     with ExitStack() as stack:
@@ -179,7 +180,19 @@ def use_cassette(path: str | Path, record_mode: str = "once") -> Iterator[Any]:
                               "  hint: delete it and record it again, or point --cassette elsewhere") from None
         if cassette.write_protected:  # nothing can be sent, so nothing is paced
             stack.enter_context(replay_only())
+        serializer.replay_only, serializer.record_mode = bool(cassette.write_protected), record_mode
+        serializer.path = str(path)
+        _active.append(serializer)  # where the MCP layer records and replays (`active_cassette`)
+        stack.callback(_active.remove, serializer)
         yield cassette
+
+
+_active: list[Any] = []
+
+
+def active_cassette() -> Any:
+    """The innermost cassette in use (its `CheckedYamlSerializer`, which keeps its MCP exchanges), or None."""
+    return _active[-1] if _active else None
 
 
 def check_recordable(path: Path, record_mode: str, has_server: bool, how: str) -> None:

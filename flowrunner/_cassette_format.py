@@ -30,18 +30,39 @@ class CassetteFormatError(ValueError):
 
 class CheckedYamlSerializer:
     """vcrpy's YAML serializer, with what it reads checked by `check_cassette` (a vcrpy serializer:
-    an object with `serialize` and `deserialize`; registered by `use_cassette`)."""
+    an object with `serialize` and `deserialize`; registered by `use_cassette`).
 
-    @staticmethod
-    def deserialize(text: str) -> Any:
+    It also carries the cassette's `mcp` section (the MCP exchanges, `flowrunner.mcp._tape`), a top-level
+    key beside vcrpy's `interactions`: vcrpy reads only `interactions` and writes only what it read, so the
+    section is kept here as read, and put back when the cassette is written (`mcp_tape` gives the new one)."""
+
+    def __init__(self) -> None:
+        self.mcp: Any = None
+        """The `mcp` section as read (None: the cassette has none)."""
+        self.mcp_tape: Any = None
+        """The MCP exchanges of this use of the cassette (`flowrunner.mcp._tape.Tape`), once a flow used MCP."""
+        self.replay_only = False
+        self.record_mode = "once"
+        self.path = "the cassette"
+
+    def deserialize(self, text: str) -> Any:
         data = load_yaml(text)
         check_cassette(data)
+        if isinstance(data, dict) and "mcp" in data:
+            from .mcp._tape import check_section
+
+            problem = check_section(data["mcp"])
+            if problem is not None:
+                raise CassetteFormatError(f"mcp: {problem}")
+            self.mcp = data["mcp"]
         return data
 
-    @staticmethod
-    def serialize(data: Any) -> str:
+    def serialize(self, data: Any) -> str:
         from vcr.serializers import yamlserializer
 
+        section = self.mcp_tape.section() if self.mcp_tape is not None else self.mcp
+        if section is not None:
+            data = {**data, "mcp": section}
         text: str = yamlserializer.serialize(data)
         return text
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -17,7 +18,7 @@ from ._exceptions import APIError, ConfigError, FunctionError, MaxRoundsError, O
 from ._functions import call_function, parse_arguments, refuse_call, to_content, validate_arguments
 from ._inputs import resolve_inputs
 from ._json import JSONError, loads
-from ._model import Flow, Step
+from ._model import Flow, FunctionSpec, Step
 from ._output import output_problem, repair_message, unfence
 from ._ratelimit import RateLimit, RateLimiter, estimate_tokens, shared_limiter
 from ._replay import UNPACED, replay_sleep, replaying
@@ -48,6 +49,8 @@ class Event:
 
 
 EventHandler = Callable[[Event], None]
+Approver = Callable[[FunctionSpec, dict[str, Any]], bool]
+"""Asked before each call of a function (or MCP tool) with `approve: ask`: True runs it, False refuses it."""
 
 
 class Engine:
@@ -55,8 +58,10 @@ class Engine:
 
     def __init__(self, transport: Transport, *, model: str | None = None, on_event: EventHandler | None = None,
                  rate_limit: RateLimit | None = None, limiter: RateLimiter | None = None,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, approve: Approver | None = None):
         self.transport = transport
+        self.approve = approve
+        """Without one, calls that need approval are refused (and the model told)."""
         self.model = model  # overrides every step's model (the CLI's --model)
         self.on_event = on_event
         self.rate_limit = rate_limit or RateLimit()
@@ -74,7 +79,9 @@ class Engine:
             warm()  # the SDK is ready before the first request's turn comes (see OpenAITransport.warm)
         record = RunRecord(flow=flow.name, file=str(flow.path), inputs=values)
         context: dict[str, Any] = {"inputs": values, "steps": {}}
+        tools = ExitStack()  # the MCP servers the run uses, let go of however it ends
         try:
+            flow = _with_mcp(flow, tools)
             for step in flow.steps:
                 step_record = StepRecord(id=step.id, model=self._model(flow, step))
                 record.steps.append(step_record)
@@ -94,6 +101,8 @@ class Engine:
             record.exception = exc
             failed_step = record.steps[-1].id if record.steps and record.steps[-1].status == "failed" else None
             record.error = {"type": type(exc).__name__, "message": str(exc), "step": failed_step}
+        finally:
+            tools.close()
         redact_in_place(record)
         return record
 
@@ -111,7 +120,11 @@ class Engine:
             step = matches[0]
         context = {"inputs": values, "steps": {}}
         history = [render_message(m, context) for m in step.messages]
-        return ChatSession(self, flow, step, history)
+        tools = ExitStack()
+        flow = _with_mcp(flow, tools)
+        session = ChatSession(self, flow, step, history)
+        session.tools = tools
+        return session
 
     def _model(self, flow: Flow, step: Step) -> str:
         return self.model or step.model or flow.model or ""
@@ -301,9 +314,10 @@ class Engine:
         """One call. What went wrong goes back to the model as the result, or fails the run, as the
         function's `on_invalid_arguments` / `on_error` say; a function the step does not list is never run."""
         arguments, problem = parse_arguments(call.arguments)
-        record = CallRecord(id=call.id, name=call.name, arguments=arguments,
-                            raw_arguments=call.arguments if arguments is None else None)
         spec = flow.functions.get(call.name) if call.name in step.functions else None
+        record = CallRecord(id=call.id, name=call.name, arguments=arguments,
+                            raw_arguments=call.arguments if arguments is None else None,
+                            server=spec.server if spec is not None else None)
         if spec is None:
             problem = f"there is no function {call.name!r}; the functions you can call are: {', '.join(step.functions)}"
         elif arguments is not None:
@@ -315,6 +329,10 @@ class Engine:
                 return record, "", FunctionError(f"step {step.id!r}: {problem} (on_invalid_arguments: fail)")
             return record, f"Error: {problem}. Correct the call and try again.", None
         assert spec is not None and spec.func is not None and arguments is not None
+        if spec.approve and not (self.approve is not None and self.approve(spec, arguments)):
+            record.error = ("not run: the user refused the call" if self.approve is not None
+                            else "not run: the call needs approval (approve: ask) and there is no one to ask")
+            return record, f"Error: {record.error[9:]}. Do not call it again; answer without it.", None
         try:
             result = call_function(call.name, spec.func, arguments, spec.timeout)
         except FunctionError as exc:
@@ -342,6 +360,12 @@ class ChatSession:
         self.history = history
         self.turns: list[StepRecord] = []
         self._start = len(history)
+        self.tools = ExitStack()
+        """The MCP servers the conversation uses: let go of by `close`."""
+
+    def close(self) -> None:
+        """Let go of the MCP servers (stopped unless another run uses them); the session cannot send after."""
+        self.tools.close()
 
     def reset(self) -> None:
         """Back to the step's own messages: the conversation since is forgotten."""
@@ -367,6 +391,15 @@ class ChatSession:
             raise
         self.history.append({"role": "assistant", "content": content})
         return turn
+
+
+def _with_mcp(flow: Flow, tools: ExitStack) -> Flow:
+    """The flow with its MCP servers' tools among its functions (see `flowrunner.mcp`), held by `tools`."""
+    if not flow.mcp:
+        return flow
+    from .mcp import attach
+
+    return attach(flow, tools)
 
 
 def _paced(limit: RateLimit, limiter: RateLimiter) -> bool:

@@ -147,6 +147,11 @@ class FunctionError(RunError):
         super().__init__(message)
 
 
+class MCPServerError(RunError):
+    """An MCP server would not start, crashed, or stopped answering; the message names it, how it is run,
+    and the last lines of its stderr."""
+
+
 class MaxRoundsError(RunError):
     """The model still asked for function calls after the step's max_rounds."""
 

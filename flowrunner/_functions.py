@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ._durations import format_duration
-from ._exceptions import FunctionError
+from ._exceptions import FunctionError, RunError
 from ._json import JSONError, dumps, loads
 from ._record import CallRecord
 
@@ -283,6 +283,8 @@ def call_function(name: str, func: Callable[..., Any], arguments: dict[str, Any]
 def _call(name: str, func: Callable[..., Any], arguments: dict[str, Any]) -> Any:
     try:
         return func(**arguments)
+    except RunError:  # said by flowrunner itself (an MCP tool's call): already worded for the user
+        raise
     except (Exception, SystemExit) as exc:  # a function calling sys.exit() must not end the whole run silently
         frames = traceback.extract_tb(exc.__traceback__)
         where = f" at {frames[-1].filename}:{frames[-1].lineno}" if len(frames) > 1 else ""

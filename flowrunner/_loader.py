@@ -109,6 +109,11 @@ class _Builder:
             self.step_index.setdefault(step["id"], index)
         self.input_names = list(data.get("inputs", {}))
         self.function_names = list(data.get("functions", {}))
+        self.mcp: Any = None  # the `mcp:` section's checks (flowrunner.mcp._flow), only for flows that have one
+        if "mcp" in data:
+            from .mcp._flow import MCPSection
+
+            self.mcp = MCPSection(data, positions, str(flow_dir), self.function_names, self.problems)
         self.option_names = request_option_names()
         self.allowed_names = {"inputs", "steps", "loop"} | global_names()
 
@@ -143,6 +148,7 @@ class _Builder:
             defaults=defaults,
             rate_limit=RateLimit(**data.get("rate_limit", {})),
             tests=tests,
+            **(self.mcp.flow_fields() if self.mcp is not None else {}),
         )
 
     def _check_durations(self) -> None:
@@ -168,7 +174,8 @@ class _Builder:
             return ()
         from ._testcases import TestCaseBuilder  # with the matchers: only for flows that have tests
 
-        builder = TestCaseBuilder(self.pos, inputs, self.function_names, list(outputs), list(self.step_index), _close)
+        callable_names = self.function_names + (self.mcp.names() if self.mcp is not None else [])
+        builder = TestCaseBuilder(self.pos, inputs, callable_names, list(outputs), list(self.step_index), _close)
         tests = builder.build(self.data.get("tests", []))
         self.problems.extend(builder.problems)
         return tests
@@ -228,7 +235,8 @@ class _Builder:
                          "give the longest the function may take, e.g. 10s, or leave timeout out")
         return FunctionSpec(name=name, entry=entry, parameters=parameters, description=decl.get("description"),
                             func=func, on_invalid_arguments=decl.get("on_invalid_arguments", "reply"),
-                            on_error=decl.get("on_error", "reply"), timeout=timeout, location=self.pos.key(base))
+                            on_error=decl.get("on_error", "reply"), timeout=timeout, location=self.pos.key(base),
+                            approve=decl.get("approve") == "ask")
 
     def _check_json_schema(self, schema: Any, path: JsonPath) -> bool:
         """Report where `schema` is not a valid JSON Schema (draft 2020-12); True when it is."""
@@ -255,7 +263,7 @@ class _Builder:
                 messages.append(Message(role=message["role"], content=template, name=message.get("name")))
         functions = tuple(raw.get("functions", ()))
         for number, name in enumerate(functions):
-            if name not in self.function_names:
+            if name not in self.function_names and not (self.mcp and self.mcp.offers(name, base + ("functions", number), step_id)):
                 self.problem(base + ("functions", number),
                              f"unknown function {name!r} in {format_path(base)}.functions",
                              _close(name, self.function_names, "declared functions",

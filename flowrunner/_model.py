@@ -67,6 +67,10 @@ class FunctionSpec:
     timeout: float | None = None
     """Seconds the function may run before the call counts as an error; None: no limit."""
     location: Location | None = None
+    approve: bool = False
+    """`approve: ask`: each call is put to the user first (the engine's `approve` callback); refused without one."""
+    server: str | None = None
+    """The MCP server whose tool this is (see `flowrunner.mcp`); None for a Python function."""
 
     def tool(self) -> dict[str, Any]:
         """The declaration sent to the API under `tools`."""
@@ -146,6 +150,11 @@ class Flow:
     rate_limit: RateLimit = field(default_factory=RateLimit)
     tests: tuple[TestCase, ...] = ()
     """The flow's own test cases (`tests:`), run by `flowrun test` and the pytest plugin."""
+    mcp: tuple[Any, ...] = ()
+    """The MCP servers of the flow's `mcp:` (`flowrunner.mcp._config.ServerSpec`); their tools join `functions`
+    when a run starts (`flowrunner.mcp.attach`)."""
+    mcp_refs: tuple[tuple[str, str, Location], ...] = ()
+    """(step id, name, where) of each name a step lists that only a server's `tools/list` can provide."""
 
     @property
     def default_cassette(self) -> Path:

@@ -38,6 +38,8 @@ class CallRecord:
     result: Any = None
     error: str | None = None
     raw_arguments: str | None = None
+    server: str | None = None
+    """The MCP server the call went to (`tools/call`); None for a Python function."""
 
 
 @dataclass

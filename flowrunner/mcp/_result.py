@@ -1,0 +1,70 @@
+"""An MCP tool's result, as kept (recorded in the record and the cassette) and as sent to the model.
+
+What is kept is bounded: text cut at `MAX_RESULT_CHARS`, images, audio and embedded blobs summarised
+(their kind, type and size, never their bytes), so a huge or binary result cannot swell the run record,
+the cassette or the conversation.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+MAX_RESULT_CHARS = 100_000
+"""The most characters of a tool's result the model is sent (text parts together, or the structured JSON)."""
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return (text[:limit] + f"\n[cut by flowrunner: the result was {len(text)} characters, "
+            f"at most {limit} are passed on]")
+
+
+def _summary(block: dict[str, Any]) -> str:
+    kind = block.get("type")
+    if kind in ("image", "audio"):
+        data = block.get("data")
+        size = len(data) * 3 // 4 if isinstance(data, str) else 0
+        return f"[{kind}: {block.get('mimeType', 'unknown type')}, about {size} bytes, not shown]"
+    if kind == "resource_link":
+        return f"[resource: {block.get('uri', '?')}]"
+    if kind == "resource":
+        found = block.get("resource")
+        resource: dict[str, Any] = found if isinstance(found, dict) else {}
+        if isinstance(resource.get("text"), str):
+            return str(resource["text"])
+        return f"[resource: {resource.get('uri', '?')}, {resource.get('mimeType', 'binary')}, not shown]"
+    return f"[{kind if isinstance(kind, str) else 'unknown'} content, not shown]"
+
+
+def compact_result(raw: dict[str, Any]) -> dict[str, Any]:
+    """A CallToolResult (as JSON data) reduced to what flowrunner keeps: `text` (the text parts joined,
+    others summarised, cut), `structured` (structuredContent, when its JSON fits the bound) and `is_error`."""
+    parts = []
+    budget = MAX_RESULT_CHARS
+    for block in raw.get("content") or []:
+        if not isinstance(block, dict):
+            continue
+        piece = block.get("text") if block.get("type") == "text" and isinstance(block.get("text"), str) \
+            else _summary(block)
+        parts.append(_cut(str(piece), max(budget, 0)))
+        budget -= len(parts[-1])
+    kept: dict[str, Any] = {"text": _cut("\n".join(parts), MAX_RESULT_CHARS)}
+    structured = raw.get("structuredContent")
+    if structured is not None:
+        size = len(json.dumps(structured, ensure_ascii=False))
+        if size <= MAX_RESULT_CHARS:
+            kept["structured"] = structured
+        else:
+            kept["structured_omitted_chars"] = size
+    kept["is_error"] = bool(raw.get("isError"))
+    return kept
+
+
+def model_value(kept: dict[str, Any]) -> Any:
+    """What the model is sent for a successful call (a string, or JSON data the engine encodes):
+    the structured content when there is some, else the text."""
+    if "structured" in kept:
+        return kept["structured"]
+    return kept.get("text", "")
