@@ -132,7 +132,7 @@ class _Endpoint:
         return result
 
 
-def _tape() -> Tape | None:
+def _current_tape() -> Tape | None:
     """The MCP exchanges of the cassette in use (made on first need), or None outside a cassette."""
     from .._cassette import active_cassette
 
@@ -150,7 +150,7 @@ def _tape() -> Tape | None:
 
 
 def _endpoints(flow: Flow, stack: ExitStack) -> dict[str, _Endpoint]:
-    tape = _tape()
+    tape = _current_tape()
     endpoints = {}
     for spec in flow.mcp:
         if tape is not None and tape.replay:
@@ -166,7 +166,7 @@ def _endpoints(flow: Flow, stack: ExitStack) -> dict[str, _Endpoint]:
 def hold(flow: Flow) -> Iterator[None]:
     """Keep the flow's live servers running for the whole block (a batch: started once, not per input)."""
     with ExitStack() as stack:
-        tape = _tape()
+        tape = _current_tape()
         if not (tape is not None and tape.replay):
             _endpoints(flow, stack)
         yield

@@ -64,7 +64,7 @@ def compact_result(raw: dict[str, Any]) -> dict[str, Any]:
 
 def model_value(kept: dict[str, Any]) -> Any:
     """What the model is sent for a successful call (a string, or JSON data the engine encodes):
-    the structured content when there is some, else the text."""
-    if "structured" in kept:
-        return kept["structured"]
+    the structured content when there is some (its keys sorted), else the text."""
+    if "structured" in kept:  # keys sorted: a cassette (YAML) keeps no order, and a replay must send the same
+        return json.loads(json.dumps(kept["structured"], sort_keys=True))
     return kept.get("text", "")
