@@ -131,7 +131,7 @@ def test_cli_runs_every_shipped_flows_tests():
     assert done.returncode == 0, done.stdout + done.stderr
     assert "flows/weather.yaml::boston PASSED" in done.stdout
     assert "flows/cassettes" not in done.stdout
-    assert done.stdout.strip().splitlines()[-1].startswith("=") and " 7 passed, 0 failed in " in done.stdout
+    assert done.stdout.strip().splitlines()[-1].startswith("=") and " 9 passed, 0 failed in " in done.stdout
 
 
 def test_cli_keyword_and_json():

@@ -104,14 +104,7 @@ def build_servers(data: dict[str, Any], pos: Positions, flow_dir: str) -> tuple[
                 problems.append(Problem(pos.value(base + ("timeout",)), "a timeout of 0 would fail every call",
                                         "give the longest a call may take, e.g. 30s, or leave timeout out"))
                 timeout = DEFAULT_TIMEOUT
-        tools = decl.get("tools")
-        if tools is not None:
-            seen: set[str] = set()
-            for index, tool in enumerate(tools):
-                if tool in seen:
-                    problems.append(Problem(pos.value(base + ("tools", index)),
-                                            f"tool {tool!r} is listed twice in mcp.{name}.tools", "list it once"))
-                seen.add(tool)
+        tools = decl.get("tools")  # the schema has seen that no name is listed twice
         cwd = decl.get("cwd")
         servers.append(ServerSpec(
             name=name, command=tuple(decl.get("command", ())), url=decl.get("url"),

@@ -172,11 +172,11 @@ class LiveServer:
         self._task.add_done_callback(lambda _: self._finished.set())
 
     async def _own(self, ready: Future[list[dict[str, Any]]]) -> None:
-        import anyio
-        from mcp.client.session import ClientSession
-
         assert self._stop_event is not None
         try:
+            import anyio
+            from mcp.client.session import ClientSession
+
             async with AsyncExitStack() as stack:
                 # Entered here, left at the end: a cancel scope around them would be left before them.
                 streams = await stack.enter_async_context(self._transport())
