@@ -1,9 +1,53 @@
-"""Helpers of the MCP tests (a module of its own: test files import it by name)."""
+"""Helpers of the MCP tests (a module named uniquely: tests import `conftest` by name, and a second conftest.py
+here would shadow the top one). Flows that use the real `mcp-server-time`, installed from PyPI by the test extra."""
 
 from __future__ import annotations
 
 import os
-from typing import Any
+import shutil
+import textwrap
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+TIME_SERVER = shutil.which("mcp-server-time")
+
+
+def write_flow(folder: Path, body: str, name: str = "flow") -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def time_flow_text(functions: str = "get_current_time", extra: str = "", server: str | None = None,
+                   server_keys: str = "") -> str:
+    """A flow whose step offers `functions` of mcp server `time` (a live mcp-server-time unless `server`
+    names another command); `server_keys`: more YAML lines for the server, `extra`: for the flow."""
+    keys = "".join(f"    {line}\n" for line in textwrap.dedent(server_keys).splitlines() if line.strip())
+    return (
+        "name: time\nmodel: test-model\n"
+        "inputs:\n  question: {type: string, default: \"What time is it in Europe/Paris?\"}\n"
+        "mcp:\n  time:\n"
+        f"    command: [{server or TIME_SERVER}, --local-timezone, UTC]\n{keys}"
+        f"{textwrap.dedent(extra)}"
+        "steps:\n  - id: answer\n"
+        f"    functions: [{functions}]\n    max_rounds: 3\n"
+        "    messages:\n      - {role: user, content: \"{{ inputs.question }}\"}\n")
+
+
+@pytest.fixture
+def time_flow(tmp_path: Path) -> Callable[..., Path]:
+    """Writes `time_flow_text(...)` into a flow file and gives its path."""
+    if TIME_SERVER is None:
+        pytest.fail("mcp-server-time is not installed: pip install -e '.[test]'")
+
+    def make(name: str = "flow", **kwargs: Any) -> Path:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(time_flow_text(**kwargs))
+        return path
+
+    return make
 
 
 def children_of(pid: int) -> list[int]:

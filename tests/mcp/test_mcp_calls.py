@@ -14,7 +14,7 @@ from flowrunner import Engine, OpenAITransport, load_flow
 from flowrunner._exceptions import FlowValidationError, FunctionError, MCPServerError
 from flowrunner.mcp import attach
 
-from mcp_helpers import alive, children_of, command_line
+from mcp_helpers import alive, children_of, command_line, time_flow  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.server
 
