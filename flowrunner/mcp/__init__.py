@@ -153,6 +153,7 @@ def _endpoints(flow: Flow, stack: ExitStack) -> dict[str, _Endpoint]:
     tape = _current_tape()
     endpoints = {}
     for spec in flow.mcp:
+        spec.register_secrets()
         if tape is not None and tape.replay:
             endpoints[spec.name] = _Endpoint(spec, None, tape)
             continue

@@ -71,6 +71,17 @@ class ServerSpec:
         """The name a step uses for one of this server's tools."""
         return self.prefix + tool
 
+    def register_secrets(self) -> None:
+        """Its header and env values read from the environment are secrets from now on (redacted everywhere,
+        the MCP exchanges of a cassette included), whether the server is started or replayed."""
+        from .._secrets import register
+
+        for _, value in (*self.headers, *self.env):
+            if isinstance(value, Secret):
+                raw = os.environ.get(value.env)
+                if raw is not None:
+                    register(raw, value.env)
+
     def key(self) -> tuple[Any, ...]:
         """What makes two declarations the same server process (shared by runs and batch workers)."""
         return (self.name, self.command, self.url, self.headers, self.env, self.cwd)

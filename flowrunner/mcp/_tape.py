@@ -102,7 +102,11 @@ class Tape:
         same = [(n, c) for n, c in enumerate(self.calls, start=1) if c["server"] == server and c["tool"] == tool]
         if same:
             live = redact_data(arguments)
-            number, closest = min(same, key=lambda item: len(first_difference(item[1]["arguments"], live)))
+            import difflib
+
+            wanted = canonical_json(live)
+            number, closest = max(same, key=lambda item: difflib.SequenceMatcher(
+                None, canonical_json(item[1]["arguments"]), wanted, autojunk=False).ratio())
             played = _key(server, tool, closest["arguments"]) == _key(server, tool, arguments)
             if played:
                 lines.append("  every recording of it was already played in this run")

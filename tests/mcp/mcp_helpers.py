@@ -75,18 +75,12 @@ def alive(pid: int) -> bool:
 
 
 def record_dict(record: Any) -> dict[str, Any]:
-    """A run record as data, without what differs from run to run whatever happened (timing, if recorded)."""
+    """A run record as data, without its timing (`without_timing`: a replay has timings of its own)."""
+    from flowrunner._record import without_timing
+
     data: dict[str, Any] = record.to_dict() if not isinstance(record, dict) else record
-
-    def strip(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if k not in ("timing", "started", "elapsed", "duration",
-                                                                       "started_at", "seconds")}
-        if isinstance(value, list):
-            return [strip(v) for v in value]
-        return value
-
-    return strip(data)  # type: ignore[no-any-return]
+    stripped: dict[str, Any] = without_timing(data)
+    return stripped
 
 
 def command_line(pid: int) -> str:
