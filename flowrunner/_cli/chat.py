@@ -9,6 +9,7 @@ from typing import Any, Iterator
 
 from .._exceptions import RunError
 from ._common import EXIT_OK, add_run_options, connection, flow_and_inputs, redact
+from ._approval import terminal_approver
 from ._display import Display
 
 
@@ -40,7 +41,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
     interactive = sys.stdin.isatty()
     with connection(flow, args) as transport:
         display = Display(stream_to=sys.stdout)
-        engine = Engine(transport, model=args.model, on_event=display, rate_limit=args.rate_limit)
+        engine = Engine(transport, model=args.model, on_event=display, rate_limit=args.rate_limit,
+                        approve=terminal_approver())
         session = engine.chat(flow, inputs, step_id=args.step)
         if interactive:
             print(f"chatting with {flow.name} (/help for commands, Ctrl-D or /exit to end)", file=sys.stderr)

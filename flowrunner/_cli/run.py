@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ._common import EXIT_FAILED, EXIT_OK, add_run_options, connection, flow_and_inputs
+from ._approval import terminal_approver
 from ._display import Display
 
 EPILOG = """\
@@ -65,7 +66,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     # A streamed step's text appears as it comes, except with --json (stdout is the record's).
     display = Display(stream_to=None if args.json else sys.stdout, calls=not args.quiet)
     with connection(flow, args) as transport, quiet_stdout:
-        engine = Engine(transport, model=args.model, on_event=display, rate_limit=args.rate_limit)
+        engine = Engine(transport, model=args.model, on_event=display, rate_limit=args.rate_limit,
+                        approve=terminal_approver())
         record = engine.run(flow, inputs)
     display.finish()
     if args.output_file is not None and record.status == "succeeded":
