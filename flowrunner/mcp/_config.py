@@ -16,7 +16,9 @@ if TYPE_CHECKING:
     from .._yaml import JsonPath, Positions
 
 DEFAULT_TIMEOUT = 30.0
-"""Seconds a server has to start (initialize and list its tools) and each call has to answer."""
+"""Seconds each call has to answer."""
+DEFAULT_START_TIMEOUT = 60.0
+"""Seconds a server has to start: spawned (or reached), initialized, its tools listed."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class ServerSpec:
     """The allow-list (the server's own names); None: every tool it lists."""
     prefix: str = ""
     timeout: float = DEFAULT_TIMEOUT
+    start_timeout: float = DEFAULT_START_TIMEOUT
     approve: bool = False
     """`approve: ask`: every call is put to the user first."""
     on_error: Literal["reply", "fail"] = "reply"
@@ -105,16 +108,19 @@ def build_servers(data: dict[str, Any], pos: Positions, flow_dir: str) -> tuple[
                                         f"{'url' if key == 'headers' else 'command'} servers; "
                                         f"mcp server {name!r} has {'command' if key == 'headers' else 'url'}",
                                         f"remove {key}"))
-        timeout = DEFAULT_TIMEOUT
-        if "timeout" in decl:
+        timeouts = {"timeout": DEFAULT_TIMEOUT, "start_timeout": DEFAULT_START_TIMEOUT}
+        for key, default in list(timeouts.items()):
+            if key not in decl:
+                continue
             try:
-                timeout = parse_duration(decl["timeout"])
+                timeouts[key] = parse_duration(decl[key])
             except ValueError as exc:
-                problems.append(Problem(pos.value(base + ("timeout",)), str(exc), "write something like 30s"))
-            if timeout == 0:
-                problems.append(Problem(pos.value(base + ("timeout",)), "a timeout of 0 would fail every call",
-                                        "give the longest a call may take, e.g. 30s, or leave timeout out"))
-                timeout = DEFAULT_TIMEOUT
+                problems.append(Problem(pos.value(base + (key,)), str(exc), "write something like 30s"))
+            if timeouts[key] == 0:
+                problems.append(Problem(pos.value(base + (key,)), f"a {key} of 0 would fail every "
+                                        f"{'call' if key == 'timeout' else 'start'}",
+                                        f"give the longest it may take, e.g. 30s, or leave {key} out"))
+                timeouts[key] = default
         tools = decl.get("tools")  # the schema has seen that no name is listed twice
         cwd = decl.get("cwd")
         servers.append(ServerSpec(
@@ -122,7 +128,8 @@ def build_servers(data: dict[str, Any], pos: Positions, flow_dir: str) -> tuple[
             headers=tuple((k, _value(v)) for k, v in decl.get("headers", {}).items()),
             env=tuple((k, _value(v)) for k, v in decl.get("env", {}).items()),
             cwd=str(os.path.join(flow_dir, cwd)) if cwd is not None else None,
-            tools=tuple(tools) if tools is not None else None, prefix=decl.get("prefix", ""), timeout=timeout,
+            tools=tuple(tools) if tools is not None else None, prefix=decl.get("prefix", ""), timeout=timeouts["timeout"],
+            start_timeout=timeouts["start_timeout"],
             approve=decl.get("approve") == "ask", on_error=decl.get("on_error", "reply"),
             on_invalid_arguments=decl.get("on_invalid_arguments", "reply"), location=pos.key(base),
             tool_locations=tuple(pos.value(base + ("tools", i)) for i in range(len(tools or ()))),

@@ -155,10 +155,13 @@ class LiveServer:
         ready: Future[list[dict[str, Any]]] = Future()
         self._loop.loop.call_soon_threadsafe(self._begin, ready)
         try:
-            self.tools = ready.result(spec.timeout + 1)
+            self.tools = ready.result(spec.start_timeout + 1)
         except FutureTimeout:
             self.stop()
-            raise self._error(f"did not start within its timeout of {format_duration(spec.timeout)}") from None
+            raise self._error(f"did not start within {format_duration(spec.start_timeout)} (start_timeout)") from None
+        except TimeoutError:
+            self.stop()
+            raise self._error(f"did not start within {format_duration(spec.start_timeout)} (start_timeout)") from None
         except MCPServerError:
             self.stop()
             raise
@@ -183,7 +186,7 @@ class LiveServer:
                 if self._stderr is not None:
                     self._stderr.close_writer()
                 session = await stack.enter_async_context(ClientSession(streams[0], streams[1]))
-                with anyio.fail_after(self.spec.timeout):
+                with anyio.fail_after(self.spec.start_timeout):
                     await session.initialize()
                     tools = await _list_tools(session)
                 self._session = session

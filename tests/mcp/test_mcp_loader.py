@@ -83,6 +83,7 @@ def test_two_servers_offering_one_name_is_a_located_error(tmp_path):
     ("    command: [x]\n    headers: {A: b}\n", "f.yaml:5:5: error: headers is for url servers; mcp server 'time' "
      "has command"),
     ("    command: [x]\n    timeout: 0s\n", "f.yaml:5:14: error: a timeout of 0 would fail every call"),
+    ("    command: [x]\n    start_timeout: 0s\n", "f.yaml:5:20: error: a start_timeout of 0 would fail every start"),
     ("    command: [x]\n    tools: [a, a]\n", "f.yaml:5:16: error: mcp.time.tools lists 'a' twice"),
 ])
 def test_server_declarations_the_schema_cannot_judge(tmp_path, server, message):
