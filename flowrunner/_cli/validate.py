@@ -46,5 +46,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print_problems(exc)
             status = EXIT_USAGE
             continue
-        print(f"{path}: ok ({count(len(flow.steps), 'step')}, {count(len(flow.functions), 'function')})")
+        servers = f", {count(len(flow.mcp), 'mcp server')}" if flow.mcp else ""
+        print(f"{path}: ok ({count(len(flow.steps), 'step')}, {count(len(flow.functions), 'function')}{servers})")
     return status

@@ -113,3 +113,9 @@ def test_help_and_validate_import_no_mcp_sdk(args):
             "'httpx2', 'pydantic') or m.startswith('flowrunner.mcp._session')))")
     done = subprocess.run([sys.executable, "-c", code], text=True, capture_output=True, cwd=ROOT, timeout=60)
     assert "LOADED []" in done.stdout, done.stdout + done.stderr
+
+
+def test_validate_counts_the_servers():
+    done = subprocess.run([sys.executable, "-m", "flowrunner._cli", "validate", "flows/mcp_time.yaml"], text=True,
+                          capture_output=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0 and done.stdout == "flows/mcp_time.yaml: ok (1 step, 0 functions, 1 mcp server)\n"
