@@ -1,0 +1,12 @@
+"""The run history: `flowrun run` and `flowrun chat` write each run here, `flowrun runs` reads it.
+
+Imported only when a run is logged or the history is read: `flowrun --help` and `flowrun validate`
+never load sqlite3. The web page (`flowrun view`) reads it through the same names.
+"""
+
+from __future__ import annotations
+
+from ._store import SCHEMA_VERSION, History, HistoryError, StoredRun, default_path, flow_hash, migrate, new_id
+
+__all__ = ["SCHEMA_VERSION", "History", "HistoryError", "StoredRun", "default_path", "flow_hash", "migrate",
+           "new_id"]
