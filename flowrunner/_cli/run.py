@@ -10,6 +10,7 @@ from typing import Any
 
 from ._common import EXIT_FAILED, EXIT_OK, add_run_options, connection, flow_and_inputs
 from ._display import Display
+from ._history import add_log_option, log_run
 
 EPILOG = """\
 examples:
@@ -42,6 +43,7 @@ def register(sub: Any) -> None:
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("flow", metavar="FLOW", help="the flow's YAML file")
     add_run_options(parser)
+    add_log_option(parser, default=True)
     parser.add_argument("--inputs", dest="inputs_file", metavar="FILE.json",
                         help="the inputs as one JSON object (at most 10 MB); -i values go on top")
     parser.add_argument("-o", "--output", dest="output_file", type=Path, metavar="FILE",
@@ -68,6 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         engine = Engine(transport, model=args.model, on_event=display, rate_limit=args.rate_limit)
         record = engine.run(flow, inputs)
     display.finish()
+    log_run(record, args, flow)
     if args.output_file is not None and record.status == "succeeded":
         write_outputs(args.output_file, record.outputs)
     if args.json:

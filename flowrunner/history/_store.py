@@ -213,7 +213,7 @@ class History:
             # A record without its start time: the time it ended (now), less its duration when known.
             started = time.time() - (_number(duration) or 0.0)
         run_id = new_id(started)
-        row = (run_id, _number(started), _number(duration), record.flow, record.file, flow_hash(flow_text),
+        row = (run_id, _number(started), _number(duration), record.flow, _absolute(record.file), flow_hash(flow_text),
                record.status, dumps(models), _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens")),
                _int(usage.get("total_tokens")), _number(cost), error_type, command, _record_json(dumps(data)))
         try:
@@ -312,6 +312,14 @@ def _stored(row: tuple[Any, ...]) -> StoredRun:
         prompt_tokens=_int(values["prompt_tokens"]), completion_tokens=_int(values["completion_tokens"]),
         total_tokens=_int(values["total_tokens"]), cost=_number(values["cost"]), error_type=values["error_type"],
         command=str(values["command"]), record=record if isinstance(record, dict) else {})
+
+
+def _absolute(file: str) -> str:
+    """The flow file's absolute path (the record keeps it as given, relative to where the run was started)."""
+    try:
+        return str(Path(file).absolute())
+    except (OSError, ValueError):
+        return file
 
 
 def _number(value: Any) -> float | None:
