@@ -98,7 +98,8 @@ def diff_runs(a: StoredRun, b: StoredRun) -> RunDiff:
 def _totals(run: StoredRun) -> dict[str, Any]:
     error = _dict(run.record.get("error"))
     return {
-        "status": run.status, "error": f"{error.get('type')}: {error.get('message')}" if error else None,
+        "status": run.status, "error": f"{error.get('type')}: {str(error.get('message')).splitlines()[0] if error.get('message') else ''}"
+        if error else None,
         "models": run.models, "prompt_tokens": run.prompt_tokens, "completion_tokens": run.completion_tokens,
         "total_tokens": run.total_tokens, "cost": run.cost, "duration": run.duration,
     }
