@@ -70,7 +70,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         engine = Engine(transport, model=args.model, on_event=display, rate_limit=args.rate_limit)
         record = engine.run(flow, inputs)
     display.finish()
-    log_run(record, args, flow)
     if args.output_file is not None and record.status == "succeeded":
         write_outputs(args.output_file, record.outputs)
     if args.json:
@@ -82,6 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for step_record in record.steps:  # what a step passed on but should not go unseen (a cut answer)
         for warning in step_record.warnings:
             print(f"warning in step {step_record.id!r}: {warning}", file=sys.stderr)
+    log_run(record, args, flow)  # after the outputs: a busy history delays nothing the user waits for
     if record.error:
         step = f" in step {record.error['step']!r}" if record.error.get("step") else ""
         print(f"error{step}: {record.error['message']}", file=sys.stderr)

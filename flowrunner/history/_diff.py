@@ -186,9 +186,13 @@ def _unified(a: Any, b: Any) -> list[str]:
     text_a, text_b = _pretty(a), _pretty(b)
     if len(text_a) + len(text_b) > _MAX_TEXT:
         return [f"(too large to compare line by line: {len(text_a):,} and {len(text_b):,} characters)"]
-    lines = [line[:300] + ("..." if len(line) > 300 else "") for line in
-             list(difflib.unified_diff(text_a.splitlines(), text_b.splitlines(), "run A", "run B", lineterm="",
-                                       n=2))[2:]]
+    lines: list[str] = []
+    for line in list(difflib.unified_diff(text_a.splitlines(), text_b.splitlines(), lineterm="", n=2))[2:]:
+        if line.startswith("@@"):  # line numbers of pretty-printed JSON mean nothing to a reader
+            if lines:
+                lines.append("  ...")
+            continue
+        lines.append(line[:300] + ("..." if len(line) > 300 else ""))
     if len(lines) > MAX_DIFF_LINES:
         lines = lines[:MAX_DIFF_LINES] + [f"... ({len(lines) - MAX_DIFF_LINES} more lines)"]
     return lines

@@ -201,8 +201,9 @@ class History:
     def write(self, record: RunRecord, *, flow_text: str | None = None, command: str = "run") -> str | None:
         """Store a run's record; its new id, or None (and `last_error` says why) if the database failed."""
         from .._json import dumps
+        from .._secrets import redact_data
 
-        data = record.to_dict()
+        data = redact_data(record.to_dict())  # the engine's records are redacted already; a library user's too
         started = getattr(record, "started", None)
         duration = getattr(record, "duration", None)
         cost = getattr(record, "cost", None)

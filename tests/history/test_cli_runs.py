@@ -290,3 +290,14 @@ def test_no_secret_reaches_the_database_file(tmp_path, db):
     assert len(stored(db)) == 3 and data  # the run, and the chat's two turns
     for secret in (key, token):
         assert secret.encode() not in data
+
+
+@pytest.mark.server
+def test_a_failed_chat_turn_is_kept_as_a_failed_run(echo, db):
+    with ChatServer(api_key="sk-the-right-key-1234") as server:
+        done = flowrun("chat", echo, "--base-url", server.base_url, stdin="hello\n", OPENAI_API_KEY="sk-wrong-key-5678")
+    assert done.returncode == 0 and "HTTP 401" in done.stderr
+    rows = stored(db)
+    assert [(row["command"], row["status"], row["error_type"]) for row in rows] == [("chat", "failed", "APIError")] * 2
+    record = json.loads(str(rows[-1]["record"]))
+    assert record["error"]["step"] == "reply" and "HTTP 401" in record["error"]["message"] and record["outputs"] == {}

@@ -250,3 +250,15 @@ def test_the_default_path_follows_flowrun_home_then_the_platform(monkeypatch, tm
     monkeypatch.setattr(sys, "platform", "win32")
     monkeypatch.setenv("LOCALAPPDATA", str(tmp_path / "local"))
     assert default_path() == tmp_path / "local" / "flowrunner" / "history.db"
+
+
+def test_a_record_not_redacted_yet_is_redacted_before_it_is_stored(history):
+    from flowrunner._secrets import register
+
+    register("sk-library-user-secret-42", "OPENAI_API_KEY")
+    run_id = history.write(record(question="is sk-library-user-secret-42 safe?"))
+    assert run_id is not None
+    assert history.get(run_id).record["inputs"]["question"] == "is [redacted:OPENAI_API_KEY] safe?"
+    history.close()
+    data = b"".join(p.read_bytes() for p in history.path.parent.iterdir() if p.name.startswith("history.db"))
+    assert b"sk-library-user-secret-42" not in data and b"[redacted:OPENAI_API_KEY]" in data
