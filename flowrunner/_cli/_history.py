@@ -67,7 +67,7 @@ def log_chat_turn(turn: StepRecord, inputs: dict[str, Any], args: argparse.Names
     from .._secrets import redact, redact_in_place
 
     record = RunRecord(flow=flow.name, file=str(flow.path), inputs=dict(inputs), status=turn.status,
-                       steps=[turn], usage=dict(turn.usage))
+                       steps=[turn], usage=dict(turn.usage), started=turn.started, duration=turn.duration)
     if error is None:
         record.outputs = {turn.id: turn.content or ""}
     else:

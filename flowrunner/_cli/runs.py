@@ -211,6 +211,7 @@ def diff_lines(diff: RunDiff) -> list[str]:
                      f"{run.file})")
     if diff.same_flow is not None:
         lines.append("flow file: the same text" if diff.same_flow else "flow file: changed between the runs")
+    lines.append(f"duration: A {duration(diff.duration.a)}, B {duration(diff.duration.b)}")
     if diff.same:
         lines.append("no differences besides ids and times")
         return lines

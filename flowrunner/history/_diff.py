@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._record import TIMING_FIELDS
 from ._store import StoredRun
 
 MAX_DIFF_LINES = 200
@@ -75,7 +76,9 @@ class RunDiff:
     calls: list[ValueChange]
     """How many times each function was called, where the counts differ."""
     totals: list[ValueChange]
-    """status, error, models, tokens, cost and duration, where they differ."""
+    """status, error, models, tokens and cost, where they differ."""
+    duration: ValueChange
+    """Both runs' durations in seconds, always (two runs seldom take the same time; it is no difference)."""
 
     @property
     def same(self) -> bool:
@@ -92,6 +95,7 @@ def diff_runs(a: StoredRun, b: StoredRun) -> RunDiff:
         steps=_steps(_list(a.record.get("steps")), _list(b.record.get("steps"))),
         calls=_changes(_call_counts(a.record), _call_counts(b.record)),
         totals=_changes(_totals(a), _totals(b)),
+        duration=ValueChange("duration", a.duration, b.duration),
     )
 
 
@@ -101,7 +105,7 @@ def _totals(run: StoredRun) -> dict[str, Any]:
         "status": run.status, "error": f"{error.get('type')}: {str(error.get('message')).splitlines()[0] if error.get('message') else ''}"
         if error else None,
         "models": run.models, "prompt_tokens": run.prompt_tokens, "completion_tokens": run.completion_tokens,
-        "total_tokens": run.total_tokens, "cost": run.cost, "duration": run.duration,
+        "total_tokens": run.total_tokens, "cost": run.cost,
     }
 
 
@@ -146,14 +150,19 @@ def _round(step: str, index: int, a: dict[str, Any] | None, b: dict[str, Any] | 
     return RoundDiff(step, index, a, b, first_difference(a, b, f"round {index + 1}"), _unified(a, b))
 
 
+_ALWAYS_DIFFERENT = TIMING_FIELDS | {"response_id", "slept"}
+"""What differs between any two runs, even of the same flow, inputs and answers: left out of the rounds' diff."""
+
+
 def _comparable(round_: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A round without what always differs between two runs (the response id, the waits between retries)."""
+    """A round without what always differs between two runs: its timing, the response id, the waits."""
     if round_ is None:
         return None
-    kept = {key: value for key, value in round_.items() if key != "response_id"}
-    attempts = kept.get("attempts")
-    if isinstance(attempts, list):
-        kept["attempts"] = [{k: v for k, v in _dict(a).items() if k != "slept"} for a in attempts]
+    kept = {key: value for key, value in round_.items() if key not in _ALWAYS_DIFFERENT}
+    for key in ("attempts", "calls"):
+        if isinstance(kept.get(key), list):
+            kept[key] = [{k: v for k, v in item.items() if k not in _ALWAYS_DIFFERENT} if isinstance(item, dict)
+                         else item for item in kept[key]]
     return kept
 
 

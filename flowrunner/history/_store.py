@@ -204,14 +204,12 @@ class History:
         from .._secrets import redact_data
 
         data = redact_data(record.to_dict())  # the engine's records are redacted already; a library user's too
-        started = getattr(record, "started", None)
-        duration = getattr(record, "duration", None)
-        cost = getattr(record, "cost", None)
+        started, duration = record.started, record.duration
+        cost = getattr(record, "cost", None)  # until the record says what a run cost
         usage = data.get("usage") or {}
         models = sorted({step.model for step in record.steps if step.model})
         error_type = (record.error or {}).get("type")
-        if not isinstance(started, (int, float)) or isinstance(started, bool):
-            # A record without its start time: the time it ended (now), less its duration when known.
+        if started is None:  # a record made without the engine: it ended now, and took `duration` if known
             started = time.time() - (_number(duration) or 0.0)
         run_id = new_id(started)
         row = (run_id, _number(started), _number(duration), record.flow, _absolute(record.file), flow_hash(flow_text),

@@ -75,6 +75,7 @@ def test_a_run_is_kept_then_listed_shown_and_diffed(echo, db):
     assert [row["command"] for row in rows] == ["run", "run"]
     assert rows[0]["flow"] == "echo" and rows[0]["file"] == echo and rows[0]["status"] == "succeeded"
     assert json.loads(str(rows[0]["models"])) == ["m"] and int(str(rows[0]["total_tokens"])) > 0
+    assert isinstance(rows[0]["duration"], float) and isinstance(rows[0]["started"], float)
     import hashlib
     assert rows[0]["flow_hash"] == hashlib.sha256(ECHO.encode()).hexdigest()
     first_id, second_id = str(rows[0]["id"]), str(rows[1]["id"])
@@ -85,6 +86,7 @@ def test_a_run_is_kept_then_listed_shown_and_diffed(echo, db):
     assert header.split() == ["ID", "STARTED", "FLOW", "STATUS", "DURATION", "TOKENS", "COST"]
     assert [line.split()[0] for line in lines] == [second_id[:12], first_id[:12]]  # newest first
     assert all("echo" in line and "succeeded" in line for line in lines)
+    assert all(line.split()[5] != "-" for line in lines)  # the duration
 
     show = flowrun("runs", "show", first_id[:14])
     assert show.returncode == 0, show.stderr

@@ -40,9 +40,13 @@ def test_two_runs_differing_only_in_ids_times_and_waits_are_the_same():
     other = copy.deepcopy(RECORD)
     for i, round_ in enumerate(other["steps"][0]["rounds"]):
         round_["response_id"] = f"chatcmpl-other-{i}"
-        round_["attempts"][0]["slept"] = 1.5
-    diff = diff_runs(run(RECORD), run(other, run_id="1a2b3c4d5e6f7a8b9d"))
+        round_["attempts"][0].update(slept=1.5, started=100.0 + i, duration=0.5)
+        round_.update(started=100.0 + i, sent=100.1 + i, latency=0.4, waited_rate_limit=0.0, waited_retry=1.5)
+        for call in round_["calls"]:
+            call.update(started=101.0, duration=0.01)
+    diff = diff_runs(run(RECORD), run(other, run_id="1a2b3c4d5e6f7a8b9d", duration=9.0))
     assert diff.same and diff.same_flow is True
+    assert (diff.duration.a, diff.duration.b) == (1.0, 9.0)  # said, but not a difference
     assert diff.inputs == diff.outputs == diff.calls == diff.totals == []
     assert all(step.same for step in diff.steps)
 
@@ -62,7 +66,7 @@ def test_inputs_outputs_calls_totals_and_rounds_that_differ_are_named():
     assert [(c.name, c.a, c.b) for c in diff.outputs] == [("answer", "sunny", "rainy")]
     assert diff.calls == []  # one lookup call in each
     assert {c.name: (c.a, c.b) for c in diff.totals} == {
-        "prompt_tokens": (3, 4), "total_tokens": (5, 6), "cost": (None, 0.5), "duration": (1.0, 2.0)}
+        "prompt_tokens": (3, 4), "total_tokens": (5, 6), "cost": (None, 0.5)}
     (step,) = diff.steps
     first, second, third = step.rounds
     assert first.first_difference == "round 1.calls[0].arguments.q: A 'Boston', B 'Paris'"

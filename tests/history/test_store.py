@@ -262,3 +262,13 @@ def test_a_record_not_redacted_yet_is_redacted_before_it_is_stored(history):
     history.close()
     data = b"".join(p.read_bytes() for p in history.path.parent.iterdir() if p.name.startswith("history.db"))
     assert b"sk-library-user-secret-42" not in data and b"[redacted:OPENAI_API_KEY]" in data
+
+
+def test_the_records_start_and_duration_are_the_runs(history):
+    run = record()
+    run.started, run.duration = 1_700_000_000.25, 3.5
+    run_id = history.write(run)
+    assert run_id is not None and run_id.startswith(f"{1_700_000_000_250:011x}")  # the id sorts by the start
+    stored = history.get(run_id)
+    assert (stored.started, stored.duration) == (1_700_000_000.25, 3.5)
+    assert history.runs(since=1_700_000_000.0)[0].id == run_id
