@@ -463,3 +463,19 @@ def test_help_does_not_import_the_mcp_sdk() -> None:
     done = subprocess.run([sys.executable, "-c", code], text=True, capture_output=True, cwd=ROOT, timeout=60)
     assert "LOADED []" in done.stdout, done.stdout + done.stderr
     assert "mcpServers" in done.stdout
+
+
+def test_served_runs_record_a_cassette_that_a_later_server_replays(tmp_path: Path, chat: ChatServer) -> None:
+    cassette = tmp_path / "served.yaml"
+    recorded = called(stdio(str(FLOWS / "weather.yaml"), "--base-url", chat.base_url, "--cassette", str(cassette),
+                            "--record-mode", "all"), "weather", {"question": "What's the weather in Oslo?"})
+    assert recorded.structured_content == {"answer": WEATHER_ANSWER.replace("Boston", "Oslo")}
+    assert cassette.is_file()
+    requests = len(chat.requests)
+    replayed = called(stdio(str(FLOWS / "weather.yaml"), "--cassette", str(cassette), "--record-mode", "none"),
+                      "weather", {"question": "What's the weather in Oslo?"})
+    assert replayed.structured_content == recorded.structured_content
+    assert len(chat.requests) == requests  # the chat server was not asked again
+    missed = called(stdio(str(FLOWS / "weather.yaml"), "--cassette", str(cassette), "--record-mode", "none"),
+                    "weather", {"question": "What's the weather in Rome?"})
+    assert missed.is_error and "cassette" in missed.content[0].text.lower()
