@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import math
 import threading
 from collections import Counter, deque
@@ -465,7 +466,9 @@ class BatchAPI:
         for lines, attribute, kind in ((batch.outputs, "output_file_id", "output"),
                                        (batch.failures, "error_file_id", "error")):
             if lines:
-                data = "".join(_json.dumps(line) + "\n" for line in _shuffled(batch.id, lines))
+                # The stdlib's dumps: these are the server's own values (ASCII-escaped, so a lone
+                # surrogate in a scripted reply is written as its escape).
+                data = "".join(json.dumps(line) + "\n" for line in _shuffled(batch.id, lines))
                 stored = self._files.add(f"{batch.id}_{kind}.jsonl", "batch_output", data.encode(), at)
                 setattr(batch, attribute, stored.id)
         batch.status, batch.times[status] = status, at
