@@ -384,3 +384,57 @@ def test_the_chat_spec_declares_the_values_its_shape_cache_blanks_unconstrained(
             assert '{"type": "string"}' in text or "array" in text, (name, schema)
             assert "maxLength" not in text and "pattern" not in text and "minLength" not in text
     assert {name for name, _ in found} >= {"content", "id", "arguments", "tool_call_id", "created"}
+
+
+def test_the_command_line_server_runs_batches_on_its_flags() -> None:
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "flowrunner.testing.server", "--port", "0", "--batch-speed", "1000",
+               "--batch-max-lines", "2", "--batch-lines-per-second", "inf"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stdout is not None
+            found = re.search(r"http://127\.0\.0\.1:\d+/v1", process.stdout.readline())
+            assert found is not None
+            client = openai.OpenAI(base_url=found.group(), api_key="test", max_retries=0)
+            good = submit(client, [line("a", chat_body(1)), line("b", chat_body(2))])
+            too_many = submit(client, [line(str(i), chat_body(i)) for i in range(3)])
+            deadline = time.monotonic() + 60  # a hang guard
+            while {client.batches.retrieve(b.id).status for b in (good, too_many)} != {"completed", "failed"}:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            assert client.batches.retrieve(good.id).status == "completed"
+            process.send_signal(signal.SIGINT)
+            _, err = process.communicate(timeout=60)
+        finally:
+            process.kill()
+    assert process.returncode == 0 and err == ""
+    refused = subprocess.run([sys.executable, "-m", "flowrunner.testing.server", "--batch-lines-per-second", "0"],
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "--batch-lines-per-second: lines_per_second must be > 0" in refused.stderr
+
+
+def test_the_batch_spec_copy_is_whole_and_openais() -> None:
+    from flowrunner._resources import load_json
+
+    spec = load_json("openai/batch-files.openapi.json")
+    assert spec["info"]["license"]["identifier"] == "MIT" and "f85dbe2" in spec["info"]["title"]
+    refs = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("$ref"), str):
+                refs.add(node["$ref"].rsplit("/", 1)[1])
+            for child in node.values():
+                walk(child)
+        elif isinstance(node, list):
+            for child in node:
+                walk(child)
+
+    walk(spec)
+    assert refs <= set(spec["components"]["schemas"]) and len(spec["components"]["schemas"]) == 12
+    assert {"/batches", "/batches/{batch_id}/cancel", "/files/{file_id}/content"} <= set(spec["paths"])
