@@ -438,3 +438,49 @@ def test_the_batch_spec_copy_is_whole_and_openais() -> None:
     walk(spec)
     assert refs <= set(spec["components"]["schemas"]) and len(spec["components"]["schemas"]) == 12
     assert {"/batches", "/batches/{batch_id}/cancel", "/files/{file_id}/content"} <= set(spec["paths"])
+
+
+def test_requests_the_sdk_would_not_send_get_openais_errors(server: ChatServer) -> None:
+    import http.client
+
+    def send(method: str, path: str, body: bytes = b"", content_type: str = "application/json") -> tuple[int, Any]:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        try:
+            connection.request(method, path, body=body, headers={"content-type": content_type})
+            response = connection.getresponse()
+            return response.status, json.loads(response.read())
+        finally:
+            connection.close()
+
+    assert send("POST", "/v1/files", b'{"purpose": "batch"}')[0] == 400
+    status, body = send("POST", "/v1/files", b"--x\r\nno headers here--x--", "multipart/form-data; boundary=x")
+    assert status == 400 and "multipart" in body["error"]["message"]
+    status, body = send("POST", "/v1/files", b"--x--\r\n", "multipart/form-data")
+    assert status == 400 and "boundary" in body["error"]["message"]
+    assert send("PUT", "/v1/batches")[0] == 405
+    assert send("GET", "/v1/batches/b/cancel")[0] == 405
+    assert send("GET", "/v1/batches/b/nonsense")[0] == 404
+    assert send("GET", "/v1/files//content")[0] == 404
+    status, body = send("GET", "/v1/batches?limit=1000")
+    assert status == 400 and body["error"]["param"] == "limit"
+    assert send("GET", "/v1/files?limit=x")[0] == 400
+    status, body = send("POST", "/v1/batches", b'{"input_file_id": "f", "endpoint": "/v1/embeddings", '
+                        b'"completion_window": "24h"}')
+    assert status == 400 and body["error"]["param"] == "endpoint"
+    status, body = send("POST", "/v1/batches", b"[1, 2]")
+    assert status == 400 and body["error"]["message"].startswith("Invalid type for the request body")
+    status, body = send("POST", "/v1/batches", json.dumps({
+        "input_file_id": "f", "endpoint": "/v1/chat/completions", "completion_window": "24h",
+        "metadata": {f"k{i}": "v" for i in range(17)}}).encode())
+    assert status == 400 and body["error"]["param"] == "metadata"
+
+
+def test_an_upload_over_the_limit_is_refused_unread_but_a_missing_key_is_said_first() -> None:
+    with ChatServer(api_key="the-key", batch=BatchSettings(speed=0, max_bytes=10)) as server:
+        wrong = openai.OpenAI(base_url=server.base_url, api_key="sk-wrong-key-00000000", max_retries=0)
+        with pytest.raises(openai.AuthenticationError):
+            wrong.files.create(file=("big.jsonl", b"x" * 200_000), purpose="batch")
+        right = openai.OpenAI(base_url=server.base_url, api_key="the-key", max_retries=0)
+        with pytest.raises(openai.BadRequestError, match="File is too large"):
+            right.files.create(file=("big.jsonl", b"x" * 200_000), purpose="batch")
+        assert [r.raw for r in server.requests] == [b"", b""]

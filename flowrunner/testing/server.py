@@ -323,6 +323,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = None
         path, _, query = self.path.partition("?")
         request = ReceivedRequest(self.command, path, headers, body, raw, self.arrived, query)
+        if too_long is not None:
+            self.server.chat._record(request)  # recorded as every request is, its body unread
         reply = too_long or self.server.chat.answer(request)
         if reply.delay and self.server.stopping.wait(reply.delay):
             reply = replace(reply, fault="drop")  # the server stops: no answer after all
@@ -367,6 +369,8 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         if length <= self.server.chat.batches.body_limit():
             return None
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        unauthorized = self.server.chat._authorize(ReceivedRequest("POST", self.path, headers, None, b""))
         left = length
         while left > 0:
             piece = self.rfile.read(min(left, 1 << 16))
@@ -375,7 +379,7 @@ class _Handler(BaseHTTPRequestHandler):
             left -= len(piece)
         from flowrunner.testing._files import too_large
 
-        return too_large(length, self.server.chat.batches.settings.max_bytes)
+        return unauthorized or too_large(length, self.server.chat.batches.settings.max_bytes)
 
     def _pace(self, payload: bytes, delay: float, cut: bool) -> None:
         """Each event as its own HTTP chunk, `delay` seconds apart (the first at once). `cut` (the
