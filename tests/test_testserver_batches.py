@@ -67,7 +67,7 @@ def results(client: openai.OpenAI, file_id: str | None) -> list[dict[str, Any]]:
 
 def test_a_batch_goes_through_every_phase_on_the_clock_and_its_objects_match_the_spec(
         server: ChatServer, client: openai.OpenAI) -> None:
-    server.batches.settings  # the defaults: 1 s validating, 1000 lines/s, 1 s finalizing
+    # The default phases: 1 s validating, 1,000 lines a second, 1 s finalizing.
     uploaded = client.files.create(file=("in.jsonl", jsonl([line(f"r{i}", chat_body(i)) for i in range(3000)])),
                                    purpose="batch")
     assert check("OpenAIFile", uploaded)["purpose"] == "batch"
@@ -247,6 +247,7 @@ def test_the_server_can_fail_expire_or_cancel_the_next_batches(server: ChatServe
     done = [check("Batch", client.batches.retrieve(b.id)) for b in batches]
     assert [b["status"] for b in done] == ["failed", "expired", "cancelled", "completed"]
     assert done[0]["errors"]["data"][0]["code"] == "token_limit_exceeded"
+    assert "Limit: 90,000 enqueued tokens." in done[0]["errors"]["data"][0]["message"]
     assert done[1]["request_counts"] == {"total": 10, "completed": 5, "failed": 5}
     assert {e["error"]["code"] for e in results(client, done[1]["error_file_id"])} == {"batch_expired"}
     assert done[2]["request_counts"] == {"total": 10, "completed": 5, "failed": 0}

@@ -320,7 +320,7 @@ class BatchAPI:
                        invalid=invalid, model=model, tokens=sum(_prompt_tokens(b) for _, b in lines),
                        fate=fate, fail_with=fail_with)
         if fate == "fail":
-            batch.fail_with = fail_with or _queue_error("token", model or "gpt-4o-mini", 1)
+            batch.fail_with = fail_with or _queue_error("token", model or "gpt-4o-mini", 90_000)
         self._batches[batch.id] = batch
         self._by_input[found.id] += 1
         self._custom_ids.update(c for c, _ in lines)
