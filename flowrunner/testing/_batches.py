@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import math
 import threading
 from collections import Counter, deque
@@ -319,7 +320,7 @@ class BatchAPI:
                        invalid=invalid, model=model, tokens=sum(_prompt_tokens(b) for _, b in lines),
                        fate=fate, fail_with=fail_with)
         if fate == "fail":
-            batch.fail_with = fail_with or _queue_error("token", model or "gpt-4o-mini", 1)
+            batch.fail_with = fail_with or _queue_error("token", model or "gpt-4o-mini", 90_000)
         self._batches[batch.id] = batch
         self._by_input[found.id] += 1
         self._custom_ids.update(c for c, _ in lines)
@@ -465,7 +466,9 @@ class BatchAPI:
         for lines, attribute, kind in ((batch.outputs, "output_file_id", "output"),
                                        (batch.failures, "error_file_id", "error")):
             if lines:
-                data = "".join(_json.dumps(line) + "\n" for line in _shuffled(batch.id, lines))
+                # The stdlib's dumps: these are the server's own values (ASCII-escaped, so a lone
+                # surrogate in a scripted reply is written as its escape).
+                data = "".join(json.dumps(line) + "\n" for line in _shuffled(batch.id, lines))
                 stored = self._files.add(f"{batch.id}_{kind}.jsonl", "batch_output", data.encode(), at)
                 setattr(batch, attribute, stored.id)
         batch.status, batch.times[status] = status, at
@@ -593,3 +596,37 @@ def _shuffled(batch_id: str, lines: list[dict[str, Any]]) -> list[dict[str, Any]
     if len(order) > 1 and all(a is b for a, b in zip(order, lines)):
         order = order[1:] + order[:1]
     return order
+
+
+# -- the command line (python -m flowrunner.testing.server) ----------------------------------------
+
+_FLAGS: tuple[tuple[str, type, str], ...] = (
+    ("speed", float, "simulated seconds per real second on the batch clock (default 1; 0 stands still)"),
+    ("validating", float, "simulated seconds a batch validates (default 1)"),
+    ("lines_per_second", float, "batch lines answered per simulated second (default 1000; inf: at once)"),
+    ("finalizing", float, "simulated seconds a batch finalizes (default 1)"),
+    ("cancelling", float, "simulated seconds a cancelled batch is cancelling (default 1)"),
+    ("max_lines", int, "requests a batch input file may hold (default 50000)"),
+    ("max_bytes", int, "bytes a batch input file may have (default 200000000)"),
+    ("enqueued_tokens", int, "prompt tokens per model the batches in progress may hold (default: no limit)"),
+    ("enqueued_requests", int, "requests per model the batches in progress may hold (default: no limit)"),
+)
+
+
+def add_arguments(parser: Any) -> None:
+    """The `--batch-*` options of the server's command line."""
+    for name, kind, text in _FLAGS:
+        parser.add_argument("--batch-" + name.replace("_", "-"), type=kind, default=None, help=text,
+                            metavar="N")
+
+
+def settings_from(args: Any) -> BatchSettings:
+    """`BatchSettings` from the parsed `--batch-*` options (ValueError naming a bad one)."""
+    given = {name: getattr(args, "batch_" + name) for name, _, _ in _FLAGS
+             if getattr(args, "batch_" + name) is not None}
+    for name, value in given.items():
+        try:
+            BatchSettings(**{name: value})
+        except ValueError as exc:
+            raise ValueError(f"--batch-{name.replace('_', '-')}: {exc}") from None
+    return BatchSettings(**given)
