@@ -485,3 +485,20 @@ def test_an_upload_over_the_limit_is_refused_unread_but_a_missing_key_is_said_fi
         with pytest.raises(openai.BadRequestError, match="File is too large"):
             right.files.create(file=("big.jsonl", b"x" * 200_000), purpose="batch")
         assert [r.raw for r in server.requests] == [b"", b""]
+
+
+def test_a_second_rounds_body_with_tool_results_gets_the_live_answer(server: ChatServer, client: openai.OpenAI) -> None:
+    first = {"model": MODEL, "tools": [WEATHER],
+             "messages": [{"role": "user", "content": "What is the weather like in Boston?"}]}
+    asked = client.chat.completions.create(**first).choices[0].message  # type: ignore[call-overload]
+    assert asked.tool_calls
+    second = {**first, "messages": [
+        *first["messages"], asked.model_dump(exclude_none=True),
+        *({"role": "tool", "tool_call_id": call.id, "content": json.dumps({"temperature": 72})}
+          for call in asked.tool_calls)]}
+    batch = submit(client, [line("round-2", second)])
+    server.batches.complete_all()
+    [answered] = results(client, client.batches.retrieve(batch.id).output_file_id)
+    live = client.chat.completions.with_raw_response.create(**second).http_response.json()  # type: ignore[call-overload]
+    assert {**answered["response"]["body"], "created": 0} == {**live, "created": 0}
+    assert "72" in live["choices"][0]["message"]["content"]
