@@ -1,4 +1,6 @@
-"""Tools from MCP servers, as the flow's `mcp:` declares them: one seam, `attach`, used by the engine.
+"""MCP: tools from MCP servers in flows, and flows served as MCP tools (`flowrun mcp serve`, in `serve`).
+
+Tools from MCP servers, as the flow's `mcp:` declares them: one seam, `attach`, used by the engine.
 
 `attach(flow, stack)` gives the flow its servers' tools as `FunctionSpec`s (name, description, input
 schema from `tools/list`; a call goes out as `tools/call`), so validation, `on_invalid_arguments`,
