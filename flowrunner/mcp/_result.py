@@ -14,13 +14,6 @@ MAX_RESULT_CHARS = 100_000
 """The most characters of a tool's result the model is sent (text parts together, or the structured JSON)."""
 
 
-def _cut(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    return (text[:limit] + f"\n[cut by flowrunner: the result was {len(text)} characters, "
-            f"at most {limit} are passed on]")
-
-
 def _summary(block: dict[str, Any]) -> str:
     kind = block.get("type")
     if kind in ("image", "audio"):
@@ -41,16 +34,24 @@ def _summary(block: dict[str, Any]) -> str:
 def compact_result(raw: dict[str, Any]) -> dict[str, Any]:
     """A CallToolResult (as JSON data) reduced to what flowrunner keeps: `text` (the text parts joined,
     others summarised, cut), `structured` (structuredContent, when its JSON fits the bound) and `is_error`."""
-    parts = []
-    budget = MAX_RESULT_CHARS
+    parts: list[str] = []
+    lengths: list[int] = []
+    kept_chars = 0
     for block in raw.get("content") or []:
         if not isinstance(block, dict):
             continue
         piece = block.get("text") if block.get("type") == "text" and isinstance(block.get("text"), str) \
             else _summary(block)
-        parts.append(_cut(str(piece), max(budget, 0)))
-        budget -= len(parts[-1])
-    kept: dict[str, Any] = {"text": _cut("\n".join(parts), MAX_RESULT_CHARS)}
+        piece = str(piece)
+        lengths.append(len(piece))
+        if kept_chars <= MAX_RESULT_CHARS:  # past the bound, only lengths are counted
+            parts.append(piece[:MAX_RESULT_CHARS + 1])
+            kept_chars += len(parts[-1]) + 1
+    total = sum(lengths) + max(len(lengths) - 1, 0)  # the whole text's length, joined by newlines
+    text = "\n".join(parts)[:MAX_RESULT_CHARS]
+    if total > MAX_RESULT_CHARS:
+        text += f"\n[cut by flowrunner: the result was {total} characters, at most {MAX_RESULT_CHARS} are passed on]"
+    kept: dict[str, Any] = {"text": text}
     structured = raw.get("structuredContent")
     if structured is not None:
         size = len(json.dumps(structured, ensure_ascii=False))
