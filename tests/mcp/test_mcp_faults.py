@@ -163,3 +163,33 @@ def test_kill_9_of_flowrun_during_a_hanging_call_leaves_no_server(tmp_path):
             if process.poll() is None:
                 process.kill()
                 process.wait(60)
+
+
+def test_ctrl_c_during_a_hanging_call_ends_flowrun_and_its_server(tmp_path):
+    with ChatServer() as chat:
+        path = flow_file(tmp_path, stdio("weather:hang", timeout="10m"))
+        env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+        process = subprocess.Popen([sys.executable, "-m", "flowrunner._cli", "run", str(path), "--base-url",
+                                    chat.base_url], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        try:
+            deadline = time.monotonic() + 60
+            servers: list[int] = []
+            while time.monotonic() < deadline and not (servers and chat.requests):
+                servers = [pid for pid in children_of(process.pid)
+                           if "flowrunner.testing.mcp_server" in command_line(pid)]
+                time.sleep(0.05)
+            assert servers and chat.requests, "flowrun never started the server and asked the model"
+            time.sleep(1)
+            process.send_signal(signal.SIGINT)
+            _, err = process.communicate(timeout=60)
+            assert process.returncode == 130 and err.endswith("interrupted\n") and "Traceback" not in err
+            deadline = time.monotonic() + 30
+            while alive(servers[0]) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not alive(servers[0]), "the MCP server outlived an interrupted flowrun"
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(60)
