@@ -55,7 +55,7 @@ class Engine:
 
     def __init__(self, transport: Transport, *, model: str | None = None, on_event: EventHandler | None = None,
                  rate_limit: RateLimit | None = None, limiter: RateLimiter | None = None,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic):
         self.transport = transport
         self.model = model  # overrides every step's model (the CLI's --model)
         self.on_event = on_event
@@ -64,6 +64,7 @@ class Engine:
         self.limiter = limiter or shared_limiter(getattr(transport, "scope", "default"))
         """Shared by every request to the same server in the process, so concurrent runs share one budget."""
         self.sleep = sleep
+        self.clock = clock  # what retry.max_elapsed is measured on (the Batch API's runs: only the waits)
 
     def run(self, flow: Flow, inputs: Mapping[str, Any] | None = None, *, inputs_as_text: bool = False) -> RunRecord:
         """Run every step in order and render the outputs; a runtime failure ends in a failed record."""
@@ -238,7 +239,7 @@ class Engine:
         # Pacing at a limit, declared or stated by the server, a 429 is the pacing's slip (see
         # call_with_retry): one is sent again.
         completion = call_with_retry(attempt, step.retry, round_record.attempts, on_retry=on_retry,
-                                     sleep=replay_sleep if replaying() else self.sleep,
+                                     sleep=replay_sleep if replaying() else self.sleep, clock=self.clock,
                                      slips=1 if _paced(limit, self.limiter) else 0)
         round_record.response_id, round_record.model = completion.id, completion.model
         round_record.finish_reason, round_record.content = completion.finish_reason, completion.content
