@@ -32,7 +32,7 @@ from .._batchio import InputLine, ResultWriter, count_inputs, read_inputs, read_
 from .._cassette import canonical_json
 from .._engine import Engine
 from .._exceptions import APIConnectionError, APIError, BatchJobError, ConfigError, ResponseError, RunError
-from .._json import JSONError, sendable
+from .._json import JSONError, loads, sendable
 from .._lock import exclusive
 from .._model import Flow
 from .._ratelimit import RateLimit
@@ -49,6 +49,8 @@ MAX_BYTES_PER_FILE = 200 * 1000 * 1000
 MAX_RESUBMITS = 3
 """Times a request an expired or cancelled batch did not run is sent again before its run fails."""
 _RESUBMIT_CODES = frozenset({"batch_expired", "batch_cancelled"})
+_RETRYABLE_CODES = {"server_error": 500, "rate_limit_exceeded": 429, "timeout": 504}
+"""Error-file codes of a request that failed inside the batch, and the live status the retry policy judges them as."""
 _POLL_FAILURES = 10  # polls in a row that got no answer before the job stops (resumable)
 
 
@@ -172,6 +174,10 @@ def completion_of(answer: Answer) -> Completion:
         body = answer.body if isinstance(answer.body, dict) else {}
         return _raise(status_error(answer.status, body.get("error"), None, f"HTTP {answer.status} in a batch"))
     error = answer.error if isinstance(answer.error, dict) else {}
+    if error.get("code") in _RETRYABLE_CODES:  # the request failed inside the batch: as a live 5xx or 429
+        return _raise(APIError(f"the request failed inside the batch: {error.get('code')}: "
+                               f"{str(error.get('message'))[:500]}", status=_RETRYABLE_CODES[error["code"]],
+                               code=error["code"]))
     return _raise(BatchJobError(f"the Batch API could not run this request: {error.get('code')}: "
                                 f"{str(error.get('message'))[:500]}"))
 
@@ -392,17 +398,20 @@ class BatchAPIJob(BatchRunner):
 
     def _submit(self, requests: list[_Request]) -> None:
         """One wave: its requests in files at the limits, each uploaded and made a batch."""
-        requests.sort(key=lambda r: r.cid)
         self._wave += 1
-        parts: list[list[_Request]] = [[]]
-        size = 0
-        for request in requests:
-            if parts[-1] and (len(parts[-1]) >= self.settings.max_requests or
-                              size + len(request.line) > self.settings.max_bytes):
-                parts.append([])
-                size = 0
-            parts[-1].append(request)
-            size += len(request.line)
+        parts: list[list[_Request]] = []
+        models = {r.cid: _model_of(r.line) for r in requests}
+        for model in sorted(set(models.values())):
+            # A batch runs one model: a flow whose steps use several sends a file per model.
+            size, chunk = 0, [r for r in sorted(requests, key=lambda r: r.cid) if models[r.cid] == model]
+            parts.append([])
+            for request in chunk:
+                if parts[-1] and (len(parts[-1]) >= self.settings.max_requests or
+                                  size + len(request.line) > self.settings.max_bytes):
+                    parts.append([])
+                    size = 0
+                parts[-1].append(request)
+                size += len(request.line)
         for number, chunk in enumerate(parts, start=1):
             try:
                 self._send_part(self._wave, number, chunk)
@@ -470,7 +479,11 @@ class BatchAPIJob(BatchRunner):
         """A finished batch: its answers journaled, then handed to the runs; what it did not run, filed again."""
         part = flight.part
         if state.status == "failed":
-            # The file was refused whole: the account-failure rule (the same file would fail again).
+            # The file was refused whole (a queue limit, a bad line): the account-failure rule. Journaled as
+            # done, so --resume files its requests in a new wave rather than finding this batch again.
+            self._journal({"t": "done", "w": part.wave, "p": part.part, "status": state.status, "files": []})
+            if part.file is not None and not self.settings.keep_files:
+                self._delete(part.file)
             raise BatchJobError(f"batch {state.id} failed: " + ("; ".join(state.errors) or "no reason given") +
                                 "\n  hint: fix what it names, then --resume (its requests go in a new batch)")
         answered: dict[str, Answer] = {}
@@ -573,6 +586,12 @@ class BatchAPIJob(BatchRunner):
             eta = (time.monotonic() - started) * (total - finished) / finished
         self.on_job_progress(JobProgress(self._progress(), self._wave, len(self._flights), finished, total,
                                          ", ".join(statuses) or "waiting", eta))
+
+
+def _model_of(line: bytes) -> str:
+    """The model a request line names (the engine always sets one)."""
+    body = loads(line).get("body")
+    return str(body.get("model")) if isinstance(body, dict) else ""
 
 
 def _answer(line: Any, hashes: dict[str, str]) -> tuple[str | None, Answer | None]:
