@@ -435,11 +435,12 @@ class BatchAPIJob(BatchRunner):
             found = self.client.find(part.tag)
             made = found if found is not None else self.client.create(file_id, part.tag)
         part.batch = made.id
-        self._journal({"t": "batch", "w": wave, "p": number, "batch": made.id})
-        self._batches += 1
         now = time.monotonic()
+        self._batches += 1
+        # In flight before it is journaled: a Ctrl-C from here on offers to cancel it.
         self._flights.append(_Flight(part, {r.cid: r.hash for r in chunk}, now, self.settings.poll_first,
                                      now + self.settings.poll_first))
+        self._journal({"t": "batch", "w": wave, "p": number, "batch": made.id})
 
     def _poll_due(self) -> None:
         for flight in list(self._flights):
