@@ -37,7 +37,7 @@ from .._lock import exclusive
 from .._model import Flow
 from .._ratelimit import RateLimit
 from .._record import add_usage
-from .._replay import UNPACED
+from .._replay import UNPACED, replaying
 from .._retry import halts_everything
 from .._transport import Completion, parse_completion, status_error
 from ._client import ENDPOINT, BatchClient, BatchState
@@ -301,7 +301,7 @@ class BatchAPIJob(BatchRunner):
                               "  hint: add --resume to finish that batch, or give a new --out file")
         wanted_again = {"failed"} if self.retry_failed else set()
         done = {key for key, status in previous.status.items() if status not in wanted_again}
-        self.job_id = state.job or uuid.uuid4().hex[:12]
+        self.job_id = state.job or self._new_job_id()
         self.journal = Journal(path, state)
         if state.job is None:
             self.journal.add({"t": "job", "job": self.job_id})
@@ -326,6 +326,19 @@ class BatchAPIJob(BatchRunner):
         summary = BatchSummary(self._progress(), dict(self._tally.usage), interrupted and self._halted is None,
                                0, previous.cut_torn_line, self._halted)
         return JobSummary(summary, self.job_id, self._wave, self._batches, self._uploaded, self._from_journal)
+
+    def _new_job_id(self) -> str:
+        """The same for the same flow, inputs and results file name: a cassette's uploads and batch tags then
+        match on replay. (Two such jobs at once would share batch tags; the lock on --out already refuses a
+        second job on one results file, and requests of equal jobs are equal, so their answers would be too.)"""
+        digest = hashlib.sha256()
+        for path in (self.flow.path, self.inputs):
+            try:
+                digest.update(Path(path).read_bytes())
+            except OSError:
+                digest.update(uuid.uuid4().bytes)
+        digest.update(self.out.name.encode())
+        return digest.hexdigest()[:12]
 
     def _skip(self, item: InputLine, done: set[str]) -> bool:
         if item.key in done:
@@ -373,7 +386,9 @@ class BatchAPIJob(BatchRunner):
                 self._poll_due()
                 self._report_job()
                 due = min((f.next_poll for f in self._flights), default=time.monotonic() + self.tick)
-                self._changed.wait(max(0.0, min(due - time.monotonic(), self.tick)))
+                # A cassette's recorded polls answer at once: no wait for them.
+                wait = 0.0 if replaying() and self._flights else min(due - time.monotonic(), self.tick)
+                self._changed.wait(max(0.0, wait))
         except KeyboardInterrupt:
             self._interrupt()
             return True
@@ -444,7 +459,7 @@ class BatchAPIJob(BatchRunner):
 
     def _poll_due(self) -> None:
         for flight in list(self._flights):
-            if flight.next_poll > time.monotonic() or self._halted is not None:
+            if (flight.next_poll > time.monotonic() and not replaying()) or self._halted is not None:
                 continue
             assert flight.part.batch is not None
             try:

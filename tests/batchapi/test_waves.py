@@ -223,3 +223,21 @@ def test_resuming_answers_from_the_journal_and_polls_the_batch_in_flight(
     assert (summary.batch.progress.succeeded, summary.batches, summary.answered_from_journal) == (30, 0, 30)
     assert still.batch_stats.batches_created == 2 and still.batch_stats.submitted_twice() == []
     assert len(results(tmp_path / "out.jsonl")) == 30
+
+
+def test_a_job_recorded_on_a_cassette_replays_with_no_server(server: ChatServer, tmp_path: Path) -> None:
+    from flowrunner._cassette import use_cassette
+
+    flow = load_flow(FLOWS / "weather.yaml")
+    inputs = weather_inputs(tmp_path, 12)
+    cassette = tmp_path / "weather.batchapi.yaml"
+    with use_cassette(cassette, "once"):  # recorded against the test server
+        recorded = job(server, flow, inputs, tmp_path / "out.jsonl").run_job()
+    assert recorded.waves == 2 and "/v1/batches" in cassette.read_text()
+    (tmp_path / "replayed").mkdir()
+    with use_cassette(cassette, "none"):  # port 9 (discard): nothing answers there; slow polls are not waited
+        replayed = BatchAPIJob(flow, inputs, tmp_path / "replayed" / "out.jsonl",
+                               BatchClient(base_url="http://127.0.0.1:9/v1", api_key=None),
+                               settings=JobSettings(poll_first=30, poll_max=60)).run_job()
+    assert (replayed.batch.progress.succeeded, replayed.waves) == (12, 2)
+    same_as_live(results(tmp_path / "replayed" / "out.jsonl"), results(tmp_path / "out.jsonl"))
