@@ -305,7 +305,9 @@ class BatchAPIJob(BatchRunner):
         self.journal = Journal(path, state)
         if state.job is None:
             self.journal.add({"t": "job", "job": self.job_id})
-        self._answers = dict(state.answers)
+        # --retry-failed asks the server again: the answers that failed those runs are not given back.
+        failed = {key for key, status in previous.status.items() if status == "failed"} if self.retry_failed else set()
+        self._answers = {cid: a for cid, a in state.answers.items() if cid.rpartition(":")[0] not in failed}
         self._wave = state.waves
         self._total, self._started = total, time.monotonic()
         self._skips_expected = min(len(done), total)

@@ -241,3 +241,16 @@ def test_a_job_recorded_on_a_cassette_replays_with_no_server(server: ChatServer,
                                settings=JobSettings(poll_first=30, poll_max=60)).run_job()
     assert (replayed.batch.progress.succeeded, replayed.waves) == (12, 2)
     same_as_live(results(tmp_path / "replayed" / "out.jsonl"), results(tmp_path / "out.jsonl"))
+
+
+def test_retry_failed_asks_the_server_again_for_the_failed_inputs_only(
+        server: ChatServer, make_flow: Any, tmp_path: Path) -> None:
+    flow = make_flow(ONE_STEP)
+    inputs = write_inputs(tmp_path / "in.jsonl", [{"id": i, "text": f"line {i}"} for i in range(5)])
+    server.enqueue(error_reply(400, "Invalid 'messages'"))
+    first = job(server, flow, inputs, tmp_path / "out.jsonl").run_job()
+    assert first.batch.progress.failed == 1
+    again = job(server, flow, inputs, tmp_path / "out.jsonl", retry_failed=True).run_job()
+    assert (again.batch.progress.succeeded, again.batch.progress.skipped, again.batches) == (1, 4, 1)
+    latest = {line["key"]: line["status"] for line in map(json.loads, (tmp_path / "out.jsonl").read_text().splitlines())}
+    assert latest == {str(i): "succeeded" for i in range(5)}  # the latest line per key wins
