@@ -254,3 +254,21 @@ def test_retry_failed_asks_the_server_again_for_the_failed_inputs_only(
     assert (again.batch.progress.succeeded, again.batch.progress.skipped, again.batches) == (1, 4, 1)
     latest = {line["key"]: line["status"] for line in map(json.loads, (tmp_path / "out.jsonl").read_text().splitlines())}
     assert latest == {str(i): "succeeded" for i in range(5)}  # the latest line per key wins
+
+
+def test_hostile_answers_fail_no_run_and_raise_no_traceback(server: ChatServer, make_flow: Any,
+                                                            tmp_path: Path) -> None:
+    """Result lines that are not JSON or name no request are not answers: those requests go in the next wave.
+    A poll answered with something that is not a batch stops the job, resumably."""
+    from flowrunner.testing import Reply
+
+    flow = make_flow(ONE_STEP)
+    inputs = write_inputs(tmp_path / "in.jsonl", [{"id": i, "text": f"line {i}"} for i in range(3)])
+    server.batches.enqueue("content", Reply(body=b'not json\n{"custom_id": 5}\n[]\n' + b"{" * 100_000 + b"\n",
+                                            content_type="application/octet-stream"))
+    summary = job(server, flow, inputs, tmp_path / "out.jsonl").run_job()
+    assert (summary.batch.progress.succeeded, summary.waves) == (3, 2)
+    server.batches.enqueue("retrieve", Reply(body={"id": 5, "status": ["?"]}))
+    summary = job(server, flow, inputs, tmp_path / "other.jsonl").run_job()
+    assert summary.batch.halted is not None and "is not a batch" in str(summary.batch.halted)
+    assert not (tmp_path / "other.jsonl").read_text()
