@@ -193,13 +193,14 @@ class BatchAPIJob(BatchRunner):
                  model: str | None = None, rate_limit: RateLimit | None = None, settings: JobSettings = JobSettings(),
                  resume: bool = False, retry_failed: bool = False, full_record: bool = False,
                  on_progress: Callable[[JobProgress], None] | None = None,
-                 on_interrupt: Callable[[list[str]], bool] | None = None, tick: float = 0.2):
+                 on_interrupt: Callable[[list[str]], bool] | None = None, tick: float = 0.2,
+                 on_record: Callable[[Any], object] | None = None):
         self.transport = WaveTransport(self)
         pacing: Any = _NoPacing()
         engine = Engine(self.transport, model=model, rate_limit=rate_limit, limiter=pacing,
                         sleep=self.transport.sleep, clock=self.transport.clock)
         super().__init__(engine, flow, inputs, out, concurrency=1, resume=resume, retry_failed=retry_failed,
-                         full_record=full_record, tick=tick)
+                         full_record=full_record, tick=tick, on_record=on_record)
         self.client = client
         self.settings = settings
         self.on_job_progress = on_progress
