@@ -225,7 +225,7 @@ def resume_command(args: argparse.Namespace, *, retry_failed: bool = False) -> s
         words.append("--full-record")
     if getattr(args, "log", False):
         words.append("--log")
-    if args.via != "live":
+    if getattr(args, "via", "live") != "live":
         words += ["--via", args.via] + (["--keep-files"] if args.keep_files else [])
         words += ["--window", str(args.window)] if args.window else []
     return shlex.join(words)
