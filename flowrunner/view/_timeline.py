@@ -210,5 +210,5 @@ def ticks(total: float, most: int = 8) -> tuple[float, ...]:
     raw = total / most
     power = 10 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
-    count = int(total // step)
+    count = int(math.floor(total / step + 1e-9))
     return tuple(round(i * step, 9) for i in range(count + 1))
