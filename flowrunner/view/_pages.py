@@ -7,7 +7,6 @@ Content-Security-Policy refuses inline scripts as a second line.
 
 from __future__ import annotations
 
-import dataclasses
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Protocol, Sequence
@@ -157,20 +156,9 @@ def _calls(step: dict[str, Any]) -> str:
     return "\n".join(_timeline.call_label(call) for call in calls) or "–"
 
 
-def plain(value: Any) -> Any:
-    """A dataclass tree (the structured diff) as plain dicts and lists, for the template to walk."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, (list, tuple)):
-        return [plain(item) for item in value]
-    if isinstance(value, dict):
-        return {str(key): plain(item) for key, item in value.items()}
-    return value
-
-
 def diff_page(a: RunLike, b: RunLike, diff: Any) -> str:
     return render("diff.html", title=f"{a.id[:8]} vs {b.id[:8]}", a=a, b=b, rows=side_by_side(a, b),
-                  diff=None if diff is None else plain(diff))
+                  diff=diff)
 
 
 def error_page(status: int, message: str, hint: str | None = None) -> str:
