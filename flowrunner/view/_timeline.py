@@ -105,49 +105,53 @@ def _origin(record: dict[str, Any]) -> float | None:
 
 
 def _round_bar(clock: _Clock, round_: dict[str, Any], label: str, round_id: str) -> Bar | None:
+    """A round from its start to its answer. With timed attempts, the limiter's wait (`waited_rate_limit`) is
+    laid into the gaps before attempts that no retry back-off explains (an attempt is timed from when its
+    request left), each ending as its request left."""
     start = clock.at(round_.get("started"))
     sent = clock.at(round_.get("sent"))
     latency = _number(round_.get("latency"))
     waited_limit = _number(round_.get("waited_rate_limit"))
     waited_retry = _number(round_.get("waited_retry"))
-    segments: list[Segment] = []
-    ends: list[float] = []
     attempts = _dicts(round_.get("attempts"))
+    timed = []
     for number, attempt in enumerate(attempts, 1):
-        began = clock.at(attempt.get("started"))
-        took = _number(attempt.get("duration"))
-        if began is None or took is None:
-            continue
-        failed = attempt.get("error") is not None
-        status = attempt.get("status")
-        what = f"attempt {number}: " + (f"HTTP {status}" if isinstance(status, int) else "no answer")
-        segments.append(Segment("failed" if failed else "attempt", began, began + took, what))
-        ends.append(began + took)
-        slept = _number(attempt.get("slept"))
-        if slept:
-            segments.append(Segment("retry", began + took, began + took + slept, f"retry wait {slept:.3g} s"))
-            ends.append(began + took + slept)
+        began, took = clock.at(attempt.get("started")), _number(attempt.get("duration"))
+        if began is not None and took is not None:
+            timed.append((number, attempt, began, took))
     if start is None:
-        starts = [s.start for s in segments] + ([sent] if sent is not None else [])
+        starts = [began for _, _, began, _ in timed] + ([sent] if sent is not None else [])
         if not starts:
             return None
         start = min(starts) - (waited_limit or 0.0)
-    if sent is not None and latency is not None:
-        ends.append(sent + latency)
-    elif sent is not None:
-        ends.append(sent)
-    end = max(ends, default=start)
-    first_attempt = min((s.start for s in segments), default=sent)
-    if waited_limit:
-        # The limiter's wait comes before the request leaves: from the round's start, at most up to it.
-        until = start + waited_limit if first_attempt is None else min(start + waited_limit, first_attempt)
-        segments.insert(0, Segment("rate_limit", start, max(until, start), f"rate-limit wait {waited_limit:.3g} s"))
-        end = max(end, until)
-    if waited_retry and not any(s.kind == "retry" for s in segments) and sent is not None:
-        # Attempts without their own timing: the retry waits lie just before the request that got through.
-        segments.append(Segment("retry", max(start, sent - waited_retry), sent, f"retry waits {waited_retry:.3g} s"))
+    segments: list[Segment] = []
+    cursor, limiter_left = start, waited_limit or 0.0
+    for number, attempt, began, took in timed:
+        waited = min(began - cursor, limiter_left)  # the limiter lets a request go just before it leaves
+        if waited > 1e-3:
+            segments.append(Segment("rate_limit", began - waited, began, f"rate-limit wait {waited:.3g} s"))
+            limiter_left -= waited
+        status = attempt.get("status")
+        what = f"attempt {number}: " + (f"HTTP {status}" if isinstance(status, int) else "no answer")
+        segments.append(Segment("failed" if attempt.get("error") is not None else "attempt", began, began + took, what))
+        cursor = began + took
+        slept = _number(attempt.get("slept"))
+        if slept:
+            segments.append(Segment("retry", cursor, cursor + slept, f"retry wait {slept:.3g} s"))
+            cursor += slept
+    ends = [cursor]
+    if sent is not None:
+        ends.append(sent + (latency or 0.0))
+    if not timed:
+        # Attempts without their own timing: the limiter's wait opens the round, the retry waits end before
+        # the request that got through.
+        if waited_limit:
+            segments.append(Segment("rate_limit", start, start + waited_limit, f"rate-limit wait {waited_limit:.3g} s"))
+            ends.append(start + waited_limit)
+        if waited_retry and sent is not None:
+            segments.append(Segment("retry", max(start, sent - waited_retry), sent, f"retry waits {waited_retry:.3g} s"))
     ttft = _number(round_.get("ttft"))
-    return Bar("round", label, start, end, failed=bool(attempts) and attempts[-1].get("error") is not None,
+    return Bar("round", label, start, max(ends), failed=bool(attempts) and attempts[-1].get("error") is not None,
                tokens=_tokens(round_.get("usage")), cost=_number(round_.get("cost")), round_id=round_id,
                segments=tuple(segments), ttft=None if ttft is None or sent is None else sent + ttft,
                waited_rate_limit=waited_limit, waited_retry=waited_retry)

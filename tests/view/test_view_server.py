@@ -9,6 +9,7 @@ import pytest
 
 from conftest import ROOT, MemoryStore, run_flow, stored, with_timing
 from flowrunner._exceptions import UsageError
+from flowrunner._record import without_timing
 from flowrunner.testing import faults
 from flowrunner.view import ViewServer
 
@@ -20,7 +21,7 @@ EVIL = "<script>alert('owned')</script> & <b>bold</b>"
 def store(weather_record: dict[str, Any]) -> MemoryStore:
     evil = run_flow(ROOT / "flows" / "hello.yaml", {}, faults.completion(EVIL))
     failed = run_flow(ROOT / "flows" / "hello.yaml", {}, faults.invalid_api_key())
-    return MemoryStore([stored("aaaa1111", with_timing(weather_record)), stored("bbbb2222", weather_record),
+    return MemoryStore([stored("aaaa1111", with_timing(weather_record)), stored("bbbb2222", without_timing(weather_record)),
                         stored("cccc3333", evil), stored("dddd4444", failed)])
 
 

@@ -8,6 +8,7 @@ import math
 import pytest
 
 from conftest import with_timing
+from flowrunner._record import without_timing
 from flowrunner.view._timeline import build, ticks
 
 
@@ -30,7 +31,7 @@ def test_a_timed_run_has_a_bar_for_the_run_each_step_round_and_call(weather_reco
 
 
 def test_a_record_without_timing_has_no_timeline(weather_record):
-    assert build(weather_record) is None
+    assert build(without_timing(weather_record)) is None
     assert build({}) is None
 
 
@@ -62,3 +63,27 @@ def test_rounds_without_a_start_begin_at_their_first_attempt_less_the_limiter_wa
                                              (0.03, (0.0, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03))])
 def test_ticks_fall_on_round_numbers(total, expected):
     assert ticks(total) == pytest.approx(expected)
+
+
+def test_a_real_runs_waits_are_laid_where_they_happened():
+    """The weather flow against the test server enforcing one request a second, its first request failing:
+    the retry's back-off follows the failed attempt, and any wait for the limiter is the gap before a request
+    left that no back-off explains."""
+    from conftest import ROOT, run_flow
+    from flowrunner.testing import Limits, faults
+
+    record = run_flow(ROOT / "flows" / "weather.yaml", {"question": "What's the weather in Boston?"},
+                      faults.server_error(), limits=Limits(rpm=60, window=1.0))
+    timeline = build(record)
+    assert timeline.total == pytest.approx(record["duration"], abs=1e-6)
+    assert all(0 <= bar.start <= bar.end <= timeline.total + 1e-6 for bar in timeline.bars)
+    rounds = [bar for bar in timeline.bars if bar.kind == "round"]
+    first, second = rounds
+    kinds = [segment.kind for segment in first.segments]
+    assert kinds[kinds.index("failed") + 1] == "retry" and kinds[-1] == "attempt"
+    retry = next(s for s in first.segments if s.kind == "retry")
+    assert retry.end - retry.start == pytest.approx(record["steps"][0]["rounds"][0]["attempts"][0]["slept"])
+    for bar, round_ in zip(rounds, record["steps"][0]["rounds"]):
+        limiter = [s.end - s.start for s in bar.segments if s.kind == "rate_limit"]
+        assert sum(limiter) == pytest.approx(round_["waited_rate_limit"], abs=0.003)
+        assert bar.end == pytest.approx(round_["sent"] + round_["latency"] - record["started"], abs=1e-6)
