@@ -14,10 +14,14 @@ def _finite(value: Any) -> float | None:
 
 
 def seconds(value: Any) -> str:
-    """`420 ms`, `1.23 s`, `2m 05s`; an unknown duration is `–`."""
+    """`0.41 ms`, `420 ms`, `1.23 s`, `2m 05s`; an unknown duration is `–`."""
     number = _finite(value)
     if number is None:
         return "–"
+    if number == 0:
+        return "0 ms"
+    if number < 0.01:
+        return f"{number * 1000:.2g} ms"
     if number < 1:
         return f"{number * 1000:.0f} ms"
     if number < 60:
