@@ -48,7 +48,7 @@ def cmd_view(args: argparse.Namespace) -> int:
     from ..view._app import can_open_browser, history_server
 
     server = history_server(args.db, port=args.port)
-    print(f"flowrun view: serving the run history at\n  {server.url}\n(Ctrl-C stops it)", flush=True)
+    print(f"flowrun view: serving {server.source} (read-only) at\n  {server.url}\n(Ctrl-C stops it)", flush=True)
     if not args.no_browser and can_open_browser():
         import webbrowser
 

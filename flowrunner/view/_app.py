@@ -26,7 +26,7 @@ def history_server(db: Path | None = None, *, port: int = 0) -> ViewServer:
         return store
 
     open_store()  # an unreadable database is said now, not on the first page
-    return ViewServer(open_store, port=port, diff=_diff_function())
+    return ViewServer(open_store, port=port, diff=_diff_function(), source=str(path))
 
 
 def _diff_function() -> Any:

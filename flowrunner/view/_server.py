@@ -56,8 +56,10 @@ class ViewServer:
     """Serves the run history's pages; `url` (with the token) is what to open."""
 
     def __init__(self, open_store: StoreFactory, *, port: int = 0, diff: DiffFunction | None = None,
-                 token: str | None = None):
+                 token: str | None = None, source: str = ""):
         self.open_store = open_store
+        self.source = source
+        """What is served (the database's path), for the page header and the terminal."""
         self.diff = diff
         self.token = token or secrets.token_urlsafe(24)
         try:
