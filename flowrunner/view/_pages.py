@@ -15,27 +15,42 @@ from .. import _json
 from . import _format, _timeline
 
 HERE = Path(__file__).resolve().parent
+SHORT_ID = 12
+"""Characters of a run id shown, as `flowrun runs` shows them (ids are time-ordered: the first few agree)."""
 
 SORT_KEYS = ("started", "flow", "status", "model", "tokens", "cost", "duration", "id")
 """Columns the runs list sorts by (`?sort=cost&order=asc`)."""
 
 
 class RunLike(Protocol):
-    """What a page reads of a stored run (`flowrunner.history.StoredRun` is one)."""
+    """What a page reads of a stored run (`flowrunner.history.StoredRun` is one); read-only."""
 
-    id: str
-    started: float | None
-    duration: float | None
-    flow: str
-    file: str
-    status: str
-    models: list[str]
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-    cost: float | None
-    error_type: str | None
-    record: dict[str, Any]
+    @property
+    def id(self) -> str: ...
+    @property
+    def started(self) -> float | None: ...
+    @property
+    def duration(self) -> float | None: ...
+    @property
+    def flow(self) -> str: ...
+    @property
+    def file(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def models(self) -> list[str]: ...
+    @property
+    def prompt_tokens(self) -> int: ...
+    @property
+    def completion_tokens(self) -> int: ...
+    @property
+    def total_tokens(self) -> int: ...
+    @property
+    def cost(self) -> float | None: ...
+    @property
+    def error_type(self) -> str | None: ...
+    @property
+    def record(self) -> dict[str, Any]: ...
 
 
 @lru_cache(maxsize=1)
@@ -112,7 +127,7 @@ def _messages(round_: dict[str, Any]) -> list[dict[str, Any]]:
 
 def run_page(run: RunLike) -> str:
     record = run.record if isinstance(run.record, dict) else {}
-    return render("run.html", title=f"run {run.id[:8]}", run=run, record=record, timeline=_timeline.build(record),
+    return render("run.html", title=f"run {run.id[:SHORT_ID]}", run=run, record=record, timeline=_timeline.build(record),
                   rounds=_rounds(record), steps=[s for s in record.get("steps") or [] if isinstance(s, dict)])
 
 
@@ -157,7 +172,7 @@ def _calls(step: dict[str, Any]) -> str:
 
 
 def diff_page(a: RunLike, b: RunLike, diff: Any) -> str:
-    return render("diff.html", title=f"{a.id[:8]} vs {b.id[:8]}", a=a, b=b, rows=side_by_side(a, b),
+    return render("diff.html", title=f"{a.id[:SHORT_ID]} vs {b.id[:SHORT_ID]}", a=a, b=b, rows=side_by_side(a, b),
                   diff=diff)
 
 

@@ -199,11 +199,14 @@ class _Handler(BaseHTTPRequestHandler):
         elif path.startswith("/run/"):
             self._send(200, _pages.run_page(self._get(path[len("/run/"):])), head=head)
         elif path == "/diff":
-            picked = [value for value in query.get("run", []) + query.get("a", []) + query.get("b", []) if value]
+            ticked = [value for value in query.get("run", []) if value]
+            picked = ticked + [value for value in query.get("a", []) + query.get("b", []) if value]
             if len(picked) != 2:
                 raise _Page(400, f"Comparing needs exactly two runs; {len(picked)} were picked.",
                             "Tick two runs in the list, then press compare.")
             a, b = self._get(picked[0]), self._get(picked[1])
+            if len(ticked) == 2 and (b.started or 0.0) < (a.started or 0.0):
+                a, b = b, a  # two runs ticked in the list: A is the older, as in `flowrun runs diff OLD NEW`
             self._send(200, _pages.diff_page(a, b, self._diff(a, b)), head=head)
         else:
             raise _Page(404, f"There is no page {path}.")

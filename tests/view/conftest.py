@@ -3,6 +3,7 @@ the view server on 127.0.0.1, and headless Chromium from the OS packages driven 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import shutil
@@ -20,14 +21,18 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 def run_flow(flow_path: Path, inputs: dict[str, Any], *replies: Any, **server: Any) -> dict[str, Any]:
     """A real run record: the flow run in-process against the project's test server (queued `replies` first)."""
+    return run_flow_record(flow_path, inputs, *replies, **server).to_dict()
+
+
+def run_flow_record(flow_path: Path, inputs: dict[str, Any], *replies: Any, **server: Any) -> Any:
+    """The same, as the engine's RunRecord (what the history writes)."""
     from flowrunner import Engine, OpenAITransport, load_flow
     from flowrunner.testing import ChatServer
 
     flow = load_flow(flow_path)
     with ChatServer(**server) as chat:
         chat.enqueue(*replies)
-        record = Engine(OpenAITransport(base_url=chat.base_url, api_key="sk-test")).run(flow, inputs)
-    return record.to_dict()
+        return Engine(OpenAITransport(base_url=chat.base_url, api_key="sk-test")).run(flow, inputs)
 
 
 def with_timing(record: dict[str, Any], t0: float = 1_790_000_000.0) -> dict[str, Any]:
@@ -62,56 +67,77 @@ def with_timing(record: dict[str, Any], t0: float = 1_790_000_000.0) -> dict[str
     return timed
 
 
-@dataclass(frozen=True)
-class Stored:
-    """Shaped as `flowrunner.history.StoredRun`."""
-
-    id: str
-    record: dict[str, Any]
-    started: float | None = None
-    duration: float | None = None
-    flow: str = ""
-    file: str = ""
-    flow_hash: str | None = None
-    status: str = "succeeded"
-    models: list[str] = field(default_factory=list)
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
-    cost: float | None = None
-    error_type: str | None = None
-    command: str = "run"
+def clean_env_for(home: Path) -> dict[str, str]:
+    """A newcomer's environment (no key, no server, not CI) whose history lives in `home`."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "FLOWRUN_NO_LOG")}
+    return {**env, "FLOWRUN_HOME": str(home)}
 
 
-def stored(run_id: str, record: dict[str, Any]) -> Stored:
-    usage = record.get("usage") or {}
-    models = sorted({step["model"] for step in record["steps"]})
-    return Stored(run_id, record, started=record.get("started"), duration=record.get("duration"),
-                  flow=record["flow"], file=record["file"], status=record["status"], models=models,
-                  prompt_tokens=usage.get("prompt_tokens", 0), completion_tokens=usage.get("completion_tokens", 0),
-                  total_tokens=usage.get("total_tokens", 0), cost=record.get("cost"),
-                  error_type=(record.get("error") or {}).get("type"))
+@dataclass
+class Runs:
+    """A run history database written by `History.write`, and the ids of its runs by what they are."""
+
+    path: Path
+    ids: dict[str, str] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def serve(self) -> Iterator[Any]:
+        """`flowrun view`'s server over this history (opened read-only), serving until the block ends."""
+        from flowrunner.history import History, diff_runs
+        from flowrunner.view import ViewServer
+
+        with History(self.path, readonly=True) as history, ViewServer(lambda: history, diff=diff_runs) as server:
+            yield server
 
 
-class MemoryStore:
-    """The history's read API over a list (newest first), as `History(readonly=True)` offers it."""
+def rewrite(path: Path, run_id: str, record: dict[str, Any]) -> None:
+    """Replace a stored run's record (and its timing and cost columns) with `record`: how a run from an older
+    flowrunner (no timing) or one with timing laid out by hand gets into a real history database."""
+    import sqlite3
 
-    def __init__(self, runs: list[Stored]):
-        self._runs = runs
+    from flowrunner._json import dumps
 
-    def runs(self, *, flow: str | None = None, status: str | None = None, since: Any = None, limit: int = 20,
-             search: str | None = None) -> list[Stored]:
-        import json
+    with sqlite3.connect(path) as connection:
+        connection.execute("UPDATE runs SET record = ?, started = ?, duration = ?, cost = ? WHERE id = ?",
+                           (dumps(record), record.get("started"), record.get("duration"), record.get("cost"), run_id))
+    connection.close()
 
-        found = [r for r in self._runs if (flow is None or r.flow == flow) and (status is None or r.status == status)
-                 and (search is None or search in json.dumps(r.record))]
-        return found[:limit]
 
-    def get(self, id_or_prefix: str) -> Stored:
-        matches = [r for r in self._runs if r.id.startswith(id_or_prefix)]
-        if len(matches) != 1:
-            raise LookupError(f"no run {id_or_prefix!r}" if not matches else f"{id_or_prefix!r} is ambiguous")
-        return matches[0]
+EVIL = "<script>document.title='owned'</script><img src=x onerror=\"document.title='owned'\"> & <b>bold</b>"
+
+
+@pytest.fixture(scope="session")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
+    """A real history: the weather flow (two cities, its first request a 500 that is retried, the server
+    enforcing one request a second) as it ran, the same run with timing laid out by hand (`with_timing`)
+    and without any (an older flowrunner's), weather for one city, hello answering markup, hello failing 401."""
+    from flowrunner._record import without_timing
+    from flowrunner.history import History
+    from flowrunner.testing import Limits, faults
+
+    path = tmp_path_factory.mktemp("history") / "history.db"
+    history = History(path)
+    weather = ROOT / "flows" / "weather.yaml"
+    hello = ROOT / "flows" / "hello.yaml"
+    made = Runs(path)
+
+    def write(name: str, record: Any, flow: Path) -> None:
+        run_id = history.write(record, flow_text=flow.read_text(encoding="utf-8"))
+        assert run_id is not None, history.last_error
+        made.ids[name] = run_id
+
+    two = {"question": "What's the weather in Boston and Tokyo?"}
+    real = run_flow_record(weather, two, faults.server_error(), limits=Limits(rpm=60, window=1.0), latency=0.05)
+    write("real", real, weather)
+    write("timed", real, weather)
+    rewrite(path, made.ids["timed"], with_timing(without_timing(real.to_dict())))
+    write("old", real, weather)
+    rewrite(path, made.ids["old"], without_timing(real.to_dict()))
+    write("tokyo", run_flow_record(weather, {"question": "What's the weather in Tokyo?"}), weather)
+    write("evil", run_flow_record(hello, {}, faults.completion(EVIL)), hello)
+    write("failed", run_flow_record(hello, {}, faults.invalid_api_key()), hello)
+    history.close()
+    return made
 
 
 @pytest.fixture(scope="session")

@@ -50,3 +50,53 @@ def test_a_missing_database_is_a_usage_error_with_a_hint(tmp_path):
 ])
 def test_the_browser_opens_only_where_one_can_show(environ, platform, expected):
     assert can_open_browser(environ, platform) is expected
+
+
+@pytest.mark.server
+def test_flowrun_view_serves_the_history_flowrun_wrote_until_ctrl_c(tmp_path):
+    """Two `flowrun` runs logged into a fresh FLOWRUN_HOME, then `flowrun view` as a user starts it: the URL
+    it prints opens the list (token to cookie), a run and the diff of the two; Ctrl-C ends it with status 0."""
+    import http.cookiejar
+    import signal
+    import urllib.request
+
+    from conftest import clean_env_for
+    from flowrunner.testing import ChatServer
+
+    env = clean_env_for(tmp_path)
+    with ChatServer() as chat:
+        for question in ("What's the weather in Boston?", "What's the weather in Tokyo?"):
+            done = subprocess.run([sys.executable, "-m", "flowrunner._cli", "flows/weather.yaml", "--base-url",
+                                   chat.base_url, "-i", f"question={question}"], cwd=ROOT, env=env, text=True,
+                                  capture_output=True, timeout=60)
+            assert done.returncode == 0, done.stderr
+    assert (tmp_path / "history.db").is_file()
+    view = subprocess.Popen([sys.executable, "-m", "flowrunner._cli", "view", "--no-browser"], cwd=ROOT, env=env,
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert view.stdout is not None
+        url = ""
+        for _ in range(5):
+            line = view.stdout.readline()
+            if "?token=" in line:
+                url = line.strip()
+                break
+        assert url.startswith("http://127.0.0.1:"), url
+        base = url.split("/?")[0]
+        with pytest.raises(urllib.error.HTTPError, match="403"):
+            urllib.request.urlopen(base + "/", timeout=30)
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        page = opener.open(url, timeout=30)
+        assert page.url == base + "/"
+        listing = page.read().decode()
+        ids = [part.split('"')[0] for part in listing.split('data-id="')[1:]]
+        assert len(ids) == 2 and listing.count("<option>weather</option>") == 1
+        run = opener.open(f"{base}/run/{ids[0]}", timeout=30).read().decode()
+        assert 'class="timeline"' in run and "location Tokyo" in run
+        diff = opener.open(f"{base}/diff?run={ids[1]}&run={ids[0]}", timeout=30).read().decode()
+        assert "What changed" in diff and "Tokyo" in diff and "Boston" in diff
+    finally:
+        view.send_signal(signal.SIGINT)
+        out, err = view.communicate(timeout=60)
+    assert view.returncode == 0, err
+    assert "stopped" in err and "Traceback" not in err
