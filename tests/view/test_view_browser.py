@@ -8,7 +8,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from conftest import EVIL, Runs
+from .conftest import EVIL, Runs
 from flowrunner.view import ViewServer
 
 pytestmark = pytest.mark.server

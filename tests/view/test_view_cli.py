@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from .conftest import ROOT
 from flowrunner.view._app import can_open_browser
 
 
@@ -60,7 +60,7 @@ def test_flowrun_view_serves_the_history_flowrun_wrote_until_ctrl_c(tmp_path):
     import signal
     import urllib.request
 
-    from conftest import clean_env_for
+    from .conftest import clean_env_for
     from flowrunner.testing import ChatServer
 
     env = clean_env_for(tmp_path)

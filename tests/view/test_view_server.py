@@ -7,7 +7,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from conftest import EVIL, Runs
+from .conftest import EVIL, Runs
 from flowrunner._exceptions import UsageError
 from flowrunner.view import ViewServer
 

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from conftest import with_timing
+from .conftest import with_timing
 from flowrunner._record import without_timing
 from flowrunner.view._timeline import build, ticks
 
@@ -69,7 +69,7 @@ def test_a_real_runs_waits_are_laid_where_they_happened():
     """The weather flow against the test server enforcing one request a second, its first request failing:
     the retry's back-off follows the failed attempt, and any wait for the limiter is the gap before a request
     left that no back-off explains."""
-    from conftest import ROOT, run_flow
+    from .conftest import ROOT, run_flow
     from flowrunner.testing import Limits, faults
 
     record = run_flow(ROOT / "flows" / "weather.yaml", {"question": "What's the weather in Boston?"},
