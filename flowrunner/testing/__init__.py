@@ -1,6 +1,7 @@
-"""Testing helpers: an OpenAI-compatible Chat Completions server with deterministic answers.
+"""Testing helpers: an OpenAI-compatible Chat Completions server with deterministic answers, and
+OpenAI's Files and Batch API on a clock tests control (`BatchSettings`, `server.batches`).
 
-    from flowrunner.testing import ChatServer, Limits, Reply, faults
+    from flowrunner.testing import BatchSettings, ChatServer, Limits, Reply, faults
 
 The names are loaded on first use rather than imported here, so that
 `python -m flowrunner.testing.server` does not find its own module already imported (runpy warns
@@ -13,13 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from flowrunner.testing import faults
+    from flowrunner.testing._batches import BatchSettings, BatchStats
     from flowrunner.testing._limits import Limits, Stats
     from flowrunner.testing._reply import Reply, error_reply
     from flowrunner.testing.server import ChatServer
 
-__all__ = ["ChatServer", "Limits", "Reply", "Stats", "error_reply", "faults"]
+__all__ = ["BatchSettings", "BatchStats", "ChatServer", "Limits", "Reply", "Stats", "error_reply", "faults"]
 
-_HOMES = {"ChatServer": "server", "Limits": "_limits", "Stats": "_limits", "Reply": "_reply",
+_HOMES = {"BatchSettings": "_batches", "BatchStats": "_batches", "ChatServer": "server", "Limits": "_limits", "Stats": "_limits", "Reply": "_reply",
           "error_reply": "_reply"}
 
 
