@@ -3,9 +3,12 @@ stdio and streamable HTTP: its tools, its argument checks, and each fault."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
+import tempfile
+import threading
 from typing import Any
 
 import pytest
@@ -156,17 +159,41 @@ def test_bad_schema_lists_a_tool_whose_input_schema_is_not_a_json_schema(transpo
 
 
 def run_stdio_session(*faults: str, call_tool: str = "echo") -> subprocess.CompletedProcess[str]:
-    """Speak raw JSON-RPC to the stdio server: initialize, then one tools/call."""
-    lines = [
-        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {},
-            "clientInfo": {"name": "test", "version": "1"}}},
+    """Speak raw JSON-RPC to the stdio server: initialize and wait for its answer (unless the server is
+    gone), then one tools/call, then close stdin. Killed after 60 s: no hang."""
+    initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}}}
+    rest = [
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
         {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": call_tool,
                                                                           "arguments": {"text": "x"}}},
     ]
-    return subprocess.run(stdio_command(*faults), input="".join(json.dumps(m) + "\n" for m in lines),
-                          capture_output=True, text=True, timeout=60)
+    command = stdio_command(*faults)
+    with tempfile.TemporaryFile("w+") as errors:
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True)
+        watchdog = threading.Timer(60, process.kill)
+        watchdog.start()
+        try:
+            assert process.stdin is not None and process.stdout is not None
+            try:
+                process.stdin.write(json.dumps(initialize) + "\n")
+                process.stdin.flush()
+                first = process.stdout.readline()
+                if first:
+                    process.stdin.write("".join(json.dumps(m) + "\n" for m in rest))
+                    process.stdin.flush()
+                process.stdin.close()
+            except BrokenPipeError:  # crash-at-start: nobody reads
+                first = ""
+                with contextlib.suppress(BrokenPipeError):
+                    process.stdin.close()
+            out = first + process.stdout.read()
+            process.stdout.close()
+            process.wait()
+        finally:
+            watchdog.cancel()
+        errors.seek(0)
+        return subprocess.CompletedProcess(command, process.returncode, out, errors.read())
 
 
 def test_stdio_writes_only_protocol_to_stdout() -> None:

@@ -176,8 +176,9 @@ class HttpServe:
 
 def raw_session(command: list[str], messages: list[dict[str, Any]], last_id: int,
                 **env: str) -> subprocess.CompletedProcess[str]:
-    """Write JSON-RPC `messages` to a stdio server, read its stdout until the answer to `last_id`, then
-    close its stdin (as a client does when done) and collect the rest. Killed after 120 s: no hang."""
+    """Write JSON-RPC `messages` to a stdio server (the rest once the first, initialize, is answered), read
+    its stdout until the answer to `last_id`, then close its stdin (as a client does when done) and
+    collect the rest. Killed after 120 s: no hang."""
     import tempfile
 
     with tempfile.TemporaryFile("w+") as errors:
@@ -187,9 +188,11 @@ def raw_session(command: list[str], messages: list[dict[str, Any]], last_id: int
         watchdog.start()
         try:
             assert process.stdin is not None and process.stdout is not None
-            process.stdin.write("".join(json.dumps(m) + "\n" for m in messages))
+            process.stdin.write(json.dumps(messages[0]) + "\n")  # initialize, answered before anything else
             process.stdin.flush()
-            lines = []
+            lines = [process.stdout.readline()]
+            process.stdin.write("".join(json.dumps(m) + "\n" for m in messages[1:]))
+            process.stdin.flush()
             for line in process.stdout:
                 lines.append(line)
                 if json.loads(line).get("id") == last_id:
@@ -341,7 +344,7 @@ def test_stdout_carries_only_the_protocol(flow_folder: Path, chat: ChatServer) -
     ]
     done = raw_session(serve_command(str(flow_folder), "--base-url", chat.base_url), messages, last_id=3,
                        SERVE_TEST_TOKEN="t0ken")
-    answers = [json.loads(line) for line in done.stdout.splitlines()]
+    answers = sorted((json.loads(line) for line in done.stdout.splitlines()), key=lambda a: a["id"])
     assert [a["id"] for a in answers] == [1, 2, 3]
     assert answers[2]["result"].get("structuredContent") == {"answer": 'meet: "met Ada".'}
     # The function's print, the call line and the log went to stderr.
