@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .._durations import format_duration
+from ._trace import maybe_trace
 from ._common import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_run_options, clip, connection, count, redact,
                       seconds)
 
@@ -94,7 +95,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
             engine = Engine(transport, model=args.model, rate_limit=args.rate_limit)
             runner = BatchRunner(engine, flow, args.inputs_file, args.out,
                                  concurrency=args.concurrency, resume=args.resume, retry_failed=args.retry_failed,
-                                 full_record=args.full_record, on_progress=display.update)
+                                 full_record=args.full_record, on_progress=display.update,
+                                 on_record=lambda record: maybe_trace(record, flow, args))
             summary = runner.run()
     finally:
         display.finish()  # an error then starts on a line of its own, not on the progress bar's

@@ -10,6 +10,7 @@ from typing import Any, Iterator
 from .._exceptions import RunError
 from ._common import EXIT_OK, add_run_options, connection, flow_and_inputs, redact
 from ._display import Display
+from ._trace import maybe_trace_turn
 
 
 COMMANDS = """commands:
@@ -45,21 +46,21 @@ def cmd_chat(args: argparse.Namespace) -> int:
         if interactive:
             print(f"chatting with {flow.name} (/help for commands, Ctrl-D or /exit to end)", file=sys.stderr)
         if session.awaiting_answer:
-            _chat_turn(session, None, display)
+            _chat_turn(session, None, display, args)
         for line in _lines(interactive):
             text = line.strip()
             if text in ("/exit", "/quit"):
                 break
             if text.startswith("/") and not text.startswith("//"):
-                _command(text, session, display, args.flow)
+                _command(text, session, display, args)
             elif text:
-                _chat_turn(session, text[1:] if text.startswith("//") else text, display)
+                _chat_turn(session, text[1:] if text.startswith("//") else text, display, args)
     return EXIT_OK
 
 
 
 
-def _command(text: str, session: Any, display: Display, flow_path: str) -> None:
+def _command(text: str, session: Any, display: Display, args: argparse.Namespace) -> None:
     """A line starting with `/`: a command for chat itself, never sent to the model."""
     name, _, rest = text.partition(" ")
     if name == "/help":
@@ -68,9 +69,9 @@ def _command(text: str, session: Any, display: Display, flow_path: str) -> None:
         session.reset()
         print(f"reset: back to the {len(session.history)} message(s) of step {session.step.id!r}", file=sys.stderr)
         if session.awaiting_answer:
-            _chat_turn(session, None, display)
+            _chat_turn(session, None, display, args)
     elif name == "/save":
-        _save(session.history, rest.strip(), flow_path)
+        _save(session.history, rest.strip(), args.flow)
     else:
         print(f"error: unknown command {name}; /help lists them (start a line with // to send it as it is)",
               file=sys.stderr)
@@ -108,15 +109,17 @@ def _lines(interactive: bool) -> Iterator[str]:
             return
 
 
-def _chat_turn(session: Any, text: str | None, display: Display) -> None:
+def _chat_turn(session: Any, text: str | None, display: Display, args: argparse.Namespace) -> None:
     shown = len(display.shown)
     try:
         turn = session.send(text)
     except RunError as exc:
         display.finish()
+        maybe_trace_turn(session.turns[-1], session.flow, {}, args, exc)
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return
     display.finish()
+    maybe_trace_turn(turn, session.flow, {}, args)
     if len(display.shown) == shown:  # not streamed: print the answer now
         print(redact(turn.content or ""), flush=True)
     for warning in turn.warnings:  # e.g. an answer cut at the token limit

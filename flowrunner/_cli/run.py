@@ -10,6 +10,7 @@ from typing import Any
 
 from ._common import EXIT_FAILED, EXIT_OK, add_run_options, connection, flow_and_inputs
 from ._display import Display
+from ._trace import maybe_trace
 
 EPILOG = """\
 examples:
@@ -68,6 +69,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         engine = Engine(transport, model=args.model, on_event=display, rate_limit=args.rate_limit)
         record = engine.run(flow, inputs)
     display.finish()
+    maybe_trace(record, flow, args)
     if args.output_file is not None and record.status == "succeeded":
         write_outputs(args.output_file, record.outputs)
     if args.json:
