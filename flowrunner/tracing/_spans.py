@@ -248,9 +248,6 @@ def _settings(flow: Flow | None, step: Step | None) -> dict[str, AttributeValue]
         found["gen_ai.request.stop_sequences"] = [stop]
     elif isinstance(stop, list) and all(isinstance(s, str) for s in stop):
         found["gen_ai.request.stop_sequences"] = list(stop)
-    choices = options.get("n")
-    if isinstance(choices, int) and not isinstance(choices, bool) and choices != 1:
-        found["gen_ai.request.choice.count"] = choices
     response_format = options.get("response_format")
     if isinstance(response_format, dict) and isinstance(response_format.get("type"), str):
         found["gen_ai.output.type"] = "json" if response_format["type"] in ("json_object", "json_schema") else "text"
