@@ -25,6 +25,7 @@ from ._record import AttemptRecord, CallRecord, RoundRecord, RunRecord, StepReco
 from ._retry import call_with_retry, server_delay
 from ._secrets import redact, redact_in_place
 from ._templating import missing
+from ._timing import RoundClock, Stopwatch
 from ._transport import Completion, ToolCall, Transport
 
 _MAX_PARALLEL_CALLS = 8
@@ -67,6 +68,7 @@ class Engine:
 
     def run(self, flow: Flow, inputs: Mapping[str, Any] | None = None, *, inputs_as_text: bool = False) -> RunRecord:
         """Run every step in order and render the outputs; a runtime failure ends in a failed record."""
+        run_watch = Stopwatch()
         values = resolve_inputs(flow, inputs or {}, from_text=inputs_as_text)
         self.check_models(flow)
         warm = getattr(self.transport, "warm", None)
@@ -76,7 +78,7 @@ class Engine:
         context: dict[str, Any] = {"inputs": values, "steps": {}}
         try:
             for step in flow.steps:
-                step_record = StepRecord(id=step.id, model=self._model(flow, step))
+                step_record, step_watch = StepRecord(id=step.id, model=self._model(flow, step)), Stopwatch()
                 record.steps.append(step_record)
                 try:
                     messages = [render_message(m, context) for m in step.messages]
@@ -86,6 +88,7 @@ class Engine:
                     raise
                 finally:
                     add_usage(record.usage, step_record.usage)
+                    step_watch.stamp(step_record)
                 context["steps"][step.id] = step_result(step.id, content)
             record.outputs = {name: t.render(context) for name, t in flow.outputs.items()}
         except RunError as exc:
@@ -94,6 +97,7 @@ class Engine:
             record.exception = exc
             failed_step = record.steps[-1].id if record.steps and record.steps[-1].status == "failed" else None
             record.error = {"type": type(exc).__name__, "message": str(exc), "step": failed_step}
+        run_watch.stamp(record)
         redact_in_place(record)
         return record
 
@@ -202,13 +206,14 @@ class Engine:
         request = self._request(flow, step, messages, with_functions=with_functions)
         round_record = RoundRecord(response_id=None, model=None, finish_reason=None, content=None)
         record.rounds.append(round_record)
+        clock = RoundClock(round_record)
         estimate = estimate_tokens(request)
         limit = flow.rate_limit.merged(self.rate_limit)  # this run's limits; the limiter is the server's
         on_chunk = self._chunk_handler(step.id, number) if request.get("stream") and self.on_event else None
 
         def attempt() -> Completion:
             pacer = UNPACED if replaying() else self.limiter  # a replay sends nothing (see `_replay`)
-            ticket = pacer.acquire(estimate, limit, longest_wait=step.retry.max_elapsed)
+            ticket = clock.acquire(pacer, estimate, limit, longest_wait=step.retry.max_elapsed)
 
             def departed() -> None:
                 ticket.departed()
@@ -219,7 +224,7 @@ class Engine:
             # is not asked to watch for it (that costs the HTTP client a call per event of every request).
             watch = sent if _paced(limit, self.limiter) or self.on_event else None
             try:
-                completion = self.transport.complete(request, on_chunk, watch)
+                completion = clock.exchange(self.transport.complete, request, on_chunk, watch)
             except APIError as exc:
                 sent()  # answered, so sent, whether or not the transport said so
                 ticket.finished(exc.headers, rate_limited=server_delay(exc) if exc.status == 429 else None)
@@ -233,13 +238,17 @@ class Engine:
             return completion
 
         def on_retry(attempt_record: AttemptRecord) -> None:
+            clock.settle(round_record.attempts)
             self._emit(Event("retry", step.id, number, attempt=attempt_record))
 
         # Pacing at a limit, declared or stated by the server, a 429 is the pacing's slip (see
         # call_with_retry): one is sent again.
-        completion = call_with_retry(attempt, step.retry, round_record.attempts, on_retry=on_retry,
-                                     sleep=replay_sleep if replaying() else self.sleep,
-                                     slips=1 if _paced(limit, self.limiter) else 0)
+        try:
+            completion = call_with_retry(attempt, step.retry, round_record.attempts, on_retry=on_retry,
+                                         sleep=clock.sleep(replay_sleep if replaying() else self.sleep),
+                                         slips=1 if _paced(limit, self.limiter) else 0)
+        finally:
+            clock.settle(round_record.attempts)
         round_record.response_id, round_record.model = completion.id, completion.model
         round_record.finish_reason, round_record.content = completion.finish_reason, completion.content
         round_record.usage = completion.usage
@@ -298,6 +307,13 @@ class Engine:
         return [text for _, text, _ in outcomes]
 
     def _run_call(self, flow: Flow, step: Step, call: ToolCall) -> tuple[CallRecord, str, RunError | None]:
+        """One call, timed (see `_call`)."""
+        watch = Stopwatch()
+        outcome = self._call(flow, step, call)
+        watch.stamp(outcome[0])
+        return outcome
+
+    def _call(self, flow: Flow, step: Step, call: ToolCall) -> tuple[CallRecord, str, RunError | None]:
         """One call. What went wrong goes back to the model as the result, or fails the run, as the
         function's `on_invalid_arguments` / `on_error` say; a function the step does not list is never run."""
         arguments, problem = parse_arguments(call.arguments)
@@ -357,7 +373,7 @@ class ChatSession:
         before = len(self.history)
         if text is not None:
             self.history.append({"role": "user", "content": text})
-        turn = StepRecord(id=self.step.id, model=self.engine._model(self.flow, self.step))
+        turn, watch = StepRecord(id=self.step.id, model=self.engine._model(self.flow, self.step)), Stopwatch()
         self.turns.append(turn)
         try:
             content = self.engine._converse(self.flow, self.step, self.history, turn)
@@ -365,6 +381,8 @@ class ChatSession:
             turn.status = "failed"
             del self.history[before:]
             raise
+        finally:
+            watch.stamp(turn)
         self.history.append({"role": "assistant", "content": content})
         return turn
 

@@ -1,7 +1,9 @@
 """The run record: what a run did, round by round, as plain data that `--json` prints.
 
-It holds no timestamps or durations, so a run recorded live and the same run replayed from its
-cassette produce identical records.
+A run recorded live and the same run replayed from its cassette produce identical records apart
+from the timing fields (`TIMING_FIELDS`: when each part began, in unix seconds from `time.time()`,
+and how long it took, in seconds measured on `time.monotonic()`); `without_timing` drops them, for
+comparing two records. A replay has timings of its own: those of answers read from a cassette.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ from ._secrets import WHOLE_VALUES
 
 Status = Literal["succeeded", "failed"]
 _TOKEN_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
+TIMING_FIELDS = frozenset({"started", "duration", "sent", "latency", "ttft", "waited_rate_limit", "waited_retry"})
+"""The fields that differ between a run and its replay (see `without_timing`)."""
 
 
 def add_usage(total: dict[str, int], usage: dict[str, Any] | None) -> None:
@@ -38,6 +44,9 @@ class CallRecord:
     result: Any = None
     error: str | None = None
     raw_arguments: str | None = None
+    started: float | None = None
+    duration: float | None = None
+    """The function's own time: its arguments checked, the function run (None for a call that was not run)."""
 
 
 @dataclass
@@ -51,6 +60,10 @@ class AttemptRecord:
     message: str | None = None
     slept: float = 0.0
     """Seconds waited before the next attempt."""
+    started: float | None = None
+    """When the request left (after its turn from the rate limiter)."""
+    duration: float | None = None
+    """Seconds from then to the answer (or the error); None if the rate limiter refused the request."""
 
 
 @dataclass
@@ -72,6 +85,18 @@ class RoundRecord:
     audio: dict[str, Any] | None = None
     """A spoken answer's `id`, `expires_at` and `transcript`, and `data_omitted_chars`: how long its base64
     audio was. The audio itself is not kept: it can run to megabytes."""
+    started: float | None = None
+    """When the round began, before its turn from the rate limiter."""
+    sent: float | None = None
+    """When the request of its last attempt (the one whose answer or error the round has) left."""
+    latency: float | None = None
+    """Seconds from `sent` to the whole answer."""
+    ttft: float | None = None
+    """Seconds from `sent` to the first chunk of a streamed answer (None unless streamed)."""
+    waited_rate_limit: float | None = None
+    """Seconds spent waiting for turns from the rate limiter, all attempts together."""
+    waited_retry: float | None = None
+    """Seconds spent in the retry policy's back-off between attempts."""
 
 
 @dataclass
@@ -86,6 +111,8 @@ class StepRecord:
     usage: dict[str, int] = field(default_factory=_zero_usage)
     warnings: list[str] = field(default_factory=list)
     """What the step passed on but should not go unseen, e.g. an answer cut at the token limit."""
+    started: float | None = None
+    duration: float | None = None
 
 
 @dataclass
@@ -102,13 +129,15 @@ class RunRecord:
     usage: dict[str, int] = field(default_factory=_zero_usage)
     error: dict[str, Any] | None = None
     exception: RunError | None = field(default=None, repr=False, compare=False)
+    started: float | None = None
+    duration: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data (the exception object itself is left out; `error` describes it)."""
         return {
             "flow": self.flow, "file": self.file, "status": self.status, "inputs": self.inputs,
             "outputs": self.outputs, "steps": [asdict(step) for step in self.steps],
-            "usage": self.usage, "error": self.error,
+            "usage": self.usage, "error": self.error, "started": self.started, "duration": self.duration,
         }
 
     def raise_for_status(self) -> RunRecord:
@@ -116,3 +145,16 @@ class RunRecord:
         if self.exception is not None:
             raise self.exception
         return self
+
+
+def without_timing(record: dict[str, Any]) -> dict[str, Any]:
+    """A record's dict (`RunRecord.to_dict()`) without its timing fields, at every level: what a run
+    and its replay have in common. Only the record's own fields go: a function's result keeps its keys."""
+    def drop(part: dict[str, Any], **nested: dict[str, Any]) -> dict[str, Any]:
+        kept = {key: value for key, value in part.items() if key not in TIMING_FIELDS}
+        for key, children in nested.items():
+            if isinstance(kept.get(key), list):
+                kept[key] = [drop(child, **children) for child in kept[key]]
+        return kept
+
+    return drop(record, steps={"rounds": {"calls": {}, "attempts": {}}})
