@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 Kind = Literal["internal", "client"]
 AttributeValue = str | bool | int | float | Sequence[str]
 
+NOTABLE_WAIT = 0.001
+"""Seconds of waiting worth an event: an unpaced request's turn from the rate limiter takes microseconds."""
 CONTENT_LIMIT = 32_768
 """Characters of captured content per attribute: a function's result can run to megabytes."""
 
@@ -145,7 +147,7 @@ def _round(record: RoundRecord, model: str, parent_start: float, server: dict[st
     _cost(span, record)
     for name in ("waited_rate_limit", "waited_retry"):
         waited = _time(record, name)
-        if waited is not None and waited > 0:
+        if waited is not None and waited >= NOTABLE_WAIT:
             span.attributes[f"flowrunner.{name}"] = waited
     _waits(span, record)
     last = record.attempts[-1] if record.attempts else None
@@ -171,9 +173,10 @@ def _round(record: RoundRecord, model: str, parent_start: float, server: dict[st
 
 
 def _waits(span: SpanPlan, record: RoundRecord) -> None:
-    """The rate limiter's wait, each retried attempt, and a stream's first token, as span events."""
+    """The rate limiter's wait (all attempts' together, at the round's start), each retried attempt (when
+    its failure came), and a stream's first token, as span events."""
     waited = _time(record, "waited_rate_limit")
-    if waited is not None and waited > 0:
+    if waited is not None and waited >= NOTABLE_WAIT:
         span.events.append(EventPlan("flowrunner.rate_limit.wait", span.start, {"flowrunner.wait.seconds": waited}))
     for number, attempt in enumerate(record.attempts, 1):
         if attempt.error is None or (attempt is record.attempts[-1] and record.response_id is None):

@@ -101,6 +101,16 @@ def test_a_run_is_one_trace_shaped_and_named_as_the_genai_conventions_say(otlp):
     assert not every_key & {"gen_ai.output.messages", "gen_ai.tool.call.arguments", "gen_ai.tool.call.result",
                             "flowrunner.run.inputs", "flowrunner.run.outputs"}
     assert root["resource"]["service.name"] == "flowrunner" and root["scope"] == "flowrunner"
+    # The times are the record's: when each part began, how long it took.
+    ns = 1_000_000_000
+    assert root["start"] == int(record["started"] * ns)
+    assert root["end"] - root["start"] == pytest.approx(record["duration"] * ns, abs=1000)
+    for chat, round_ in zip(chats, rounds):
+        assert chat["start"] == int(round_["started"] * ns)
+        assert chat["end"] == int((round_["sent"] + round_["latency"]) * ns)
+    call = rounds[0]["calls"][0]
+    assert (tool["start"], tool["end"]) == (int(call["started"] * ns), int((call["started"] + call["duration"]) * ns))
+    assert chats[0]["end"] <= tool["start"] <= tool["end"] <= chats[1]["start"]
     # Children lie within their parent's time (a parent covers its children).
     for span in spans:
         parent = next((p for p in spans if p["span_id"] == span["parent_span_id"]), None)
@@ -184,7 +194,9 @@ def test_retries_are_events_and_a_failed_request_carries_error_type(otlp, tmp_pa
     (agent,) = names["invoke_agent reply"]
     # The 429 was retried (an event); the 500 after it ended the request: the span's error.
     (retry,) = chat["events"]
-    assert retry["name"] == "flowrunner.retry"
+    assert retry["name"] == "flowrunner.retry" and chat["start"] <= retry["time"] <= chat["end"]
+    first_attempt = record["steps"][0]["rounds"][0]["attempts"][0]
+    assert retry["time"] == int((first_attempt["started"] + first_attempt["duration"]) * 1_000_000_000)
     assert retry["attributes"]["http.response.status_code"] == 429
     assert retry["attributes"]["error.type"] == "429" and retry["attributes"]["flowrunner.attempt"] == 1
     assert retry["attributes"]["flowrunner.retry.delay"] == pytest.approx(0.01, abs=0.01)
@@ -194,6 +206,23 @@ def test_retries_are_events_and_a_failed_request_carries_error_type(otlp, tmp_pa
     assert root["status"] == ERROR and root["attributes"]["error.type"] == record["error"]["type"]
     assert agent["status"] == ERROR and agent["attributes"]["error.type"] == record["error"]["type"]
     assert "server had an error" in root["status_message"]
+
+
+def test_a_wait_for_the_rate_limiter_is_an_event_at_the_requests_start(otlp, tmp_path):
+    flow = tmp_path / "weather.yaml"
+    flow.write_text((ROOT / "flows/weather.yaml").read_text().replace("model: gpt-4o-mini",
+                                                                       "model: gpt-4o-mini\nrate_limit: {rpm: 60}", 1))
+    (tmp_path / "weather_tools.py").write_text((ROOT / "flows/weather_tools.py").read_text())
+    with ChatServer() as server:
+        done = flowrun(str(flow), "--base-url", server.base_url, "--json", env={"OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint})
+    assert done.returncode == 0, done.stderr
+    second = json.loads(done.stdout)["steps"][0]["rounds"][1]
+    assert second["waited_rate_limit"] > 0.1  # one request a second: the second one waited its turn
+    chat = by_name(otlp.spans)["chat gpt-4o-mini"][1]
+    (wait,) = chat["events"]
+    assert wait["name"] == "flowrunner.rate_limit.wait" and wait["time"] == chat["start"]
+    assert wait["attributes"]["flowrunner.wait.seconds"] == second["waited_rate_limit"]
+    assert chat["attributes"]["flowrunner.waited_rate_limit"] == second["waited_rate_limit"]
 
 
 def test_a_function_that_raises_is_an_execute_tool_span_in_error(otlp, tmp_path):
