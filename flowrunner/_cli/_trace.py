@@ -54,6 +54,12 @@ def prepare_tracing(args: argparse.Namespace) -> None:
         print(f"warning: {variable} is set, but OpenTelemetry is not installed: no trace is sent\n"
               f"  hint: {INSTALL}", file=sys.stderr)
         return
+    for variable in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        protocol = os.environ.get(variable, "").strip()
+        if protocol and protocol != "http/protobuf":
+            print(f"warning: {variable}={protocol}: flowrunner sends traces as OTLP over HTTP (http/protobuf) "
+                  "only, to port 4318 by default, not 4317 (gRPC)", file=sys.stderr)
+            break
     key = os.environ.get("OPENAI_API_KEY")
     base_url = getattr(args, "base_url", None) or ("https://api.openai.com/v1" if key else None)
     args.tracer = RunTracer(base_url=base_url)

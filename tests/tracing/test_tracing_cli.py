@@ -366,3 +366,11 @@ def test_otel_sdk_disabled_turns_tracing_off(otlp):
                    env={"OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint, "OTEL_SDK_DISABLED": "true"})
     assert done.returncode == 0 and "OTEL []" in done.stdout
     assert otlp.requests == []
+
+
+def test_a_grpc_protocol_setting_is_said_to_be_unsupported_and_http_is_used(otlp):
+    done = flowrun("flows/hello.yaml", env={"OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,
+                                            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
+    assert done.returncode == 0, done.stderr
+    assert "warning: OTEL_EXPORTER_OTLP_PROTOCOL=grpc: flowrunner sends traces as OTLP over HTTP" in done.stderr
+    assert sorted(s["name"] for s in otlp.spans) == ["chat gpt-4o-mini", "invoke_agent reply", "invoke_workflow hello"]
