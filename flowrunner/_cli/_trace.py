@@ -83,7 +83,7 @@ def maybe_trace(record: RunRecord | None, flow: Flow | None, args: argparse.Name
 
 def maybe_trace_turn(turn: StepRecord, flow: Flow, inputs: dict[str, Any], args: argparse.Namespace,
                      error: BaseException | None = None) -> None:
-    """A chat turn as a run of one step (a trace per turn); `error`: why it failed."""
+    """A chat turn as a run of one step (a trace per turn); `inputs`: what the user typed, `error`: why it failed."""
     if getattr(args, "tracer", None) is None:
         return
     from .._record import RunRecord

@@ -115,11 +115,11 @@ def _chat_turn(session: Any, text: str | None, display: Display, args: argparse.
         turn = session.send(text)
     except RunError as exc:
         display.finish()
-        maybe_trace_turn(session.turns[-1], session.flow, {}, args, exc)
+        maybe_trace_turn(session.turns[-1], session.flow, {"message": text} if text else {}, args, exc)
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return
     display.finish()
-    maybe_trace_turn(turn, session.flow, {}, args)
+    maybe_trace_turn(turn, session.flow, {"message": text} if text else {}, args)
     if len(display.shown) == shown:  # not streamed: print the answer now
         print(redact(turn.content or ""), flush=True)
     for warning in turn.warnings:  # e.g. an answer cut at the token limit

@@ -274,7 +274,7 @@ def test_each_batch_item_is_a_trace_of_its_own(otlp, tmp_path):
 
 
 def test_flowrun_test_and_chat_send_traces(otlp):
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint}
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint, "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "true"}
     done = flowrun("test", "flows/weather.yaml", env=env)  # replayed from the cassettes
     assert done.returncode == 0, done.stdout + done.stderr
     cases = [line for line in done.stdout.splitlines() if line.endswith(" PASSED")]
@@ -287,6 +287,9 @@ def test_flowrun_test_and_chat_send_traces(otlp):
     turns = [s for s in otlp.spans if s["name"] == "invoke_agent answer"][len(cases):]
     # A trace per turn: the answer to the step's own question, then one per line typed.
     assert len(turns) == 3 and len({t["trace_id"] for t in turns}) == 3
+    roots = [s for s in otlp.spans if s["name"] == "invoke_workflow weather"][len(cases):]
+    assert [json.loads(r["attributes"]["flowrunner.run.inputs"]) for r in roots] == [
+        {}, {"message": "What's the weather in Paris?"}, {"message": "And in Rome?"}]
 
 
 def test_service_name_and_resource_attributes_come_from_the_standard_variables(otlp):
