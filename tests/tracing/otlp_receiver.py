@@ -25,12 +25,14 @@ def _attributes(pairs: Any) -> dict[str, Any]:
 class OTLPReceiver:
     """What arrived: `requests` (decoded requests, in order) and `spans` (every span, with its resource's attributes)."""
 
-    def __init__(self, status: int = 200) -> None:
+    def __init__(self, status: int = 200, delay: float = 0.0) -> None:
         self.status = status
+        self.delay = delay  # seconds before answering: a collector that hangs
         self.requests: list[Any] = []
         self.paths: list[str] = []
         self.content_types: list[str] = []
         self._lock = threading.Lock()
+        self._answer = threading.Event()  # set on exit: a hanging receiver answers then
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -48,12 +50,16 @@ class OTLPReceiver:
                     receiver.requests.append(request)
                     receiver.paths.append(self.path)
                     receiver.content_types.append(self.headers.get("content-type", ""))
+                receiver._answer.wait(receiver.delay)
                 payload = ExportTraceServiceResponse().SerializeToString()
-                self.send_response(receiver.status)
-                self.send_header("content-type", "application/x-protobuf")
-                self.send_header("content-length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                try:
+                    self.send_response(receiver.status)
+                    self.send_header("content-type", "application/x-protobuf")
+                    self.send_header("content-length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the exporter gave up waiting (a hanging receiver's test)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
@@ -91,6 +97,7 @@ class OTLPReceiver:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        self._answer.set()
         self._server.shutdown()
         self._server.server_close()
 

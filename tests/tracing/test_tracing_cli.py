@@ -338,6 +338,16 @@ def test_a_collector_refusing_the_trace_is_a_warning_too(tmp_path):
     assert done.stderr.count("warning: could not send the trace") == 1, done.stderr
 
 
+def test_a_collector_that_never_answers_costs_the_run_one_bounded_wait():
+    from otlp_receiver import OTLPReceiver
+
+    with OTLPReceiver(delay=120) as hanging:  # longer than the subprocess may take (60 s)
+        done = flowrun("flows/hello.yaml", env={"OTEL_EXPORTER_OTLP_ENDPOINT": hanging.endpoint})
+        assert len(hanging.requests) == 1  # it did arrive; no answer came
+    assert done.returncode == 0 and "Hello!" in done.stdout
+    assert done.stderr.count("warning: could not send the trace") == 1, done.stderr
+
+
 NO_OTEL = "sys.modules['opentelemetry'] = None  # as if the otel extra were not installed"
 
 
