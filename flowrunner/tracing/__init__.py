@@ -12,7 +12,7 @@ import os
 import time
 from typing import TYPE_CHECKING
 
-from ._otlp import OTLPSender
+from ._otlp import DEFAULT_ENDPOINT, OTLPSender
 from ._spans import plan
 
 if TYPE_CHECKING:
@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from .._record import RunRecord
 
 CAPTURE_CONTENT = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
-DEFAULT_ENDPOINT = "http://localhost:4318/v1/traces"
 
 __all__ = ["CAPTURE_CONTENT", "DEFAULT_ENDPOINT", "RunTracer", "capture_content"]
 
@@ -37,8 +36,7 @@ class RunTracer:
         self.base_url = base_url
         """Where the runs' requests go (None: not known, as when a cassette is replayed)."""
         self.capture_content = capture_content()
-        configured = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-        self._sender = OTLPSender(None if configured else DEFAULT_ENDPOINT)  # the SDK resolves the variables
+        self._sender = OTLPSender()
         self._warned = False
 
     @property

@@ -1,34 +1,64 @@
 """Emit span plans through the OpenTelemetry SDK and send each run's trace over OTLP/HTTP (protobuf).
 
-Each run is exported on its own, at once, when it ends, in one request bounded by a timeout; the
-first export that fails (no collector there, a refusal, a timeout) is reported once and turns
-exporting off for the rest of the command, so a missing collector costs one timeout at most.
+Each run is exported on its own when it ends, in one POST bounded by a timeout; the first export
+that fails (no collector there, a refusal, a timeout) is reported once and turns exporting off for
+the rest of the command, so a missing collector costs one timeout at most.
+
+The POST goes through `http.client`'s connection classes as they were when this module was imported
+(the CLI imports it before any cassette is used), not through `requests` as the SDK's exporter
+does: a cassette (vcrpy) patches every HTTP client while it is in use, and a batch or a chat sends
+its traces inside one, where the export would be replayed or recorded instead of sent.
 """
 
 from __future__ import annotations
 
-import logging
+import gzip
+import http.client
 import os
+import ssl
 import threading
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.util.re import parse_env_headers
 
 from .. import __version__
 
 if TYPE_CHECKING:
     from ._spans import SpanPlan
 
+_HTTPConnection, _HTTPSConnection = http.client.HTTPConnection, http.client.HTTPSConnection  # unpatched
+
+DEFAULT_ENDPOINT = "http://localhost:4318/v1/traces"
 TIMEOUT = 3.0
-"""Seconds one export may take, retries included, unless OTEL_EXPORTER_OTLP[_TRACES]_TIMEOUT says otherwise."""
+"""Seconds one export may take, unless OTEL_EXPORTER_OTLP[_TRACES]_TIMEOUT (seconds, as the SDK reads it) says."""
 
 _KINDS = {"internal": SpanKind.INTERNAL, "client": SpanKind.CLIENT}
+
+
+def _setting(name: str) -> str:
+    """OTEL_EXPORTER_OTLP_TRACES_{name}, else OTEL_EXPORTER_OTLP_{name}, else ''."""
+    return (os.environ.get(f"OTEL_EXPORTER_OTLP_TRACES_{name}") or os.environ.get(f"OTEL_EXPORTER_OTLP_{name}")
+            or "").strip()
+
+
+def endpoint() -> str:
+    """Where traces go: the traces endpoint as it is, else the base endpoint + /v1/traces, else localhost:4318."""
+    traces = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+    if traces:
+        return traces
+    base = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+    return f"{base.rstrip('/')}/v1/traces" if base else DEFAULT_ENDPOINT
+
+
+class ExportError(Exception):
+    """A trace was not accepted: no answer, or not a 2xx."""
 
 
 class _Collect(SpanProcessor):
@@ -49,62 +79,66 @@ class _Collect(SpanProcessor):
             return self._spans.pop(trace_id, [])
 
 
-class _Heard(logging.Handler):
-    """Keeps the SDK's last warning, to say why an export failed."""
+class OTLPSender:
+    """One per command: a tracer provider and the OTLP/HTTP settings, shared by every run (batch workers too)."""
 
     def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.last: str | None = None
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.last = record.getMessage()[:300]
-        except Exception:  # noqa: BLE001 - a log line that cannot be formatted is not worth a failure
-            self.last = record.msg if isinstance(record.msg, str) else None
-
-
-class OTLPSender:
-    """One per command: a tracer provider and an OTLP/HTTP exporter, shared by every run (batch workers too)."""
-
-    def __init__(self, endpoint: str | None) -> None:
-        # The SDK's own log lines ("Failed to export ...", each retry) would repeat on stderr; the one
-        # warning the CLI prints says what matters.
-        self._heard = _Heard()
-        for name in ("opentelemetry.exporter", "opentelemetry.sdk"):
-            logger = logging.getLogger(name)
-            logger.addHandler(self._heard)
-            logger.propagate = False
         self._collect = _Collect()
         self._provider = TracerProvider(resource=_resource())
         self._provider.add_span_processor(self._collect)
         self._tracer = self._provider.get_tracer("flowrunner", __version__)
-        timeout = None if (os.environ.get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")
-                           or os.environ.get("OTEL_EXPORTER_OTLP_TIMEOUT")) else TIMEOUT
-        self.exporter = OTLPSpanExporter(endpoint=endpoint, timeout=timeout)
-        self.endpoint: str = getattr(self.exporter, "_endpoint", endpoint or "")
+        self.endpoint = endpoint()
+        try:
+            self.timeout = float(_setting("TIMEOUT") or TIMEOUT)
+        except ValueError:
+            self.timeout = TIMEOUT
+        self.headers = {"content-type": "application/x-protobuf", "user-agent": f"flowrunner/{__version__}",
+                        **parse_env_headers(_setting("HEADERS"), liberal=True)}
+        self.gzip = _setting("COMPRESSION").lower() == "gzip"
         self._lock = threading.Lock()
         self.failed = False
-
-    @property
-    def reason(self) -> str | None:
-        """What the SDK last said went wrong, if anything."""
-        return self._heard.last
+        self.reason: str | None = None
+        """Why the export failed, when it did."""
 
     def send(self, root: SpanPlan) -> bool:
         """Emit the tree and export it; False if the export failed (this one or an earlier one)."""
         if self.failed:
             return False
         span = self._emit(root, Context())  # an empty context: every run is a trace of its own
-        spans = self._collect.take(span.get_span_context().trace_id)
-        with self._lock:  # one export at a time: a batch's workers share the HTTP session
+        body = encode_spans(self._collect.take(span.get_span_context().trace_id)).SerializeToString()
+        with self._lock:  # one export at a time: a batch's workers would otherwise race to report
             if self.failed:
                 return False
             try:
-                ok = self.exporter.export(spans) == SpanExportResult.SUCCESS
-            except Exception:  # noqa: BLE001 - a collector's trouble must never fail a run
-                ok = False
-            self.failed = not ok
-        return ok
+                self._post(body)
+            except (OSError, http.client.HTTPException, ExportError, ValueError) as exc:
+                self.failed, self.reason = True, str(exc) or type(exc).__name__
+        return not self.failed
+
+    def _post(self, body: bytes) -> None:
+        parts = urlsplit(self.endpoint)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ExportError(f"not an http(s) URL: {self.endpoint}")
+        headers = dict(self.headers)
+        if self.gzip:
+            body, headers["content-encoding"] = gzip.compress(body), "gzip"
+        if parts.scheme == "https":
+            context = ssl.create_default_context(cafile=_setting("CERTIFICATE") or None)
+            if _setting("CLIENT_CERTIFICATE"):
+                context.load_cert_chain(_setting("CLIENT_CERTIFICATE"), _setting("CLIENT_KEY") or None)
+            connection: http.client.HTTPConnection = _HTTPSConnection(parts.hostname, parts.port, timeout=self.timeout,
+                                                                      context=context)
+        else:
+            connection = _HTTPConnection(parts.hostname, parts.port, timeout=self.timeout)
+        try:
+            connection.request("POST", (parts.path or "/") + (f"?{parts.query}" if parts.query else ""), body, headers)
+            response = connection.getresponse()
+            answer = response.read(2000)
+        finally:
+            connection.close()
+        if not 200 <= response.status < 300:
+            text = answer.decode("utf-8", "replace").strip()
+            raise ExportError(f"HTTP {response.status}{': ' + text[:200] if text.isprintable() and text else ''}")
 
     def _emit(self, plan: SpanPlan, context: Context) -> trace.Span:
         span = self._tracer.start_span(plan.name, context=context, kind=_KINDS[plan.kind],

@@ -3,6 +3,7 @@ ExportTraceServiceRequest with opentelemetry-proto, and keeps the spans as plain
 
 from __future__ import annotations
 
+import gzip
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -31,6 +32,7 @@ class OTLPReceiver:
         self.requests: list[Any] = []
         self.paths: list[str] = []
         self.content_types: list[str] = []
+        self.headers: list[dict[str, str]] = []
         self._lock = threading.Lock()
         self._answer = threading.Event()  # set on exit: a hanging receiver answers then
         receiver = self
@@ -44,12 +46,15 @@ class OTLPReceiver:
                     ExportTraceServiceRequest, ExportTraceServiceResponse)
 
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                if self.headers.get("content-encoding") == "gzip":
+                    body = gzip.decompress(body)
                 request = ExportTraceServiceRequest()
                 request.ParseFromString(body)
                 with receiver._lock:
                     receiver.requests.append(request)
                     receiver.paths.append(self.path)
                     receiver.content_types.append(self.headers.get("content-type", ""))
+                    receiver.headers.append({k.lower(): v for k, v in self.headers.items()})
                 receiver._answer.wait(receiver.delay)
                 payload = ExportTraceServiceResponse().SerializeToString()
                 try:

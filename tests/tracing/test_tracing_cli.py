@@ -9,17 +9,25 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
 from flowrunner.testing import ChatServer, faults
+from otlp_receiver import OTLPReceiver  # this folder is on sys.path (pytest's rootdir-less import mode)
 
 ROOT = Path(__file__).resolve().parents[2]
 INTERNAL, CLIENT = 1, 3  # OTLP's SpanKind numbers
 UNSET, OK, ERROR = 0, 1, 2  # OTLP's status codes
 
 pytestmark = pytest.mark.server
+
+
+@pytest.fixture
+def otlp() -> Iterator[OTLPReceiver]:
+    """An OTLP/HTTP receiver on 127.0.0.1 (no conftest.py here: tests import `conftest` by that name)."""
+    with OTLPReceiver() as receiver:
+        yield receiver
 
 
 def flowrun(*args: str, env: dict[str, str] | None = None, stdin: str | None = None,
@@ -273,6 +281,28 @@ def test_each_batch_item_is_a_trace_of_its_own(otlp, tmp_path):
     assert cities == ["Boston", "Paris", "Tokyo"]
 
 
+def test_a_batch_replaying_its_cassette_still_sends_its_traces(otlp, tmp_path):
+    # The cassette patches every HTTP client while the batch runs: the traces must not go through it.
+    done = flowrun("batch", "flows/weather.yaml", "--inputs", "flows/data/weather.jsonl", "--out",
+                   str(tmp_path / "out.jsonl"), "--cassette", "flows/cassettes/weather.batch.yaml",
+                   env={"OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint})
+    assert done.returncode == 0, done.stderr
+    assert "warning" not in done.stderr
+    lines = (ROOT / "flows/data/weather.jsonl").read_text().splitlines()
+    assert len(by_name(otlp.spans)["invoke_workflow weather"]) == len(lines)
+
+
+def test_headers_and_gzip_compression_from_the_standard_variables(otlp):
+    done = flowrun("flows/hello.yaml", env={"OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint,
+                                            "OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer%20abc,x-team=data",
+                                            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION": "gzip"})
+    assert done.returncode == 0, done.stderr
+    (headers,) = otlp.headers
+    assert headers["authorization"] == "Bearer abc" and headers["x-team"] == "data"
+    assert headers["content-encoding"] == "gzip"
+    assert len(otlp.spans) == 3
+
+
 def test_flowrun_test_and_chat_send_traces(otlp):
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint, "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "true"}
     done = flowrun("test", "flows/weather.yaml", env=env)  # replayed from the cassettes
@@ -330,8 +360,6 @@ def test_an_unreachable_collector_is_one_warning_and_the_run_goes_on(tmp_path, c
 
 
 def test_a_collector_refusing_the_trace_is_a_warning_too(tmp_path):
-    from otlp_receiver import OTLPReceiver
-
     with OTLPReceiver(status=400) as refusing:
         done = flowrun("flows/hello.yaml", env={"OTEL_EXPORTER_OTLP_ENDPOINT": refusing.endpoint})
     assert done.returncode == 0 and "Hello!" in done.stdout
@@ -339,8 +367,6 @@ def test_a_collector_refusing_the_trace_is_a_warning_too(tmp_path):
 
 
 def test_a_collector_that_never_answers_costs_the_run_one_bounded_wait():
-    from otlp_receiver import OTLPReceiver
-
     with OTLPReceiver(delay=120) as hanging:  # longer than the subprocess may take (60 s)
         done = flowrun("flows/hello.yaml", env={"OTEL_EXPORTER_OTLP_ENDPOINT": hanging.endpoint})
         assert len(hanging.requests) == 1  # it did arrive; no answer came
