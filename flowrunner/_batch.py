@@ -98,7 +98,7 @@ class BatchRunner:
                  concurrency: int = 8, resume: bool = False, retry_failed: bool = False,
                  full_record: bool = False, on_progress: ProgressHandler | None = None,
                  tick: float = 0.2, sync_every: int = 100, sync_seconds: float = 1.0,
-                 on_record: Callable[[RunRecord], None] | None = None):
+                 on_record: Callable[[RunRecord], object] | None = None):
         if concurrency < 1:
             raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
         self.engine, self.flow = engine, flow
@@ -109,7 +109,8 @@ class BatchRunner:
         self.full_record = full_record
         self.on_progress = on_progress
         self.on_record = on_record
-        """Called in the worker with each run's record as it ends (a trace is sent from here)."""
+        """Called with each run's record as it ends, in the worker's thread (the CLI keeps it in the history
+        and sends its trace)."""
         self.tick = tick
         self._sync = (sync_every, sync_seconds)
         self._stop = threading.Event()

@@ -83,14 +83,16 @@ def maybe_trace(record: RunRecord | None, flow: Flow | None, args: argparse.Name
 
 def maybe_trace_turn(turn: StepRecord, flow: Flow, inputs: dict[str, Any], args: argparse.Namespace,
                      error: BaseException | None = None) -> None:
-    """A chat turn as a run of one step (a trace per turn); `inputs`: what the user typed, `error`: why it failed."""
+    """A chat turn as a run of one step (a trace per turn) of the chat's flow; `error`: why it failed."""
     if getattr(args, "tracer", None) is None:
         return
     from .._record import RunRecord
 
     record = RunRecord(flow=flow.name, file=str(flow.path), inputs=inputs, status=turn.status, steps=[turn],
                        usage=dict(turn.usage))
-    if error is not None:
+    if error is None:
+        record.outputs = {turn.id: turn.content or ""}
+    else:
         record.error = {"type": type(error).__name__, "message": str(error), "step": turn.id}
     for name in ("started", "duration", "cost"):
         if hasattr(turn, name) and hasattr(record, name):

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .._durations import format_duration
-from ._trace import maybe_trace
 from ._common import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_run_options, clip, connection, count, redact,
                       seconds)
+from ._history import add_log_option, log_run
+from ._trace import maybe_trace
 
 if TYPE_CHECKING:
     from .._batch import BatchProgress, BatchSummary
@@ -62,6 +63,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--progress-interval", type=seconds, default=None, metavar="SECONDS",
                         help="seconds between progress lines when stderr is not a terminal (default: 10)")
     add_run_options(parser, inputs=False)
+    add_log_option(parser, default=False)
     parser.set_defaults(handler=cmd_batch)
 
 
@@ -96,7 +98,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
             runner = BatchRunner(engine, flow, args.inputs_file, args.out,
                                  concurrency=args.concurrency, resume=args.resume, retry_failed=args.retry_failed,
                                  full_record=args.full_record, on_progress=display.update,
-                                 on_record=lambda record: maybe_trace(record, flow, args))
+                                 on_record=lambda record: _after_run(record, flow, args))
             summary = runner.run()
     finally:
         display.finish()  # an error then starts on a line of its own, not on the progress bar's
@@ -109,6 +111,12 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if summary.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if summary.progress.failed else EXIT_OK
+
+
+def _after_run(record: Any, flow: Any, args: argparse.Namespace) -> None:
+    """Each run, as it ends (in its worker): into the history, and its trace sent."""
+    log_run(record, args, flow)
+    maybe_trace(record, flow, args)
 
 
 class Progress:
@@ -210,6 +218,8 @@ def resume_command(args: argparse.Namespace, *, retry_failed: bool = False) -> s
         words += ["--deadline", f"{args.deadline:g}"]
     if args.full_record:
         words.append("--full-record")
+    if getattr(args, "log", False):
+        words.append("--log")
     return shlex.join(words)
 
 

@@ -5,12 +5,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from .._exceptions import RunError
 from ._common import EXIT_OK, add_run_options, connection, flow_and_inputs, redact
 from ._display import Display
+from ._history import add_log_option, log_chat_turn
 from ._trace import maybe_trace_turn
+
+if TYPE_CHECKING:
+    from .._record import StepRecord
+
+TurnLog = Callable[["StepRecord", "RunError | None"], None]
+"""Keeps a chat turn in the run history (the turn, and its error if it failed)."""
 
 
 COMMANDS = """commands:
@@ -31,6 +38,7 @@ def register(sub: Any) -> None:
     parser.add_argument("flow", metavar="FLOW", help="the flow's YAML file")
     parser.add_argument("--step", metavar="ID", help="the step whose messages and functions to use (default: first)")
     add_run_options(parser)
+    add_log_option(parser, default=True)
     parser.set_defaults(handler=cmd_chat)
 
 
@@ -43,24 +51,29 @@ def cmd_chat(args: argparse.Namespace) -> int:
         display = Display(stream_to=sys.stdout)
         engine = Engine(transport, model=args.model, on_event=display, rate_limit=args.rate_limit)
         session = engine.chat(flow, inputs, step_id=args.step)
+
+        def log(turn: StepRecord, error: RunError | None) -> None:
+            log_chat_turn(turn, inputs, args, flow, error=error)
+            maybe_trace_turn(turn, flow, inputs, args, error)
+
         if interactive:
             print(f"chatting with {flow.name} (/help for commands, Ctrl-D or /exit to end)", file=sys.stderr)
         if session.awaiting_answer:
-            _chat_turn(session, None, display, args)
+            _chat_turn(session, None, display, log)
         for line in _lines(interactive):
             text = line.strip()
             if text in ("/exit", "/quit"):
                 break
             if text.startswith("/") and not text.startswith("//"):
-                _command(text, session, display, args)
+                _command(text, session, display, args.flow, log)
             elif text:
-                _chat_turn(session, text[1:] if text.startswith("//") else text, display, args)
+                _chat_turn(session, text[1:] if text.startswith("//") else text, display, log)
     return EXIT_OK
 
 
 
 
-def _command(text: str, session: Any, display: Display, args: argparse.Namespace) -> None:
+def _command(text: str, session: Any, display: Display, flow_path: str, log: TurnLog) -> None:
     """A line starting with `/`: a command for chat itself, never sent to the model."""
     name, _, rest = text.partition(" ")
     if name == "/help":
@@ -69,9 +82,9 @@ def _command(text: str, session: Any, display: Display, args: argparse.Namespace
         session.reset()
         print(f"reset: back to the {len(session.history)} message(s) of step {session.step.id!r}", file=sys.stderr)
         if session.awaiting_answer:
-            _chat_turn(session, None, display, args)
+            _chat_turn(session, None, display, log)
     elif name == "/save":
-        _save(session.history, rest.strip(), args.flow)
+        _save(session.history, rest.strip(), flow_path)
     else:
         print(f"error: unknown command {name}; /help lists them (start a line with // to send it as it is)",
               file=sys.stderr)
@@ -109,17 +122,17 @@ def _lines(interactive: bool) -> Iterator[str]:
             return
 
 
-def _chat_turn(session: Any, text: str | None, display: Display, args: argparse.Namespace) -> None:
+def _chat_turn(session: Any, text: str | None, display: Display, log: TurnLog) -> None:
     shown = len(display.shown)
     try:
         turn = session.send(text)
     except RunError as exc:
         display.finish()
-        maybe_trace_turn(session.turns[-1], session.flow, {"message": text} if text else {}, args, exc)
         print(f"error: {redact(str(exc))}", file=sys.stderr)
+        log(session.turns[-1], exc)
         return
     display.finish()
-    maybe_trace_turn(turn, session.flow, {"message": text} if text else {}, args)
+    log(turn, None)
     if len(display.shown) == shown:  # not streamed: print the answer now
         print(redact(turn.content or ""), flush=True)
     for warning in turn.warnings:  # e.g. an answer cut at the token limit

@@ -319,7 +319,10 @@ def test_flowrun_test_and_chat_send_traces(otlp):
     assert len(turns) == 3 and len({t["trace_id"] for t in turns}) == 3
     roots = [s for s in otlp.spans if s["name"] == "invoke_workflow weather"][len(cases):]
     assert [json.loads(r["attributes"]["flowrunner.run.inputs"]) for r in roots] == [
-        {}, {"message": "What's the weather in Paris?"}, {"message": "And in Rome?"}]
+        {"question": "What's the weather in Boston?"}] * 3  # the chat's flow inputs
+    assert [json.loads(r["attributes"]["flowrunner.run.outputs"])["answer"].split(",")[0] for r in roots] == [
+        "get_current_weather: location Boston", "get_current_weather: location Paris",
+        "You said: And in Rome?"]  # the test server's "model" found no city in that one
 
 
 def test_service_name_and_resource_attributes_come_from_the_standard_variables(otlp):
