@@ -18,7 +18,7 @@ from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, print_problems
 from ._display import readable_output
 from ._trace import prepare_tracing
 
-COMMAND_MODULES = ("run", "validate", "test", "batch", "chat", "runs", "init", "schema", "help")
+COMMAND_MODULES = ("run", "validate", "test", "batch", "chat", "runs", "mcp", "init", "schema", "help")
 
 DESCRIPTION = """\
 Run declarative YAML flows of LLM chat completions: templated messages, steps that feed
