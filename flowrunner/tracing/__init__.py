@@ -12,6 +12,7 @@ import os
 import time
 from typing import TYPE_CHECKING
 
+from .._secrets import redact_url
 from ._otlp import DEFAULT_ENDPOINT, OTLPSender
 from ._spans import plan
 
@@ -50,7 +51,7 @@ class RunTracer:
             return None
         self._warned = True
         reason = self._sender.reason
-        return (f"could not send the trace to {self.endpoint}{f' ({reason})' if reason else ''}; no more traces "
+        return (f"could not send the trace to {redact_url(self.endpoint)}{f' ({reason})' if reason else ''}; no more traces "
                 "are sent by this command\n  hint: start a collector there (Jaeger, Phoenix, the OpenTelemetry "
                 "Collector), or point OTEL_EXPORTER_OTLP_ENDPOINT at one")
 

@@ -24,7 +24,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Sequence, TypeGuard
 from urllib.parse import urlsplit
 
 from .._secrets import redact
@@ -244,7 +244,7 @@ def _settings(flow: Flow | None, step: Step | None) -> dict[str, AttributeValue]
             found[f"gen_ai.request.{name}"] = float(options[key])
     for key, name in _INT_OPTIONS.items():
         value = options.get(key)
-        if isinstance(value, int) and not isinstance(value, bool):
+        if _is_int64(value):
             found[f"gen_ai.request.{name}"] = value
     stop = options.get("stop")
     if isinstance(stop, str):
@@ -281,11 +281,11 @@ def _usage(span: SpanPlan, usage: dict[str, Any] | None) -> None:
     usage = usage or {}
     for key, name in (("prompt_tokens", "input_tokens"), ("completion_tokens", "output_tokens")):
         value = usage.get(key)
-        if isinstance(value, int) and not isinstance(value, bool):
+        if _is_int64(value):
             span.attributes[f"gen_ai.usage.{name}"] = value
     details = usage.get("prompt_tokens_details")
     cached = details.get("cached_tokens") if isinstance(details, dict) else None
-    if isinstance(cached, int) and not isinstance(cached, bool):
+    if _is_int64(cached):
         span.attributes["gen_ai.usage.cache_read.input_tokens"] = cached
 
 
@@ -321,6 +321,11 @@ def _call_error(error: str) -> str:
         return "timeout"
     raised = re.search(r" raised (\w+):", error)  # the exception's class, as the conventions suggest
     return raised.group(1) if raised else "function_error"
+
+
+def _is_int64(value: Any) -> TypeGuard[int]:
+    """An int OTLP can carry (a server may send any number of digits; OTLP's integers are 64-bit)."""
+    return isinstance(value, int) and not isinstance(value, bool) and -2**63 <= value < 2**63
 
 
 def _is_number(value: Any) -> bool:

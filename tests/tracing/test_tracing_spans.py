@@ -173,3 +173,11 @@ def test_a_steps_settings_override_the_flows_defaults(make_flow):
                         "gen_ai.request.max_tokens": 20, "gen_ai.request.seed": 3,
                         "gen_ai.request.stop_sequences": ["END"],
                         "openai.request.service_tier": "flex"}
+
+
+def test_token_counts_past_64_bits_are_left_out():
+    round_ = RoundRecord(response_id="r", model="m", finish_reason="stop", content="hi",
+                         usage={"prompt_tokens": 21128794438786060288, "completion_tokens": 3})
+    record = RunRecord(flow="x", file="x.yaml", inputs={}, steps=[StepRecord(id="s", model="m", rounds=[round_])])
+    chat = plan(record, None, base_url=None, capture_content=False, now=0.0).walk()[-1]
+    assert "gen_ai.usage.input_tokens" not in chat.attributes and chat.attributes["gen_ai.usage.output_tokens"] == 3
