@@ -56,7 +56,7 @@ class Engine:
 
     def __init__(self, transport: Transport, *, model: str | None = None, on_event: EventHandler | None = None,
                  rate_limit: RateLimit | None = None, limiter: RateLimiter | None = None,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic):
         self.transport = transport
         self.model = model  # overrides every step's model (the CLI's --model)
         self.on_event = on_event
@@ -65,6 +65,7 @@ class Engine:
         self.limiter = limiter or shared_limiter(getattr(transport, "scope", "default"))
         """Shared by every request to the same server in the process, so concurrent runs share one budget."""
         self.sleep = sleep
+        self.clock = clock  # what retry.max_elapsed is measured on (the Batch API's runs: only the waits)
 
     def run(self, flow: Flow, inputs: Mapping[str, Any] | None = None, *, inputs_as_text: bool = False) -> RunRecord:
         """Run every step in order and render the outputs; a runtime failure ends in a failed record."""
@@ -246,6 +247,7 @@ class Engine:
         try:
             completion = call_with_retry(attempt, step.retry, round_record.attempts, on_retry=on_retry,
                                          sleep=clock.sleep(replay_sleep if replaying() else self.sleep),
+                                         clock=self.clock,
                                          slips=1 if _paced(limit, self.limiter) else 0)
         finally:
             clock.settle(round_record.attempts)
