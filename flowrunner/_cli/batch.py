@@ -110,7 +110,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
             runner = BatchRunner(engine, flow, args.inputs_file, args.out,
                                  concurrency=args.concurrency, resume=args.resume, retry_failed=args.retry_failed,
                                  full_record=args.full_record, on_progress=display.update,
-                                 on_record=lambda record: _after_run(record, flow, args))
+                                 on_record=lambda record: after_run(record, flow, args))
             summary = runner.run()
     finally:
         display.finish()  # an error then starts on a line of its own, not on the progress bar's
@@ -125,7 +125,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     return EXIT_FAILED if summary.progress.failed else EXIT_OK
 
 
-def _after_run(record: Any, flow: Any, args: argparse.Namespace) -> None:
+def after_run(record: Any, flow: Any, args: argparse.Namespace) -> None:
     """Each run, as it ends (in its worker): into the history, and its trace sent."""
     log_run(record, args, flow)
     maybe_trace(record, flow, args)

@@ -416,3 +416,17 @@ def test_a_grpc_protocol_setting_is_said_to_be_unsupported_and_http_is_used(otlp
     assert done.returncode == 0, done.stderr
     assert "warning: OTEL_EXPORTER_OTLP_PROTOCOL=grpc: flowrunner sends traces as OTLP over HTTP" in done.stderr
     assert sorted(s["name"] for s in otlp.spans) == ["chat gpt-4o-mini", "invoke_agent reply", "invoke_workflow hello"]
+
+
+def test_a_batch_through_the_batch_api_sends_a_trace_per_input(otlp, tmp_path):
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text("".join(json.dumps({"id": f"q{n}", "question": f"What's the weather in {city}?"}) + "\n"
+                              for n, city in enumerate(["Boston", "Paris", "Lima"])))
+    with ChatServer() as server:
+        done = flowrun("batch", "flows/weather.yaml", "--inputs", str(inputs), "--out", str(tmp_path / "out.jsonl"),
+                       "--via", "batch-api", "--base-url", server.base_url, "--trace",
+                       env={"OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint, "FLOWRUN_BATCH_POLL": "0.02,0.1"})
+    assert done.returncode == 0, done.stderr
+    roots = by_name(otlp.spans)["invoke_workflow weather"]
+    assert len(roots) == 3 and len({r["trace_id"] for r in roots}) == 3
+    assert len(by_name(otlp.spans)["execute_tool get_current_weather"]) == 3
