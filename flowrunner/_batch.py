@@ -109,7 +109,8 @@ class BatchRunner:
         self.full_record = full_record
         self.on_progress = on_progress
         self.on_record = on_record
-        """Called with each run's record as it ends, in the worker's thread (the CLI keeps it in the history)."""
+        """Called with each run's record as it ends, in the worker's thread (the CLI keeps it in the history
+        and sends its trace)."""
         self.tick = tick
         self._sync = (sync_every, sync_seconds)
         self._stop = threading.Event()

@@ -16,6 +16,7 @@ from .. import __version__
 from .._exceptions import FlowrunnerError, FlowValidationError
 from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, print_problems
 from ._display import readable_output
+from ._trace import prepare_tracing
 
 COMMAND_MODULES = ("run", "validate", "test", "batch", "chat", "runs", "view", "mcp", "init", "schema", "help")
 
@@ -68,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
+        prepare_tracing(args)  # --trace, or the OpenTelemetry variables: args.tracer
         code: int = args.handler(args)
         sys.stdout.flush()  # a reader gone from the pipe shows here, where it is handled, not at exit
         return code

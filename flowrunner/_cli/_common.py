@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from .._exceptions import ConfigError, FlowValidationError
+from ._trace import add_trace_option
 
 if TYPE_CHECKING:
     from .._model import Flow
@@ -43,6 +44,7 @@ def add_run_options(parser: argparse.ArgumentParser, *, inputs: bool = True) -> 
                         help="the longest one request may take, from sending it to the last byte of its answer, "
                              "however the server trickles it; a request past it is retried like a timeout "
                              "(default: 10m for an answer, 30m for a stream, or --timeout if longer)")
+    add_trace_option(parser)
     parser.add_argument("--rate-limit", type=rate_limit, metavar="LIMITS",
                         help="your account's limits, overriding the flow's rate_limit: e.g. rpm=3,rpd=200 "
                              "or tpm=10000 (requests are paced to stay under them)")

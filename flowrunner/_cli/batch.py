@@ -14,6 +14,7 @@ from . import batchapi
 from ._common import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_run_options, clip, connection, count, redact,
                       seconds)
 from ._history import add_log_option, log_run
+from ._trace import maybe_trace
 
 if TYPE_CHECKING:
     from .._batch import BatchProgress, BatchSummary
@@ -109,7 +110,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
             runner = BatchRunner(engine, flow, args.inputs_file, args.out,
                                  concurrency=args.concurrency, resume=args.resume, retry_failed=args.retry_failed,
                                  full_record=args.full_record, on_progress=display.update,
-                                 on_record=lambda record: log_run(record, args, flow))
+                                 on_record=lambda record: after_run(record, flow, args))
             summary = runner.run()
     finally:
         display.finish()  # an error then starts on a line of its own, not on the progress bar's
@@ -122,6 +123,12 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if summary.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if summary.progress.failed else EXIT_OK
+
+
+def after_run(record: Any, flow: Any, args: argparse.Namespace) -> None:
+    """Each run, as it ends (in its worker): into the history, and its trace sent."""
+    log_run(record, args, flow)
+    maybe_trace(record, flow, args)
 
 
 class Progress:

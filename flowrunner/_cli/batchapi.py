@@ -87,8 +87,7 @@ def _numbers(name: str, kind: type) -> list[Any]:
 def cmd_batch_api(args: argparse.Namespace) -> int:
     from .._loader import load_flow
     from ..batchapi import BatchAPIJob, BatchClient
-    from ._history import log_run
-    from .batch import print_summary
+    from .batch import after_run, print_summary
 
     flow = load_flow(args.flow)
     job_settings = settings(args)
@@ -102,7 +101,7 @@ def cmd_batch_api(args: argparse.Namespace) -> int:
             job = BatchAPIJob(flow, args.inputs_file, args.out, client, model=args.model, rate_limit=args.rate_limit,
                               settings=job_settings, resume=args.resume, retry_failed=args.retry_failed,
                               full_record=args.full_record, on_progress=display.update, on_interrupt=ask_to_cancel,
-                              on_record=lambda record: log_run(record, args, flow))
+                              on_record=lambda record: after_run(record, flow, args))
             summary = job.run_job()
     finally:
         display.finish()

@@ -12,6 +12,7 @@ from ._common import EXIT_OK, add_run_options, connection, flow_and_inputs, reda
 from ._approval import terminal_approver
 from ._display import Display
 from ._history import add_log_option, log_chat_turn
+from ._trace import maybe_trace_turn
 
 if TYPE_CHECKING:
     from .._record import StepRecord
@@ -55,6 +56,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
         def log(turn: StepRecord, error: RunError | None) -> None:
             log_chat_turn(turn, inputs, args, flow, error=error)
+            maybe_trace_turn(turn, flow, inputs, args, error)
 
         if interactive:
             print(f"chatting with {flow.name} (/help for commands, Ctrl-D or /exit to end)", file=sys.stderr)

@@ -129,6 +129,7 @@ def flow_runner(args: argparse.Namespace, one_at_a_time: bool) -> Any:
     """`run_flow(flow, inputs)` as `flowrun run` would run it; runs that use a cassette (a process-wide
     patch of the HTTP client) take turns."""
     from ._common import connection, show_call
+    from ._trace import maybe_trace
 
     turn = threading.Lock() if one_at_a_time else contextlib.nullcontext()
 
@@ -137,6 +138,8 @@ def flow_runner(args: argparse.Namespace, one_at_a_time: bool) -> Any:
 
         with turn, connection(flow, args) as transport:
             engine = Engine(transport, model=args.model, on_event=show_call, rate_limit=args.rate_limit)
-            return engine.run(flow, inputs)
+            record = engine.run(flow, inputs)
+        maybe_trace(record, flow, args)  # a trace per tool call, with --trace or the OTLP variables
+        return record
 
     return run_flow

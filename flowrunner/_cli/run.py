@@ -12,6 +12,7 @@ from ._common import EXIT_FAILED, EXIT_OK, add_run_options, connection, flow_and
 from ._approval import terminal_approver
 from ._display import Display
 from ._history import add_log_option, log_run
+from ._trace import maybe_trace
 
 EPILOG = """\
 examples:
@@ -84,6 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         for warning in step_record.warnings:
             print(f"warning in step {step_record.id!r}: {warning}", file=sys.stderr)
     log_run(record, args, flow)  # after the outputs: a busy history delays nothing the user waits for
+    maybe_trace(record, flow, args)  # likewise: a collector that is slow to answer
     if record.error:
         step = f" in step {record.error['step']!r}" if record.error.get("step") else ""
         print(f"error{step}: {record.error['message']}", file=sys.stderr)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .._exceptions import FlowValidationError
 from ._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, print_problems, seconds
 from ._history import add_log_option, log_run
+from ._trace import add_trace_option, maybe_trace
 
 if TYPE_CHECKING:
     from .._flowtest import CaseResult
@@ -51,6 +52,7 @@ def register(sub: Any) -> None:
                         help="server to record against (default: $OPENAI_BASE_URL, else OpenAI with OPENAI_API_KEY)")
     parser.add_argument("--timeout", type=seconds, default=600.0, metavar="SECONDS",
                         help="per-request timeout when recording (default: 600)")
+    add_trace_option(parser)
     parser.add_argument("-x", "--exitfirst", action="store_true", help="stop at the first failing case")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead")
     add_log_option(parser, default=False)
@@ -85,6 +87,7 @@ def cmd_test(args: argparse.Namespace) -> int:
             results.append(result)
             if result.record is not None:
                 log_run(result.record, args, flow)
+                maybe_trace(result.record, flow, args)
             if not args.json:
                 print(f"{result.id} {result.outcome.upper()}", flush=True)
             if args.exitfirst and not result.passed:
