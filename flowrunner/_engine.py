@@ -19,6 +19,7 @@ from ._inputs import resolve_inputs
 from ._json import JSONError, loads
 from ._model import Flow, Step
 from ._output import output_problem, repair_message, unfence
+from ._pricing import Prices, price_run, price_step
 from ._ratelimit import RateLimit, RateLimiter, estimate_tokens, shared_limiter
 from ._replay import UNPACED, replay_sleep, replaying
 from ._record import AttemptRecord, CallRecord, RoundRecord, RunRecord, StepRecord, add_usage
@@ -56,7 +57,7 @@ class Engine:
 
     def __init__(self, transport: Transport, *, model: str | None = None, on_event: EventHandler | None = None,
                  rate_limit: RateLimit | None = None, limiter: RateLimiter | None = None,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, prices: Prices | None = None):
         self.transport = transport
         self.model = model  # overrides every step's model (the CLI's --model)
         self.on_event = on_event
@@ -65,6 +66,8 @@ class Engine:
         self.limiter = limiter or shared_limiter(getattr(transport, "scope", "default"))
         """Shared by every request to the same server in the process, so concurrent runs share one budget."""
         self.sleep = sleep
+        self.prices = dict(prices or {})
+        """Prices by model that beat the flow's and the table's (the CLI's --price)."""
 
     def run(self, flow: Flow, inputs: Mapping[str, Any] | None = None, *, inputs_as_text: bool = False) -> RunRecord:
         """Run every step in order and render the outputs; a runtime failure ends in a failed record."""
@@ -97,6 +100,7 @@ class Engine:
             record.exception = exc
             failed_step = record.steps[-1].id if record.steps and record.steps[-1].status == "failed" else None
             record.error = {"type": type(exc).__name__, "message": str(exc), "step": failed_step}
+        price_run(record, {**flow.prices, **self.prices})
         run_watch.stamp(record)
         redact_in_place(record)
         return record
@@ -382,6 +386,7 @@ class ChatSession:
             del self.history[before:]
             raise
         finally:
+            price_step(turn, {**self.flow.prices, **self.engine.prices})
             watch.stamp(turn)
         self.history.append({"role": "assistant", "content": content})
         return turn

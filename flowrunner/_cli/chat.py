@@ -40,7 +40,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
     interactive = sys.stdin.isatty()
     with connection(flow, args) as transport:
         display = Display(stream_to=sys.stdout)
-        engine = Engine(transport, model=args.model, on_event=display, rate_limit=args.rate_limit)
+        engine = Engine(transport, model=args.model, on_event=display, rate_limit=args.rate_limit,
+                        prices=dict(args.prices))
         session = engine.chat(flow, inputs, step_id=args.step)
         if interactive:
             print(f"chatting with {flow.name} (/help for commands, Ctrl-D or /exit to end)", file=sys.stderr)
