@@ -102,7 +102,8 @@ class BatchRunner:
     def __init__(self, engine: Engine, flow: Flow, inputs: str | Path, out: str | Path, *,
                  concurrency: int = 8, resume: bool = False, retry_failed: bool = False,
                  full_record: bool = False, on_progress: ProgressHandler | None = None,
-                 tick: float = 0.2, sync_every: int = 100, sync_seconds: float = 1.0):
+                 tick: float = 0.2, sync_every: int = 100, sync_seconds: float = 1.0,
+                 on_record: Callable[[RunRecord], object] | None = None):
         if concurrency < 1:
             raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
         self.engine, self.flow = engine, flow
@@ -112,6 +113,8 @@ class BatchRunner:
         self.retry_failed = retry_failed
         self.full_record = full_record
         self.on_progress = on_progress
+        self.on_record = on_record
+        """Called with each run's record as it ends, in the worker's thread (the CLI keeps it in the history)."""
         self.tick = tick
         self._sync = (sync_every, sync_seconds)
         self._stop = threading.Event()
@@ -274,6 +277,8 @@ class BatchRunner:
         except Exception as exc:  # noqa: BLE001 - one input's surprise must not cost the others
             result["error"] = {"type": type(exc).__name__, "message": redact(str(exc)), "step": None}
             return result, None, None
+        if self.on_record is not None:
+            self.on_record(record)
         if halts_everything(record.exception):
             with self._lock:
                 self._halted = self._halted or record.exception

@@ -56,6 +56,16 @@ def make_flow(tmp_path: Path):
 
 
 @pytest.fixture(autouse=True)
+def _history_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test's run history (on by default for `flowrun run` and `chat`) goes to a folder of its own,
+    never into the user's; flowrun subprocesses inherit FLOWRUN_HOME from the environment."""
+    home = tmp_path_factory.mktemp("flowrun-home")
+    monkeypatch.setenv("FLOWRUN_HOME", str(home))
+    monkeypatch.delenv("FLOWRUN_NO_LOG", raising=False)
+    return home
+
+
+@pytest.fixture(autouse=True)
 def _forget_secrets() -> Iterator[None]:
     """Secrets are process-wide (like the environment they come from): each test starts with none."""
     yield

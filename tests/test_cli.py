@@ -217,7 +217,8 @@ def test_help_teaches():
 def test_help_and_validate_do_not_import_openai_or_vcr(args):
     code = ("import sys\nfrom flowrunner._cli import main\n"
             f"try:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
-            "print('LOADED', sorted(m for m in ('openai', 'vcr', 'httpx', 'httpx2', 'genai_prices') if m in sys.modules))")
+            "print('LOADED', sorted(m for m in ('openai', 'vcr', 'httpx', 'httpx2', 'sqlite3', 'flowrunner.history', "
+            "'genai_prices') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], text=True, capture_output=True, cwd=ROOT)
     assert "LOADED []" in done.stdout, done.stdout + done.stderr
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from .._durations import format_duration
 from ._common import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_run_options, clip, connection, count, redact,
                       seconds, usage_line)
+from ._history import add_log_option, log_run
 
 if TYPE_CHECKING:
     from .._batch import BatchProgress, BatchSummary
@@ -61,6 +62,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--progress-interval", type=seconds, default=None, metavar="SECONDS",
                         help="seconds between progress lines when stderr is not a terminal (default: 10)")
     add_run_options(parser, inputs=False)
+    add_log_option(parser, default=False)
     parser.set_defaults(handler=cmd_batch)
 
 
@@ -94,7 +96,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
             engine = Engine(transport, model=args.model, rate_limit=args.rate_limit, prices=dict(args.prices))
             runner = BatchRunner(engine, flow, args.inputs_file, args.out,
                                  concurrency=args.concurrency, resume=args.resume, retry_failed=args.retry_failed,
-                                 full_record=args.full_record, on_progress=display.update)
+                                 full_record=args.full_record, on_progress=display.update,
+                                 on_record=lambda record: log_run(record, args, flow))
             summary = runner.run()
     finally:
         display.finish()  # an error then starts on a line of its own, not on the progress bar's
@@ -214,6 +217,8 @@ def resume_command(args: argparse.Namespace, *, retry_failed: bool = False) -> s
         words += ["--deadline", f"{args.deadline:g}"]
     if args.full_record:
         words.append("--full-record")
+    if getattr(args, "log", False):
+        words.append("--log")
     return shlex.join(words)
 
 

@@ -5,11 +5,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from .._exceptions import RunError
 from ._common import EXIT_OK, add_run_options, connection, flow_and_inputs, redact
 from ._display import Display
+from ._history import add_log_option, log_chat_turn
+
+if TYPE_CHECKING:
+    from .._record import StepRecord
+
+TurnLog = Callable[["StepRecord", "RunError | None"], None]
+"""Keeps a chat turn in the run history (the turn, and its error if it failed)."""
 
 
 COMMANDS = """commands:
@@ -30,6 +37,7 @@ def register(sub: Any) -> None:
     parser.add_argument("flow", metavar="FLOW", help="the flow's YAML file")
     parser.add_argument("--step", metavar="ID", help="the step whose messages and functions to use (default: first)")
     add_run_options(parser)
+    add_log_option(parser, default=True)
     parser.set_defaults(handler=cmd_chat)
 
 
@@ -43,24 +51,28 @@ def cmd_chat(args: argparse.Namespace) -> int:
         engine = Engine(transport, model=args.model, on_event=display, rate_limit=args.rate_limit,
                         prices=dict(args.prices))
         session = engine.chat(flow, inputs, step_id=args.step)
+
+        def log(turn: StepRecord, error: RunError | None) -> None:
+            log_chat_turn(turn, inputs, args, flow, error=error)
+
         if interactive:
             print(f"chatting with {flow.name} (/help for commands, Ctrl-D or /exit to end)", file=sys.stderr)
         if session.awaiting_answer:
-            _chat_turn(session, None, display)
+            _chat_turn(session, None, display, log)
         for line in _lines(interactive):
             text = line.strip()
             if text in ("/exit", "/quit"):
                 break
             if text.startswith("/") and not text.startswith("//"):
-                _command(text, session, display, args.flow)
+                _command(text, session, display, args.flow, log)
             elif text:
-                _chat_turn(session, text[1:] if text.startswith("//") else text, display)
+                _chat_turn(session, text[1:] if text.startswith("//") else text, display, log)
     return EXIT_OK
 
 
 
 
-def _command(text: str, session: Any, display: Display, flow_path: str) -> None:
+def _command(text: str, session: Any, display: Display, flow_path: str, log: TurnLog) -> None:
     """A line starting with `/`: a command for chat itself, never sent to the model."""
     name, _, rest = text.partition(" ")
     if name == "/help":
@@ -69,7 +81,7 @@ def _command(text: str, session: Any, display: Display, flow_path: str) -> None:
         session.reset()
         print(f"reset: back to the {len(session.history)} message(s) of step {session.step.id!r}", file=sys.stderr)
         if session.awaiting_answer:
-            _chat_turn(session, None, display)
+            _chat_turn(session, None, display, log)
     elif name == "/save":
         _save(session.history, rest.strip(), flow_path)
     else:
@@ -109,15 +121,17 @@ def _lines(interactive: bool) -> Iterator[str]:
             return
 
 
-def _chat_turn(session: Any, text: str | None, display: Display) -> None:
+def _chat_turn(session: Any, text: str | None, display: Display, log: TurnLog) -> None:
     shown = len(display.shown)
     try:
         turn = session.send(text)
     except RunError as exc:
         display.finish()
         print(f"error: {redact(str(exc))}", file=sys.stderr)
+        log(session.turns[-1], exc)
         return
     display.finish()
+    log(turn, None)
     if len(display.shown) == shown:  # not streamed: print the answer now
         print(redact(turn.content or ""), flush=True)
     for warning in turn.warnings:  # e.g. an answer cut at the token limit

@@ -10,6 +10,7 @@ from typing import Any
 
 from ._common import EXIT_FAILED, EXIT_OK, add_run_options, connection, flow_and_inputs, usage_line
 from ._display import Display
+from ._history import add_log_option, log_run
 
 EPILOG = """\
 examples:
@@ -42,6 +43,7 @@ def register(sub: Any) -> None:
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("flow", metavar="FLOW", help="the flow's YAML file")
     add_run_options(parser)
+    add_log_option(parser, default=True)
     parser.add_argument("--inputs", dest="inputs_file", metavar="FILE.json",
                         help="the inputs as one JSON object (at most 10 MB); -i values go on top")
     parser.add_argument("-o", "--output", dest="output_file", type=Path, metavar="FILE",
@@ -80,6 +82,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for step_record in record.steps:  # what a step passed on but should not go unseen (a cut answer)
         for warning in step_record.warnings:
             print(f"warning in step {step_record.id!r}: {warning}", file=sys.stderr)
+    log_run(record, args, flow)  # after the outputs: a busy history delays nothing the user waits for
     if record.error:
         step = f" in step {record.error['step']!r}" if record.error.get("step") else ""
         print(f"error{step}: {record.error['message']}", file=sys.stderr)

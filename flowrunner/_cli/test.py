@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._exceptions import FlowValidationError
 from ._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_price_option, print_problems, seconds
+from ._history import add_log_option, log_run
 
 if TYPE_CHECKING:
     from .._flowtest import CaseResult
@@ -53,6 +54,7 @@ def register(sub: Any) -> None:
     add_price_option(parser)
     parser.add_argument("-x", "--exitfirst", action="store_true", help="stop at the first failing case")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead")
+    add_log_option(parser, default=False)
     parser.set_defaults(handler=cmd_test)
 
 
@@ -82,6 +84,8 @@ def cmd_test(args: argparse.Namespace) -> int:
                 result = run_case(flow, case, record_mode=mode, base_url=args.base_url, api_key=key,
                                   timeout=args.timeout, prices=dict(args.prices))
             results.append(result)
+            if result.record is not None:
+                log_run(result.record, args, flow)
             if not args.json:
                 print(f"{result.id} {result.outcome.upper()}", flush=True)
             if args.exitfirst and not result.passed:

@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from flowrunner.testing import faults
+    from flowrunner.testing._batches import BatchSettings, BatchStats
     from flowrunner.testing._limits import Limits, Stats
     from flowrunner.testing._reply import Reply, error_reply
     from flowrunner.testing.server import ChatServer
 
-__all__ = ["ChatServer", "Limits", "Reply", "Stats", "error_reply", "faults"]
+__all__ = ["BatchSettings", "BatchStats", "ChatServer", "Limits", "Reply", "Stats", "error_reply", "faults"]
 
-_HOMES = {"ChatServer": "server", "Limits": "_limits", "Stats": "_limits", "Reply": "_reply",
+_HOMES = {"BatchSettings": "_batches", "BatchStats": "_batches", "ChatServer": "server", "Limits": "_limits", "Stats": "_limits", "Reply": "_reply",
           "error_reply": "_reply"}
 
 

@@ -49,13 +49,16 @@ import time
 from collections import deque
 from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowrunner.testing import _rules, _spec, faults
 from flowrunner.testing._limits import HEADER_MODES, Limiter, Limits, Stats
 from flowrunner.testing._reply import Reply as Reply
 from flowrunner.testing._reply import error_reply as error_reply
 from flowrunner.testing._reply import check_seconds, sse_events
+
+if TYPE_CHECKING:
+    from flowrunner.testing._batches import BatchAPI, BatchSettings, BatchStats
 
 MODEL_ID = "flowrunner-rules"
 # Written by the server itself (the content type via `Reply.payload`), never copied from a Reply.
@@ -72,6 +75,7 @@ class ReceivedRequest:
     body: Any  # parsed JSON, or None if there was no body or it was not JSON
     raw: bytes
     arrived: float | None = None  # time.monotonic() when its request line came in
+    query: str = ""  # what followed the `?` of the path
 
 
 class ChatServer:
@@ -79,7 +83,8 @@ class ChatServer:
 
     def __init__(self, port: int = 0, host: str = "127.0.0.1", api_key: str | None = None,
                  validate_responses: bool = True, limits: Limits | None = None,
-                 latency: float = 0.0, chunk_delay: float = 0.0) -> None:
+                 latency: float = 0.0, chunk_delay: float = 0.0,
+                 batch: BatchSettings | None = None) -> None:
         check_seconds("latency", latency)
         check_seconds("chunk_delay", chunk_delay)
         self.host, self.port = host, port
@@ -94,6 +99,8 @@ class ChatServer:
         self._limiter = Limiter(limits)
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._batch_settings = batch
+        self._batch_api: BatchAPI | None = None
 
     @property
     def base_url(self) -> str:
@@ -111,6 +118,21 @@ class ChatServer:
         """What the limits admitted so far: accepted chat requests, their times, the 429s by kind."""
         with self._lock:
             return self._limiter.stats()
+
+    @property
+    def batches(self) -> BatchAPI:
+        """The Files and Batch API (`flowrunner.testing._batches`): its clock, faults and stats."""
+        with self._lock:
+            if self._batch_api is None:
+                from flowrunner.testing._batches import BatchAPI
+
+                self._batch_api = BatchAPI(self.answer_batch_line, self._batch_settings)
+            return self._batch_api
+
+    @property
+    def batch_stats(self) -> BatchStats:
+        """What clients created through the Batch API: uploads, batches, custom_ids submitted."""
+        return self.batches.stats
 
     def enqueue(self, *replies: Reply) -> None:
         """Queue scripted replies; each valid chat request takes the oldest one before the rules."""
@@ -157,6 +179,8 @@ class ChatServer:
         if request.path.rstrip("/") == "/v1/models" and request.method == "GET":
             return self._authorize(request) or Reply(body={"object": "list", "data": [
                 {"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "flowrunner"}]})
+        if request.path.startswith(("/v1/files", "/v1/batches")):
+            return self._authorize(request) or self.batches.answer(request)
         if request.path.rstrip("/") != "/v1/chat/completions":
             return error_reply(404, f"Invalid URL ({request.method} {request.path})")
         if request.method != "POST":
@@ -167,6 +191,18 @@ class ChatServer:
                 and reply.media_type().startswith("text/event-stream")):
             reply = replace(reply, chunk_delay=self.chunk_delay)
         return replace(reply, delay=reply.delay + self.latency) if self.latency else reply
+
+    def answer_batch_line(self, body: Any) -> Reply:
+        """A batch line's answer, as `POST /v1/chat/completions` would give it without the rate
+        limits (the Batch API has its own queue): the spec check, then a queued reply or the rules."""
+        reply = self._check(ReceivedRequest("POST", "/v1/chat/completions", {}, body, b""))
+        if reply is None and isinstance(body, dict) and body.get("stream"):
+            reply = error_reply(400, "Streaming is not supported in the Batch API.", param="stream")
+        if reply is not None:
+            return reply
+        with self._lock:
+            queued = self._replies.popleft() if self._replies else None
+        return queued or self._from_rules(body)[0]
 
     def _admit(self, request: ReceivedRequest) -> Reply:
         """Limits first (a refused request leaves the queue alone), then a queued reply or the
@@ -269,14 +305,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         started = time.perf_counter()
-        raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+        length = int(self.headers.get("content-length") or 0)
+        too_long = self._too_long(length)
+        raw = b"" if too_long else self.rfile.read(length)
+        headers = {k.lower(): v for k, v in self.headers.items()}
         try:
-            body = json.loads(raw) if raw else None
+            body = json.loads(raw) if raw and not headers.get("content-type", "").startswith("multipart/") else None
         except ValueError:
             body = None
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        request = ReceivedRequest(self.command, self.path.split("?", 1)[0], headers, body, raw, self.arrived)
-        reply = self.server.chat.answer(request)
+        path, _, query = self.path.partition("?")
+        request = ReceivedRequest(self.command, path, headers, body, raw, self.arrived, query)
+        reply = too_long or self.server.chat.answer(request)
         if reply.delay and self.server.stopping.wait(reply.delay):
             reply = replace(reply, fault="drop")  # the server stops: no answer after all
         if reply.fault in ("drop", "hang", "reset"):
@@ -312,6 +351,23 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # closing is what tells the client the rest is missing
         elif self.command != "HEAD":
             self.wfile.write(payload)
+
+    def _too_long(self, length: int) -> Reply | None:
+        """A file upload longer than the Batch API takes is refused unread (its body read and
+        dropped in pieces, so memory stays bounded and the client still gets the answer)."""
+        if not (self.command == "POST" and self.path.startswith("/v1/files")):
+            return None
+        if length <= self.server.chat.batches.body_limit():
+            return None
+        left = length
+        while left > 0:
+            piece = self.rfile.read(min(left, 1 << 16))
+            if not piece:
+                break
+            left -= len(piece)
+        from flowrunner.testing._files import too_large
+
+        return too_large(length, self.server.chat.batches.settings.max_bytes)
 
     def _pace(self, payload: bytes, delay: float, cut: bool) -> None:
         """Each event as its own HTTP chunk, `delay` seconds apart (the first at once). `cut` (the
