@@ -260,7 +260,7 @@ class BatchRunner:
     def _run_one(self, item: InputLine) -> tuple[dict[str, Any], dict[str, Any] | None, RunRecord | None] | None:
         """One input's result line and its token usage; None if the batch halts on this run's failure."""
         result: dict[str, Any] = {"key": item.key, "line": item.line, "input": item.value, "status": "failed",
-                                  "outputs": None, "usage": None, "error": None}
+                                  "outputs": None, "usage": None, "cost": None, "error": None}
         if item.problem is not None:
             result["error"] = {"type": "InputError", "message": redact(item.problem), "step": None}
             return result, None, None

@@ -28,10 +28,10 @@ examples:
 Each input line is a JSON object of the flow's inputs; an "id" field (string or integer) is the
 line's key (and is not passed to the flow unless it declares an input "id"); without one the key
 is a hash of the line. Each result line is
-  {"key", "line", "input", "status", "outputs", "usage", "error"}
-(plus "warnings": [{"step", "message"}] when a run passed on something to look at, such as an
-answer cut at the token limit), appended as soon as its run ends (in the order runs end); the
-latest line per key wins.
+  {"key", "line", "input", "status", "outputs", "usage", "cost", "error"}
+(cost: US dollars, null when unknown or the input was not run; plus "warnings": [{"step",
+"message"}] when a run passed on something to look at, such as an answer cut at the token
+limit), appended as soon as its run ends (in the order runs end); the latest line per key wins.
 
 One batch at a time may write to an --out: a second one (resumed or not) is refused at once
 with exit status 2, naming the first one's pid (the lock is OUT.jsonl.lock, dropped however the
