@@ -100,8 +100,8 @@ class Engine:
             record.exception = exc
             failed_step = record.steps[-1].id if record.steps and record.steps[-1].status == "failed" else None
             record.error = {"type": type(exc).__name__, "message": str(exc), "step": failed_step}
-        price_run(record, {**flow.prices, **self.prices})
         run_watch.stamp(record)
+        price_run(record, {**flow.prices, **self.prices})  # after: the price table's first load is not the run's time
         redact_in_place(record)
         return record
 
@@ -386,8 +386,8 @@ class ChatSession:
             del self.history[before:]
             raise
         finally:
-            price_step(turn, {**self.flow.prices, **self.engine.prices})
             watch.stamp(turn)
+            price_step(turn, {**self.flow.prices, **self.engine.prices})
         self.history.append({"role": "assistant", "content": content})
         return turn
 
