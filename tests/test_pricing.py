@@ -176,6 +176,22 @@ def test_run_prints_tokens_and_cost_and_says_once_why_a_cost_is_unknown(tmp_path
     assert "Traceback" not in unknown.stderr
 
 
+def test_the_command_that_resumes_a_batch_keeps_its_prices():
+    import argparse
+
+    from flowrunner._cli.batch import resume_command
+
+    prices = [parse_price("m=input:0.15,output:0.6,cached_input:0.075"), parse_price("n=input:1e-05,output:2")]
+    args = argparse.Namespace(flow="f.yaml", inputs_file="in.jsonl", out="out.jsonl", retry_failed=False,
+                              concurrency=8, model=None, base_url=None, cassette=None, record_mode=None,
+                              rate_limit=None, timeout=600.0, deadline=None, full_record=False, prices=prices)
+    command = resume_command(args)
+    assert command.endswith("--resume --price m=input:0.15,output:0.6,cached_input:0.075 "
+                            "--price n=input:1e-05,output:2.0")
+    again = [parse_price(word) for word in command.split() if "=input:" in word]
+    assert again == prices
+
+
 def test_a_bad_price_is_a_usage_error_on_every_command():
     for command in ("run", "chat", "batch", "test"):
         done = flowrun(command, "flows/hello.yaml", "--price", "gpt-4o-mini=input:1")

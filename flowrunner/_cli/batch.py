@@ -208,7 +208,7 @@ def resume_command(args: argparse.Namespace, *, retry_failed: bool = False) -> s
                         ("--rate-limit", args.rate_limit and str(args.rate_limit).replace(" ", ""))):
         if value is not None:
             words += [flag, str(value)]
-    for model, price in args.prices:
+    for model, price in getattr(args, "prices", None) or []:  # a Namespace made by hand may have none
         cached = f",cached_input:{price.cached_input!r}" if price.cached_input is not None else ""
         words += ["--price", f"{model}=input:{price.input!r},output:{price.output!r}{cached}"]
     if args.timeout != 600.0:
