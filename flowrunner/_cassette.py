@@ -52,7 +52,10 @@ def canonical_body(request: Any) -> str | None:
     body = request.body
     if isinstance(body, bytes):
         body = body.decode("utf-8", errors="replace")
-    if body is None:
+    boundary = _multipart_boundary(request)
+    if body is not None and boundary:
+        canon = str(body).replace(boundary, "BOUNDARY")  # a file upload: its parts, whatever boundary the SDK drew
+    elif body is None:
         canon = ""
     else:
         try:
@@ -65,6 +68,17 @@ def canonical_body(request: Any) -> str | None:
     except AttributeError:
         pass
     return canon
+
+
+def _multipart_boundary(request: Any) -> str | None:
+    """The boundary of a multipart body (random per request), from its content type."""
+    headers = getattr(request, "headers", None) or {}
+    for name, value in headers.items():
+        if name.lower() == "content-type":
+            text = value[0] if isinstance(value, list) and value else value
+            if isinstance(text, str) and text.startswith("multipart/") and "boundary=" in text:
+                return str(text.split("boundary=", 1)[1].split(";")[0].strip().strip('"')) or None
+    return None
 
 
 def json_body_matcher(live: Any, recorded: Any) -> None:

@@ -20,7 +20,8 @@
         │   ├── ContentFilterError  the provider's content filter stopped the answer
         │   ├── TruncatedAnswerError  cut at the token limit (on_length: fail, or a cut structured answer)
         │   └── EmptyAnswerError    no text at all (e.g. a reasoning model spent every token thinking)
-        └── TemplateError           a template failed while rendering
+        ├── TemplateError           a template failed while rendering
+        └── BatchJobError           the Batch API could not run a request, or a whole job (`--via batch-api`)
 """
 
 from __future__ import annotations
@@ -185,3 +186,7 @@ class TemplateError(RunError):
     def __init__(self, message: str, location: Location | None = None):
         self.location = location
         super().__init__(f"{location}: {message}" if location else message)
+
+
+class BatchJobError(RunError):
+    """The Batch API gave up on a request (expired or cancelled too often), or on a job (a failed batch)."""

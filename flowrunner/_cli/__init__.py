@@ -17,7 +17,7 @@ from .._exceptions import FlowrunnerError, FlowValidationError
 from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, print_problems
 from ._display import readable_output
 
-COMMAND_MODULES = ("run", "validate", "test", "batch", "chat", "runs", "init", "schema", "help")
+COMMAND_MODULES = ("run", "validate", "test", "batch", "chat", "runs", "mcp", "init", "schema", "help")
 
 DESCRIPTION = """\
 Run declarative YAML flows of LLM chat completions: templated messages, steps that feed

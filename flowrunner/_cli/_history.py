@@ -54,7 +54,8 @@ def log_run(record: RunRecord, args: argparse.Namespace, flow: Flow, *, command:
     history = _open()
     run_id = history.write(record, flow_text=_flow_text(flow), command=command or str(args.command))
     if run_id is None:
-        _warn(history.path, f"the run was not kept in the history ({history.path}): {history.last_error}")
+        _warn(history.path, f"the run was not kept in the history ({history.path}): {history.last_error} "
+                            f"({NO_LOG_VARIABLE}=1 turns the history off)")
     return run_id
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .._durations import format_duration
+from . import batchapi
 from ._common import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_run_options, clip, connection, count, redact,
                       seconds, usage_line)
 from ._history import add_log_option, log_run
@@ -37,6 +38,7 @@ One batch at a time may write to an --out: a second one (resumed or not) is refu
 with exit status 2, naming the first one's pid (the lock is OUT.jsonl.lock, dropped however the
 first one ends, kill -9 included).
 
+{batchapi}
 exit status: 0 every run succeeded, 1 some failed, 2 invalid flow or usage (or --out in use),
 130 interrupted.
 """
@@ -46,11 +48,13 @@ def register(sub: Any) -> None:
     parser = sub.add_parser("batch", help="run a flow once per line of a JSONL file, resumably",
                             description="Run a flow once per input line, appending one result line per "
                                         "run; --resume finishes an interrupted batch.",
-                            epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("flow", metavar="FLOW", help="the flow's YAML file")
-    parser.add_argument("--inputs", dest="inputs_file", required=True, type=Path, metavar="IN.jsonl",
+                            epilog=EPILOG.replace("{batchapi}", batchapi.EPILOG),
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    # FLOW, --inputs and --out are required unless --status (see cmd_batch): argparse cannot say "unless".
+    parser.add_argument("flow", metavar="FLOW", nargs="?", help="the flow's YAML file")
+    parser.add_argument("--inputs", dest="inputs_file", type=Path, metavar="IN.jsonl",
                         help="one JSON object of input values per line")
-    parser.add_argument("--out", required=True, type=Path, metavar="OUT.jsonl",
+    parser.add_argument("--out", type=Path, metavar="OUT.jsonl",
                         help="results file, appended to (must be new or empty unless --resume)")
     parser.add_argument("-c", "--concurrency", type=positive, default=8, metavar="N",
                         help="runs at the same time (default: 8)")
@@ -63,6 +67,7 @@ def register(sub: Any) -> None:
                         help="seconds between progress lines when stderr is not a terminal (default: 10)")
     add_run_options(parser, inputs=False)
     add_log_option(parser, default=False)
+    batchapi.add_options(parser)
     parser.set_defaults(handler=cmd_batch)
 
 
@@ -82,9 +87,16 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from .._exceptions import UsageError
     from .._loader import load_flow
 
+    if args.status is not None:
+        return batchapi.cmd_status(args.status)
+    if batchapi.missing_arguments(args):
+        raise UsageError(f"flowrun batch: the following arguments are required: "
+                         f"{', '.join(batchapi.missing_arguments(args))}")
     if args.inputs:  # -i NAME=VALUE, from the shared run options
         raise UsageError("flowrun batch takes its inputs from --inputs, one JSON object per line; "
                          "-i is for `flowrun run`")
+    if args.via == "batch-api":
+        return batchapi.cmd_batch_api(args)
     flow = load_flow(args.flow)
     if (args.resume or args.retry_failed) and args.cassette is not None and args.record_mode in (None, "once"):
         # The cassette exists from the interrupted batch; `once` would replay only, and every input
@@ -219,6 +231,9 @@ def resume_command(args: argparse.Namespace, *, retry_failed: bool = False) -> s
         words.append("--full-record")
     if getattr(args, "log", False):
         words.append("--log")
+    if getattr(args, "via", "live") != "live":
+        words += ["--via", args.via] + (["--keep-files"] if args.keep_files else [])
+        words += ["--window", str(args.window)] if args.window else []
     return shlex.join(words)
 
 

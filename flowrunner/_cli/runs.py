@@ -40,8 +40,9 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 def register(sub: Any) -> None:
     parser = sub.add_parser("runs", help="the run history: list, show and diff past runs",
-                            description="The run history: the latest runs (newest first), one run, or what "
-                                        "differs between two.",
+                            description="The run history. With no ACTION: the latest runs, newest first "
+                                        "(the options below filter them); `show` one run, `diff` two, `path` "
+                                        "where the history is.",
                             epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--flow", metavar="NAME|FILE", help="only the runs of this flow (its name or file)")
     parser.add_argument("--status", choices=("succeeded", "failed"), help="only the runs that ended so")

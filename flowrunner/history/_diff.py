@@ -155,14 +155,14 @@ _ALWAYS_DIFFERENT = TIMING_FIELDS | {"response_id", "slept"}
 
 
 def _comparable(round_: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A round without what always differs between two runs: its timing, the response id, the waits."""
+    """A round without what always differs between two runs: its timing, the response and call ids, the waits."""
     if round_ is None:
         return None
     kept = {key: value for key, value in round_.items() if key not in _ALWAYS_DIFFERENT}
-    for key in ("attempts", "calls"):
+    for key, drop in (("attempts", _ALWAYS_DIFFERENT), ("calls", _ALWAYS_DIFFERENT | {"id"})):  # a call's id too
         if isinstance(kept.get(key), list):
-            kept[key] = [{k: v for k, v in item.items() if k not in _ALWAYS_DIFFERENT} if isinstance(item, dict)
-                         else item for item in kept[key]]
+            kept[key] = [{k: v for k, v in item.items() if k not in drop} if isinstance(item, dict) else item
+                         for item in kept[key]]
     return kept
 
 

@@ -220,8 +220,8 @@ class History:
                 connection = self._connect()
                 connection.execute(f"INSERT INTO runs ({', '.join(_COLUMNS)}) VALUES "
                                    f"({', '.join('?' * len(_COLUMNS))})", row)
-        except (sqlite3.Error, OSError, HistoryError) as exc:
-            self.last_error = _reason(exc)
+        except (sqlite3.Error, OSError, HistoryError, OverflowError, ValueError) as exc:
+            self.last_error = _reason(exc)  # the run goes on without its history; the caller warns
             return None
         self.last_error = None
         return run_id
@@ -325,8 +325,14 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+_INT64 = 2**63 - 1
+
+
 def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    """A token count for an INTEGER column: a server's absurd count (it is untrusted) is cut to what one holds."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return 0
+    return max(-_INT64 - 1, min(value, _INT64))
 
 
 def _record_json(text: str) -> str:

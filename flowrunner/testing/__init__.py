@@ -1,6 +1,7 @@
-"""Testing helpers: an OpenAI-compatible Chat Completions server with deterministic answers.
+"""Testing helpers: an OpenAI-compatible Chat Completions server with deterministic answers, and
+OpenAI's Files and Batch API on a clock tests control (`BatchSettings`, `server.batches`).
 
-    from flowrunner.testing import ChatServer, Limits, Reply, faults
+    from flowrunner.testing import BatchSettings, ChatServer, Limits, Reply, faults
 
 The names are loaded on first use rather than imported here, so that
 `python -m flowrunner.testing.server` does not find its own module already imported (runpy warns

@@ -7,7 +7,7 @@
 
 A batch moves through OpenAI's states on `BatchClock` time (`_clock`): `validating` for
 `settings.validating` seconds; then the input file's verdict: `failed` with `errors.data` (a bad
-line, too many lines, a queue limit), or `in_progress`, answering `lines_per_second` lines a second;
+line or too many, as `_batchinput` checks them; a queue limit), or `in_progress`, answering `lines_per_second` lines a second;
 `finalizing` for `settings.finalizing` seconds once every line is answered; then `completed`. A
 batch not done by `expires_at` (created + 24 h) is `expired`: the lines answered so far are in the
 output or error file, the rest in the error file with code `batch_expired`. A cancel makes it
@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import math
 import threading
 from collections import Counter, deque
@@ -45,7 +46,8 @@ from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import parse_qs
 
 from flowrunner import _json
-from flowrunner.testing import _batchspec, _rules
+from flowrunner.testing import _batchspec
+from flowrunner.testing._batchinput import ENDPOINT, batch_error, parse, prompt_tokens
 from flowrunner.testing._clock import BatchClock, check_speed
 from flowrunner.testing._files import FileStore, StoredFile, too_large
 from flowrunner.testing._reply import Reply, check_seconds, error_reply
@@ -54,12 +56,10 @@ from flowrunner.testing.faults import ORGANIZATION
 if TYPE_CHECKING:
     from flowrunner.testing.server import ReceivedRequest
 
-ENDPOINT = "/v1/chat/completions"
 WINDOW = "24h"
 ROUTES = ("upload", "file", "content", "delete", "files", "create", "retrieve", "list", "cancel")
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 _NETWORK_FAULTS = frozenset({"drop", "reset", "hang", "truncate", "trickle"})
-_MAX_REPORTED = 100  # errors.data entries for an invalid file
 
 
 @dataclass(frozen=True)
@@ -311,15 +311,15 @@ class BatchAPI:
                                "input file must be uploaded with purpose 'batch'.", param="input_file_id")
         if len(found.data) > self.settings.max_bytes:
             return too_large(len(found.data), self.settings.max_bytes)
-        lines, invalid, model = _parse(found.data, self.settings.max_lines)
+        lines, invalid, model = parse(found.data, self.settings.max_lines)
         digest = hashlib.sha256(f"flowrunner-batch-{next(self._ids)}".encode()).hexdigest()
         fate, fail_with = self._fates.popleft() if self._fates else (None, None)
         batch = _Batch(id="batch_" + digest[:32], input_file_id=found.id, metadata=metadata,
                        created_at=now, expires_at=now + self.settings.window, lines=lines,
-                       invalid=invalid, model=model, tokens=sum(_prompt_tokens(b) for _, b in lines),
+                       invalid=invalid, model=model, tokens=sum(prompt_tokens(b) for _, b in lines),
                        fate=fate, fail_with=fail_with)
         if fate == "fail":
-            batch.fail_with = fail_with or _queue_error("token", model or "gpt-4o-mini", 1)
+            batch.fail_with = fail_with or _queue_error("token", model or "gpt-4o-mini", 90_000)
         self._batches[batch.id] = batch
         self._by_input[found.id] += 1
         self._custom_ids.update(c for c, _ in lines)
@@ -465,7 +465,9 @@ class BatchAPI:
         for lines, attribute, kind in ((batch.outputs, "output_file_id", "output"),
                                        (batch.failures, "error_file_id", "error")):
             if lines:
-                data = "".join(_json.dumps(line) + "\n" for line in _shuffled(batch.id, lines))
+                # The stdlib's dumps: these are the server's own values (ASCII-escaped, so a lone
+                # surrogate in a scripted reply is written as its escape).
+                data = "".join(json.dumps(line) + "\n" for line in _shuffled(batch.id, lines))
                 stored = self._files.add(f"{batch.id}_{kind}.jsonl", "batch_output", data.encode(), at)
                 setattr(batch, attribute, stored.id)
         batch.status, batch.times[status] = status, at
@@ -501,83 +503,9 @@ def _int_param(query: dict[str, str], name: str, default: int, low: int, high: i
     return int(text)
 
 
-def _error(code: str, message: str, line: int | None = None, param: str | None = None) -> dict[str, Any]:
-    return {"code": code, "message": message, "param": param, "line": line}
-
-
-def _parse(data: bytes, max_lines: int) -> tuple[list[tuple[str, dict[str, Any]]], list[dict[str, Any]], str | None]:
-    """The (custom_id, body) pairs of an input file, its errors (`BatchError`s, at most 100), and
-    the model its requests name."""
-    texts = data.split(b"\n")
-    if texts and not texts[-1].strip():
-        texts.pop()
-    if not texts:
-        return [], [_error("empty_file", "The batch input file is empty.")], None
-    if len(texts) > max_lines:
-        return [], [_error("too_many_tasks", f"The batch input file has {len(texts)} requests; a batch "
-                           f"holds at most {max_lines}.")], None
-    lines: list[tuple[str, dict[str, Any]]] = []
-    errors: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    model: str | None = None
-    for number, raw in enumerate(texts, 1):
-        if len(errors) >= _MAX_REPORTED:
-            break
-        try:
-            item = _json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, _json.JSONError):
-            errors.append(_error("invalid_json_line", "This line is not parseable as valid JSON.", number))
-            continue
-        problem = _line_problem(item, seen, model)
-        if problem is not None:
-            errors.append(_error(problem[0], problem[1], number, problem[2]))
-            continue
-        seen.add(item["custom_id"])
-        model = model or item["body"]["model"]
-        lines.append((item["custom_id"], item["body"]))
-    return (lines, errors, model) if not errors else ([], errors, model)
-
-
-def _line_problem(item: Any, seen: set[str], model: str | None) -> tuple[str, str, str | None] | None:
-    """(code, message, param) for what is wrong with one parsed input line, else None."""
-    if not isinstance(item, dict):
-        return "invalid_request", "Each line must be a JSON object.", None
-    for name in ("custom_id", "method", "url", "body"):
-        if name not in item:
-            return "missing_required_parameter", f"Missing required parameter: '{name}'.", name
-    if not isinstance(item["custom_id"], str) or not item["custom_id"]:
-        return "invalid_custom_id", "'custom_id' must be a non-empty string.", "custom_id"
-    if item["custom_id"] in seen:
-        return ("duplicate_custom_id", "The custom_id for this request is a duplicate of another "
-                "request. The custom_id parameter must be unique for each request in a batch.", "custom_id")
-    if item["method"] != "POST":
-        return "invalid_method", f"Invalid method {str(item['method'])[:20]!r}: only POST is supported.", "method"
-    if item["url"] != ENDPOINT:
-        return ("url_mismatch", f"The URL {str(item['url'])[:100]!r} of this request does not match the "
-                f"batch's endpoint {ENDPOINT!r}.", "url")
-    body = item["body"]
-    if not isinstance(body, dict):
-        return "invalid_request", "'body' must be a JSON object: the request to send.", "body"
-    if not isinstance(body.get("model"), str):
-        return "missing_required_parameter", "Missing required parameter: 'body.model'.", "body.model"
-    if model is not None and body["model"] != model:
-        return ("model_mismatch", f"The model {body['model'][:100]!r} of this request differs from "
-                f"{model!r}, the model of the batch's other requests: a batch runs one model.", "body.model")
-    return None
-
-
-def _prompt_tokens(body: dict[str, Any]) -> int:
-    """The prompt's tokens as the rules count them (words), for the enqueued-token limit."""
-    messages = body.get("messages")
-    if not isinstance(messages, list):
-        return 1
-    words = sum(_rules._count(_rules._text(m.get("content")) if isinstance(m, dict) else "") for m in messages)
-    return max(1, words)
-
-
 def _queue_error(kind: str, model: str, limit: int) -> dict[str, Any]:
     """OpenAI's error for a batch over its model's enqueued-token or enqueued-request limit."""
-    return _error(f"{kind}_limit_exceeded", f"Enqueued {kind} limit reached for {model} in organization "
+    return batch_error(f"{kind}_limit_exceeded", f"Enqueued {kind} limit reached for {model} in organization "
                   f"{ORGANIZATION}. Limit: {limit:,} enqueued {kind}s. Please try again once some "
                   "in_progress batches have been completed.")
 
@@ -593,3 +521,37 @@ def _shuffled(batch_id: str, lines: list[dict[str, Any]]) -> list[dict[str, Any]
     if len(order) > 1 and all(a is b for a, b in zip(order, lines)):
         order = order[1:] + order[:1]
     return order
+
+
+# -- the command line (python -m flowrunner.testing.server) ----------------------------------------
+
+_FLAGS: tuple[tuple[str, type, str], ...] = (
+    ("speed", float, "simulated seconds per real second on the batch clock (default 1; 0 stands still)"),
+    ("validating", float, "simulated seconds a batch validates (default 1)"),
+    ("lines_per_second", float, "batch lines answered per simulated second (default 1000; inf: at once)"),
+    ("finalizing", float, "simulated seconds a batch finalizes (default 1)"),
+    ("cancelling", float, "simulated seconds a cancelled batch is cancelling (default 1)"),
+    ("max_lines", int, "requests a batch input file may hold (default 50000)"),
+    ("max_bytes", int, "bytes a batch input file may have (default 200000000)"),
+    ("enqueued_tokens", int, "prompt tokens per model the batches in progress may hold (default: no limit)"),
+    ("enqueued_requests", int, "requests per model the batches in progress may hold (default: no limit)"),
+)
+
+
+def add_arguments(parser: Any) -> None:
+    """The `--batch-*` options of the server's command line."""
+    for name, kind, text in _FLAGS:
+        parser.add_argument("--batch-" + name.replace("_", "-"), type=kind, default=None, help=text,
+                            metavar="N")
+
+
+def settings_from(args: Any) -> BatchSettings:
+    """`BatchSettings` from the parsed `--batch-*` options (ValueError naming a bad one)."""
+    given = {name: getattr(args, "batch_" + name) for name, _, _ in _FLAGS
+             if getattr(args, "batch_" + name) is not None}
+    for name, value in given.items():
+        try:
+            BatchSettings(**{name: value})
+        except ValueError as exc:
+            raise ValueError(f"--batch-{name.replace('_', '-')}: {exc}") from None
+    return BatchSettings(**given)

@@ -105,7 +105,7 @@ class FileStore:
 
     def get(self, file_id: str) -> StoredFile | Reply:
         """The file, or OpenAI's 404 for an id it does not know."""
-        return self.files.get(file_id) or error_reply(404, f"No such File object: {file_id}", param="id")
+        return self.files.get(file_id) or error_reply(404, f"No such File object: {file_id[:100]}", param="id")
 
     def upload(self, content_type: str, body: bytes, now: float) -> StoredFile | Reply:
         """A new file from an upload, or OpenAI's 400 saying what is wrong with it."""
@@ -134,7 +134,7 @@ class FileStore:
     def delete(self, file_id: str) -> dict[str, Any] | Reply:
         """The spec's `DeleteFileResponse`, or the 404."""
         if self.files.pop(file_id, None) is None:
-            return error_reply(404, f"No such File object: {file_id}", param="id")
+            return error_reply(404, f"No such File object: {file_id[:100]}", param="id")
         return {"id": file_id, "object": "file", "deleted": True}
 
     def listing(self, purpose: str | None, limit: int, order: str, after: str | None) -> dict[str, Any]:

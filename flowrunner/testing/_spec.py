@@ -101,7 +101,7 @@ def _blank(value: Any) -> Any:
 def _shape(schema_name: str, document: Any) -> str | None:
     """`document` with its free values blanked, as canonical JSON; None if it cannot be written."""
     try:
-        return schema_name + json.dumps(_blank(document), sort_keys=True, allow_nan=False)
+        return schema_name + json.dumps(_blank(document), allow_nan=False)  # key order: a miss at worst
     except (ValueError, TypeError, RecursionError):
         return None
 

@@ -32,8 +32,16 @@ paced instead: each event is its own HTTP chunk (`Transfer-Encoding: chunked`, s
 works), written `chunk_delay` seconds after the one before, as a model generating its answer would;
 the events and the final `[DONE]` are the same, only their timing changes.
 
+`/v1/files` and `/v1/batches` are OpenAI's Files and Batch API (`flowrunner.testing._batches` says
+how batches move on their clock, `server.batches` holds the clock, the faults and the counts): the
+401 above applies to them; the rate limits do not (batches have their own queue limits), and each
+batch line is answered as steps 2, 4 and 5 would answer the same body here.
+
 Run `python -m flowrunner.testing.server --port 8765 [--latency 0.1] [--chunk-delay 0.05]
-[--rpm N] [--tpm N] [--rpd N] [--window S] [--headers minute] [--api-key K]` to serve until Ctrl-C.
+[--rpm N] [--tpm N] [--rpd N] [--window S] [--headers minute] [--api-key K] [--batch-speed N]
+[--batch-validating S] [--batch-lines-per-second N] [--batch-finalizing S] [--batch-cancelling S]
+[--batch-max-lines N] [--batch-max-bytes N] [--batch-enqueued-tokens N] [--batch-enqueued-requests N]`
+to serve until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -315,6 +323,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = None
         path, _, query = self.path.partition("?")
         request = ReceivedRequest(self.command, path, headers, body, raw, self.arrived, query)
+        if too_long is not None:
+            self.server.chat._record(request)  # recorded as every request is, its body unread
         reply = too_long or self.server.chat.answer(request)
         if reply.delay and self.server.stopping.wait(reply.delay):
             reply = replace(reply, fault="drop")  # the server stops: no answer after all
@@ -359,6 +369,8 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         if length <= self.server.chat.batches.body_limit():
             return None
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        unauthorized = self.server.chat._authorize(ReceivedRequest("POST", self.path, headers, None, b""))
         left = length
         while left > 0:
             piece = self.rfile.read(min(left, 1 << 16))
@@ -367,7 +379,7 @@ class _Handler(BaseHTTPRequestHandler):
             left -= len(piece)
         from flowrunner.testing._files import too_large
 
-        return too_large(length, self.server.chat.batches.settings.max_bytes)
+        return unauthorized or too_large(length, self.server.chat.batches.settings.max_bytes)
 
     def _pace(self, payload: bytes, delay: float, cut: bool) -> None:
         """Each event as its own HTTP chunk, `delay` seconds apart (the first at once). `cut` (the
@@ -431,6 +443,9 @@ def main(argv: list[str] | None = None) -> int:
                         "the per-minute limit, what the last 60 s left of it and when it is whole "
                         "again, while the limits are still enforced over --window (--rpm 1200 "
                         "--window 1 --headers minute: 20 in any second, headers counting down from 1200)")
+    from flowrunner.testing import _batches
+
+    _batches.add_arguments(parser)
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be from 0 to 65535, got {args.port}")
@@ -443,7 +458,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.window is not None or args.headers is not None:
             parser.error("--window and --headers need a limit to apply to: --rpm, --tpm or --rpd")
         server = ChatServer(port=args.port, host=args.host, api_key=args.api_key, limits=limits,
-                            latency=args.latency, chunk_delay=args.chunk_delay)
+                            latency=args.latency, chunk_delay=args.chunk_delay,
+                            batch=_batches.settings_from(args))
     except ValueError as exc:
         parser.error(str(exc))
     try:

@@ -43,7 +43,7 @@ def test_two_runs_differing_only_in_ids_times_and_waits_are_the_same():
         round_["attempts"][0].update(slept=1.5, started=100.0 + i, duration=0.5)
         round_.update(started=100.0 + i, sent=100.1 + i, latency=0.4, waited_rate_limit=0.0, waited_retry=1.5)
         for call in round_["calls"]:
-            call.update(started=101.0, duration=0.01)
+            call.update(id="call_other", started=101.0, duration=0.01)
     diff = diff_runs(run(RECORD), run(other, run_id="1a2b3c4d5e6f7a8b9d", duration=9.0))
     assert diff.same and diff.same_flow is True
     assert (diff.duration.a, diff.duration.b) == (1.0, 9.0)  # said, but not a difference

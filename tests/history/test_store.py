@@ -272,3 +272,13 @@ def test_the_records_start_and_duration_are_the_runs(history):
     stored = history.get(run_id)
     assert (stored.started, stored.duration) == (1_700_000_000.25, 3.5)
     assert history.runs(since=1_700_000_000.0)[0].id == run_id
+
+
+def test_token_counts_no_column_can_hold_are_cut_to_the_largest_one_can(history):
+    run = record()
+    run.usage = {"prompt_tokens": 10**30, "completion_tokens": -(10**30), "total_tokens": 2**63}
+    run_id = history.write(run)  # a hostile server's usage: OverflowError from sqlite3 before
+    assert run_id is not None, history.last_error
+    stored = history.get(run_id)
+    assert (stored.prompt_tokens, stored.completion_tokens, stored.total_tokens) == (2**63 - 1, -(2**63), 2**63 - 1)
+    assert stored.record["usage"]["prompt_tokens"] == 10**30  # the record keeps what the server said

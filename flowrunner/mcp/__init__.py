@@ -1,0 +1,1 @@
+"""MCP: tools from MCP servers in flows, and flows served as MCP tools (`flowrun mcp serve`)."""
