@@ -26,6 +26,7 @@ from ._engine import Engine, Event, EventHandler
 from ._exceptions import ConfigError, InputError, UsageError
 from ._lock import exclusive
 from ._model import Flow
+from ._pricing import CostTally
 from ._record import RunRecord, add_usage
 from ._retry import halts_everything
 from ._secrets import redact
@@ -76,6 +77,9 @@ class BatchSummary:
     cut_torn_line: bool
     halted: BaseException | None = None
     """The account-level failure that stopped the batch (see the module docstring), if one did."""
+    cost: float | None = None
+    """US dollars, the runs' together (None if one's is unknown: `cost_problems` say why)."""
+    cost_problems: tuple[str, ...] = ()
 
 
 ProgressHandler = Callable[[BatchProgress], None]
@@ -89,6 +93,7 @@ class _Tally:
     in_flight: int = 0
     requests: int = 0
     usage: dict[str, int] = field(default_factory=dict)
+    costs: CostTally = field(default_factory=CostTally)
 
 
 class BatchRunner:
@@ -174,7 +179,8 @@ class BatchRunner:
         if self._fatal is not None:
             raise self._fatal
         return BatchSummary(self._progress(), dict(self._tally.usage), interrupted and self._halted is None,
-                            abandoned, cut_torn_line, self._halted)
+                            abandoned, cut_torn_line, self._halted, self._tally.costs.cost,
+                            tuple(self._tally.costs.problems))
 
     def _wait(self, writer: ResultWriter) -> tuple[bool, int]:
         """Report progress until the workers are done; Ctrl-C once stops, twice abandons."""
@@ -248,20 +254,22 @@ class BatchRunner:
             with self._lock:
                 self._tally.in_flight -= 1
                 if written and outcome is not None:
-                    result, usage = outcome
+                    result, usage, ran = outcome
                     if result["status"] == "succeeded":
                         self._tally.succeeded += 1
                     else:
                         self._tally.failed += 1
                     add_usage(self._tally.usage, usage)
+                    if ran is not None:
+                        self._tally.costs.add(ran)
 
-    def _run_one(self, item: InputLine) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+    def _run_one(self, item: InputLine) -> tuple[dict[str, Any], dict[str, Any] | None, RunRecord | None] | None:
         """One input's result line and its token usage; None if the batch halts on this run's failure."""
         result: dict[str, Any] = {"key": item.key, "line": item.line, "input": item.value, "status": "failed",
-                                  "outputs": None, "usage": None, "error": None}
+                                  "outputs": None, "usage": None, "cost": None, "error": None}
         if item.problem is not None:
             result["error"] = {"type": "InputError", "message": redact(item.problem), "step": None}
-            return result, None
+            return result, None, None
         values = item.value
         if "id" in values and "id" not in self.flow.inputs:
             values = {k: v for k, v in values.items() if k != "id"}
@@ -269,12 +277,12 @@ class BatchRunner:
             record = self.engine.run(self.flow, values)
         except InputError as exc:
             result["error"] = {"type": "InputError", "message": redact(f"line {item.line}: {exc}"), "step": None}
-            return result, None
+            return result, None, None
         except UsageError:
             raise  # a problem of the flow or the setup, not of this input
         except Exception as exc:  # noqa: BLE001 - one input's surprise must not cost the others
             result["error"] = {"type": type(exc).__name__, "message": redact(str(exc)), "step": None}
-            return result, None
+            return result, None, None
         if self.on_record is not None:
             self.on_record(record)
         if halts_everything(record.exception):
@@ -283,13 +291,13 @@ class BatchRunner:
             self.stop()
             return None
         result.update(status=record.status, outputs=record.outputs if record.status == "succeeded" else None,
-                      usage=record.usage, error=record.error)
+                      usage=record.usage, cost=record.cost, error=record.error)
         warnings = [{"step": step.id, "message": text} for step in record.steps for text in step.warnings]
         if warnings:  # e.g. an answer cut at the token limit: succeeded, but not to go unseen
             result["warnings"] = warnings
         if self.full_record:
             result["record"] = record.to_dict()
-        return result, record.usage
+        return result, record.usage, record
 
     def _count(self, event: Event, chained: EventHandler | None) -> None:
         if event.kind == "sent":

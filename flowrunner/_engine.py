@@ -20,6 +20,7 @@ from ._inputs import resolve_inputs
 from ._json import JSONError, loads
 from ._model import Flow, FunctionSpec, Step
 from ._output import output_problem, repair_message, unfence
+from ._pricing import Prices, price_run, price_step
 from ._ratelimit import RateLimit, RateLimiter, estimate_tokens, shared_limiter
 from ._replay import UNPACED, replay_sleep, replaying
 from ._record import AttemptRecord, CallRecord, RoundRecord, RunRecord, StepRecord, add_usage
@@ -60,7 +61,7 @@ class Engine:
     def __init__(self, transport: Transport, *, model: str | None = None, on_event: EventHandler | None = None,
                  rate_limit: RateLimit | None = None, limiter: RateLimiter | None = None,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
-                 approve: Approver | None = None):
+                 approve: Approver | None = None, prices: Prices | None = None):
         self.transport = transport
         self.approve = approve
         """Without one, calls that need approval are refused (and the model told)."""
@@ -72,6 +73,8 @@ class Engine:
         """Shared by every request to the same server in the process, so concurrent runs share one budget."""
         self.sleep = sleep
         self.clock = clock  # what retry.max_elapsed is measured on (the Batch API's runs: only the waits)
+        self.prices = dict(prices or {})
+        """Prices by model that beat the flow's and the table's (the CLI's --price)."""
 
     def run(self, flow: Flow, inputs: Mapping[str, Any] | None = None, *, inputs_as_text: bool = False) -> RunRecord:
         """Run every step in order and render the outputs; a runtime failure ends in a failed record."""
@@ -109,6 +112,7 @@ class Engine:
         finally:
             tools.close()
         run_watch.stamp(record)
+        price_run(record, {**flow.prices, **self.prices})  # after: the price table's first load is not the run's time
         redact_in_place(record)
         return record
 
@@ -221,14 +225,14 @@ class Engine:
         request = self._request(flow, step, messages, with_functions=with_functions)
         round_record = RoundRecord(response_id=None, model=None, finish_reason=None, content=None)
         record.rounds.append(round_record)
-        clock = RoundClock(round_record)
+        timer = RoundClock(round_record)
         estimate = estimate_tokens(request)
         limit = flow.rate_limit.merged(self.rate_limit)  # this run's limits; the limiter is the server's
         on_chunk = self._chunk_handler(step.id, number) if request.get("stream") and self.on_event else None
 
         def attempt() -> Completion:
             pacer = UNPACED if replaying() else self.limiter  # a replay sends nothing (see `_replay`)
-            ticket = clock.acquire(pacer, estimate, limit, longest_wait=step.retry.max_elapsed)
+            ticket = timer.acquire(pacer, estimate, limit, longest_wait=step.retry.max_elapsed)
 
             def departed() -> None:
                 ticket.departed()
@@ -239,7 +243,7 @@ class Engine:
             # is not asked to watch for it (that costs the HTTP client a call per event of every request).
             watch = sent if _paced(limit, self.limiter) or self.on_event else None
             try:
-                completion = clock.exchange(self.transport.complete, request, on_chunk, watch)
+                completion = timer.exchange(self.transport.complete, request, on_chunk, watch)
             except APIError as exc:
                 sent()  # answered, so sent, whether or not the transport said so
                 ticket.finished(exc.headers, rate_limited=server_delay(exc) if exc.status == 429 else None)
@@ -253,18 +257,18 @@ class Engine:
             return completion
 
         def on_retry(attempt_record: AttemptRecord) -> None:
-            clock.settle(round_record.attempts)
+            timer.settle(round_record.attempts)
             self._emit(Event("retry", step.id, number, attempt=attempt_record))
 
         # Pacing at a limit, declared or stated by the server, a 429 is the pacing's slip (see
         # call_with_retry): one is sent again.
         try:
             completion = call_with_retry(attempt, step.retry, round_record.attempts, on_retry=on_retry,
-                                         sleep=clock.sleep(replay_sleep if replaying() else self.sleep),
+                                         sleep=timer.sleep(replay_sleep if replaying() else self.sleep),
                                          clock=self.clock,
                                          slips=1 if _paced(limit, self.limiter) else 0)
         finally:
-            clock.settle(round_record.attempts)
+            timer.settle(round_record.attempts)
         round_record.response_id, round_record.model = completion.id, completion.model
         round_record.finish_reason, round_record.content = completion.finish_reason, completion.content
         round_record.usage = completion.usage
@@ -410,6 +414,7 @@ class ChatSession:
             raise
         finally:
             watch.stamp(turn)
+            price_step(turn, {**self.flow.prices, **self.engine.prices})
         self.history.append({"role": "assistant", "content": content})
         return turn
 

@@ -261,3 +261,51 @@ def check_record(checks: tuple[Check, ...], record: RunRecord) -> list[Failure]:
         if found and isinstance(check, StatusCheck):
             break
     return found
+
+
+@dataclass(frozen=True)
+class BoundCheck:
+    """A measure of the run within bounds: its `cost` (US dollars), `latency` (its duration, seconds)
+    or `tokens` (all of its tokens)."""
+
+    measure: str
+    minimum: float | None = None
+    maximum: float | None = None
+    location: Location | None = None
+
+    def failures(self, record: RunRecord) -> list[Failure]:
+        got, note = self._measured(record)
+        if got is None:
+            return [Failure(self.location, self.measure, note)]
+        if self.maximum is not None and got > self.maximum:
+            return [Failure(self.location, self.measure,
+                            f"expected at most {self._show(self.maximum)}, got {self._show(got)}{note}")]
+        if self.minimum is not None and got < self.minimum:
+            return [Failure(self.location, self.measure,
+                            f"expected at least {self._show(self.minimum)}, got {self._show(got)}{note}")]
+        return []
+
+    def _measured(self, record: RunRecord) -> tuple[float | None, str]:
+        if self.measure == "cost":
+            if record.cost is None:
+                from ._pricing import PRICE_HINT, cost_problems
+
+                why = "; ".join(cost_problems(record)) or "no step ran"
+                return None, f"the run's cost is unknown: {why}\n  hint: {PRICE_HINT}"
+            return record.cost, ""
+        if self.measure == "latency":
+            if record.duration is None:
+                return None, "the run was not timed"
+            return record.duration, " (the run's duration)"
+        usage = record.usage
+        return usage.get("total_tokens", 0), (f" ({usage.get('prompt_tokens', 0)} prompt, "
+                                               f"{usage.get('completion_tokens', 0)} completion)")
+
+    def _show(self, value: float) -> str:
+        if self.measure == "cost":
+            return f"${value:.10f}".rstrip("0").rstrip(".")  # as precise as a bound may be given
+        if self.measure == "latency":
+            from ._durations import format_duration
+
+            return format_duration(value)
+        return f"{int(value):,}"

@@ -17,6 +17,7 @@ from ._cassette import EMPTY_HINT, RUN_HINT
 from ._exceptions import CassetteMissError, FlowValidationError, Problem, UsageError
 from ._expect import Failure, check_record
 from ._model import Flow, TestCase
+from ._pricing import Prices
 from ._record import RunRecord
 
 Outcome = Literal["passed", "failed"]
@@ -78,7 +79,7 @@ def selected(flow: Flow, keyword: str | None) -> list[TestCase]:
 
 def run_case(flow: Flow, case: TestCase, *, record_mode: str = "none", base_url: str | None = None,
              api_key: str | None = None, timeout: float = 600.0, cassette: Path | None = None,
-             runner: Runner = "flowrun") -> CaseResult:
+             runner: Runner = "flowrun", prices: Prices | None = None) -> CaseResult:
     """Run one case under its cassette and check its expectations; never raises for a failing case.
     `runner` is the tool the user runs it with: hints name its command and options."""
     from ._cassette import check_recordable, use_cassette
@@ -106,7 +107,7 @@ def run_case(flow: Flow, case: TestCase, *, record_mode: str = "none", base_url:
     try:
         with use_cassette(cassette, record_mode), \
                 OpenAITransport(base_url=base_url, api_key=api_key, timeout=timeout) as transport:
-            record = Engine(transport).run(flow, case.inputs)
+            record = Engine(transport, prices=prices).run(flow, case.inputs)
     except UsageError as exc:  # an unreadable cassette, an unwritable folder, a case input the run refuses
         return failed(str(exc))
     if isinstance(record.exception, CassetteMissError):

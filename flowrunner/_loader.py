@@ -17,6 +17,7 @@ from ._durations import parse_duration
 from ._exceptions import FlowValidationError, Problem
 from ._functions import EntryPointError, check_signature, resolve_entry
 from ._model import MISSING, Flow, FunctionSpec, InputSpec, Message, Step, TestCase
+from ._pricing import Price
 from ._ratelimit import RateLimit
 from ._retry import Backoff, RetryPolicy
 from ._schema import describe, error_problems, request_option_names, schema_problems, sort_problems
@@ -147,6 +148,7 @@ class _Builder:
             outputs=outputs,
             defaults=defaults,
             rate_limit=RateLimit(**data.get("rate_limit", {})),
+            prices={model: Price(**price) for model, price in data.get("prices", {}).items()},
             tests=tests,
             **(self.mcp.flow_fields() if self.mcp is not None else {}),
         )

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from ._exceptions import Location
+from ._pricing import Price
 from ._ratelimit import RateLimit
 from ._retry import RetryPolicy
 from ._templating import Template
@@ -148,6 +149,8 @@ class Flow:
     defaults: dict[str, Any] = field(default_factory=dict)
     """Request options for every step; a step's own options win."""
     rate_limit: RateLimit = field(default_factory=RateLimit)
+    prices: dict[str, Price] = field(default_factory=dict)
+    """Prices by model name (US dollars per million tokens), beating the price table's."""
     tests: tuple[TestCase, ...] = ()
     """The flow's own test cases (`tests:`), run by `flowrun test` and the pytest plugin."""
     mcp: tuple[Any, ...] = ()

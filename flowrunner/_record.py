@@ -87,6 +87,8 @@ class RoundRecord:
     audio: dict[str, Any] | None = None
     """A spoken answer's `id`, `expires_at` and `transcript`, and `data_omitted_chars`: how long its base64
     audio was. The audio itself is not kept: it can run to megabytes."""
+    cost: float | None = None
+    """US dollars (see `_pricing`): None when the model has no known price or the answer no usage."""
     started: float | None = None
     """When the round began, before its turn from the rate limiter."""
     sent: float | None = None
@@ -113,6 +115,8 @@ class StepRecord:
     usage: dict[str, int] = field(default_factory=_zero_usage)
     warnings: list[str] = field(default_factory=list)
     """What the step passed on but should not go unseen, e.g. an answer cut at the token limit."""
+    cost: float | None = None
+    """US dollars, its rounds' together; None if any of them has no cost (a partial sum would mislead)."""
     started: float | None = None
     duration: float | None = None
 
@@ -131,6 +135,8 @@ class RunRecord:
     usage: dict[str, int] = field(default_factory=_zero_usage)
     error: dict[str, Any] | None = None
     exception: RunError | None = field(default=None, repr=False, compare=False)
+    cost: float | None = None
+    """US dollars, its steps' together; None if any round has no cost."""
     started: float | None = None
     duration: float | None = None
 
@@ -139,7 +145,7 @@ class RunRecord:
         return {
             "flow": self.flow, "file": self.file, "status": self.status, "inputs": self.inputs,
             "outputs": self.outputs, "steps": [asdict(step) for step in self.steps],
-            "usage": self.usage, "error": self.error, "started": self.started, "duration": self.duration,
+            "usage": self.usage, "cost": self.cost, "error": self.error, "started": self.started, "duration": self.duration,
         }
 
     def raise_for_status(self) -> RunRecord:

@@ -14,8 +14,9 @@ from typing import Any, Callable
 from jsonschema import Draft202012Validator
 
 from ._exceptions import Problem
-from ._expect import (MATCHER_NAMES, CallsCheck, Check, ExpectedCall, Expectation, FinishReasonCheck, Matcher,
-                      OutputCheck, RoundsCheck, StatusCheck)
+from ._durations import parse_duration
+from ._expect import (MATCHER_NAMES, BoundCheck, CallsCheck, Check, ExpectedCall, Expectation, FinishReasonCheck,
+                      Matcher, OutputCheck, RoundsCheck, StatusCheck)
 from ._model import InputSpec, TestCase
 from ._schema import describe, error_problems
 from ._yaml import JsonPath, Positions, format_path
@@ -108,7 +109,26 @@ class TestCaseBuilder:
                 checks.append(RoundsCheck(count, step, self.pos.value(base + ("rounds", step))))
         if "finish_reason" in expect:
             checks.append(FinishReasonCheck(self._expectation(expect["finish_reason"], base + ("finish_reason",))))
+        for measure in ("cost", "latency", "tokens"):
+            if measure in expect:
+                checks.append(self._bounds(measure, expect[measure], base + (measure,)))
         return tuple(checks)
+
+    def _bounds(self, measure: str, raw: dict[str, Any], path: JsonPath) -> BoundCheck:
+        """`{min: ..., max: ...}` of a cost (dollars), latency (a duration) or tokens (a count)."""
+        bounds: dict[str, float | None] = {"min": None, "max": None}
+        for key in bounds:
+            if key not in raw:
+                continue
+            try:
+                bounds[key] = parse_duration(raw[key]) if measure == "latency" else float(raw[key])
+            except ValueError as exc:
+                self.problem(path + (key,), str(exc), "write something like 500ms, 5s or 1m")
+        low, high = bounds["min"], bounds["max"]
+        if low is not None and high is not None and low > high:
+            self.problem(path + ("min",), f"{format_path(path)}: min ({raw['min']}) is more than max ({raw['max']})",
+                         "no run could pass: swap them")
+        return BoundCheck(measure, low, high, self.pos.key(path))
 
     def _call(self, raw: dict[str, Any], base: JsonPath) -> ExpectedCall:
         name = raw["name"]

@@ -18,6 +18,7 @@ import pytest
 
 from flowrunner import ConfigError, Engine, FunctionTransport, OpenAITransport, use_cassette
 from flowrunner._batch import BatchRunner
+from flowrunner._pricing import Price
 from flowrunner.testing import ChatServer, Reply
 
 from conftest import FLOWS, ROOT, clean_env
@@ -69,7 +70,7 @@ def test_one_result_line_per_input_with_outputs_usage_and_errors(make_flow, tmp_
     assert by_key["a"] == {"key": "a", "line": 1, "input": {"id": "a", "question": "a"}, "status": "succeeded",
                            "outputs": {"reply": "echo a"},
                            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
-                           "error": None}
+                           "cost": None, "error": None}  # model m has no price
     failed = by_key["fail c"]
     assert failed["status"] == "failed" and failed["outputs"] is None
     assert failed["error"]["type"] == "APIError" and "refused fail c" in failed["error"]["message"]
@@ -80,6 +81,21 @@ def test_one_result_line_per_input_with_outputs_usage_and_errors(make_flow, tmp_
     assert not summary.interrupted
     # The id field is the key, not an input of this flow (which has none called id).
     assert all(set(r["messages"][0]) == {"role", "content"} for r in transport.requests)
+
+
+def test_the_batch_costs_its_runs_together_or_says_once_why_not(make_flow, tmp_path):
+    flow = make_flow(FLOW)
+    inputs = inputs_file(tmp_path / "in.jsonl", ["a", "b", "fail c", "d"])
+    unpriced, _ = run_batch(flow, inputs, tmp_path / "unpriced.jsonl")
+    assert unpriced.cost is None and unpriced.cost_problems == ("no price for model 'm'",)
+
+    transport = FunctionTransport(echo)
+    priced = BatchRunner(Engine(transport, prices={"m": Price(input=1.0, output=2.0)}), flow, inputs,
+                         tmp_path / "priced.jsonl").run()
+    by_key = {r["key"]: r for r in results(tmp_path / "priced.jsonl")}
+    assert by_key["a"]["cost"] == 3 * 1e-6 + 2 * 2e-6  # $1 and $2 per million prompt and completion tokens
+    assert by_key["fail c"]["cost"] == 0  # an error answered: nothing billed
+    assert priced.cost == 3 * 7e-6 and priced.cost_problems == ()
 
 
 def test_full_record_adds_every_round(make_flow, tmp_path):

@@ -217,8 +217,8 @@ def test_help_teaches():
 def test_help_and_validate_do_not_import_openai_or_vcr(args):
     code = ("import sys\nfrom flowrunner._cli import main\n"
             f"try:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
-            "print('LOADED', sorted(m for m in ('openai', 'vcr', 'httpx', 'httpx2', 'sqlite3', 'flowrunner.history') "
-            "if m in sys.modules))")
+            "print('LOADED', sorted(m for m in ('openai', 'vcr', 'httpx', 'httpx2', 'sqlite3', 'flowrunner.history', "
+            "'genai_prices') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], text=True, capture_output=True, cwd=ROOT)
     assert "LOADED []" in done.stdout, done.stdout + done.stderr
 
@@ -264,7 +264,7 @@ def test_the_shipped_batch_example_prints_the_whole_summary(tmp_path):
     assert done.returncode == 0, done.stderr
     first, figures, results = done.stdout.splitlines()
     assert first == "batch finished: 8 succeeded, 0 failed"
-    assert re.fullmatch(r"  15 requests, 1,230 tokens \(1,115 prompt, 115 completion\), \d+\.\d s, \d+\.\d runs/s",
+    assert re.fullmatch(r"  15 requests, 1,230 tokens \(1,115 prompt, 115 completion\), \$0\.\d{6}, \d+\.\d s, \d+\.\d runs/s",
                         figures), figures
     assert results == f"  results: {out}"
     # The summary's figures are the sums of what the results file says of each run.

@@ -13,6 +13,7 @@ import pytest
 from flowrunner import ConfigError, FlowValidationError, load_flow
 from flowrunner._flowtest import cassette_for, find_flows, run_case, selected
 from flowrunner._inputs import resolve_inputs
+from flowrunner._pricing import Price
 from flowrunner._record import without_timing
 
 from conftest import FLOWS, ROOT, clean_env
@@ -57,6 +58,57 @@ def test_record_then_replay(weather, chat_server):
     assert len(chat_server.requests) == sent
     assert replayed.record is not None and recorded.record is not None
     assert without_timing(replayed.record.to_dict()) == without_timing(recorded.record.to_dict())
+
+
+BOUNDS = """\
+tests:
+  - name: {name}
+    inputs: {{question: "What's the weather in Boston?"}}
+    expect: {expect}
+"""
+
+
+@pytest.mark.server
+def test_cost_latency_and_token_bounds_pass_and_fail_saying_what_was_measured(weather, chat_server):
+    cases = "".join(BOUNDS.format(name=name, expect=expect).removeprefix("tests:\n") for name, expect in [
+        ("within", "{cost: {max: 0.01}, latency: {max: 1m}, tokens: {min: 10, max: 100000}}"),
+        ("dear", "{cost: {max: 0.0000001}}"),
+        ("cheap", "{cost: {min: 1}}"),
+        ("slow", "{latency: {min: 1h}}"),
+        ("big", "{tokens: {max: 5}}"),
+    ])
+    flow = load_flow(with_tests(weather, "tests:\n" + cases))
+    results = {case.name: run_case(flow, case, record_mode="all", base_url=chat_server.base_url)
+               for case in flow.tests}
+    assert results["within"].passed, results["within"].report()
+    record = results["within"].record
+    assert record is not None and record.cost is not None and record.duration is not None
+    usage = record.usage
+
+    assert not results["dear"].passed
+    assert f"cost: expected at most $0.0000001, got ${record.cost:.10f}".rstrip("0") in results["dear"].report()
+    assert "cost: expected at least $1, got $" in results["cheap"].report()
+    assert "latency: expected at least 1h, got " in results["slow"].report()
+    assert "(the run's duration)" in results["slow"].report()
+    assert (f"tokens: expected at most 5, got {usage['total_tokens']} ({usage['prompt_tokens']} prompt, "
+            f"{usage['completion_tokens']} completion)") in results["big"].report()
+    assert f"{weather}:" in results["big"].report()  # located at the expectation
+
+    replayed = run_case(flow, flow.tests[0])  # replayed: priced and timed the same way
+    assert replayed.passed, replayed.report()
+
+
+@pytest.mark.server
+def test_a_cost_bound_on_a_model_without_price_fails_saying_how_to_price_it(weather, chat_server):
+    text = weather.read_text().replace("model: gpt-4o-mini", "model: my-local-llama")
+    weather.write_text(text)
+    flow = load_flow(with_tests(weather, BOUNDS.format(name="priced", expect="{cost: {max: 1}}")))
+    result = run_case(flow, flow.tests[0], record_mode="all", base_url=chat_server.base_url)
+    assert not result.passed
+    assert "cost: the run's cost is unknown: no price for model 'my-local-llama'" in result.report()
+    assert "hint: set one in the flow (prices:" in result.report()
+    priced = run_case(flow, flow.tests[0], prices={"my-local-llama": Price(input=1.0, output=1.0)})
+    assert priced.passed, priced.report()
 
 
 def test_missing_cassette_says_how_to_record(weather):

@@ -108,6 +108,18 @@ def test_a_plain_mapping_is_compared_whole():
      "error: `error` is checked only when the run is expected to fail\n  hint: add status: failed"),
     ("tests: [{name: 'a b', inputs: {question: q}}]\n", "a test name is letters, digits"),
     ("tests: [{name: a, inputs: {question: q}, expect: {outcome: x}}]\n", "unknown key 'outcome'"),
+    ("tests: [{name: a, inputs: {question: q}, expect: {cost: {max: -1}}}]\n",
+     "f.yaml:15:63: error: tests[0].expect.cost.max: expected at least 0, got -1"),
+    ("tests: [{name: a, inputs: {question: q}, expect: {cost: {most: 1}}}]\n", "unknown key 'most'"),
+    ("tests: [{name: a, inputs: {question: q}, expect: {cost: {}}}]\n", "tests[0].expect.cost"),
+    ("tests: [{name: a, inputs: {question: q}, expect: {latency: {max: 5 secs}}}]\n",
+     "f.yaml:15:66: error: tests[0].expect.latency.max: invalid value '5 secs'\n  hint: a duration is a number with a unit"),
+    ("tests: [{name: a, inputs: {question: q}, expect: {latency: {max: 99999999h}}}]\n",
+     "f.yaml:15:66: error: '99999999h' is longer than a duration may be (at most a week, 168h)"),
+    ("tests: [{name: a, inputs: {question: q}, expect: {tokens: {max: 1.5}}}]\n",
+     "f.yaml:15:65: error: tests[0].expect.tokens.max: expected an integer, got 1.5"),
+    ("tests: [{name: a, inputs: {question: q}, expect: {tokens: {min: 10, max: 5}}}]\n",
+     "f.yaml:15:65: error: tests[0].expect.tokens: min (10) is more than max (5)\n  hint: no run could pass: swap them"),
 ])
 def test_mistakes_are_located(tests, expected):
     found = problems(tests)

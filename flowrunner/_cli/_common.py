@@ -48,6 +48,40 @@ def add_run_options(parser: argparse.ArgumentParser, *, inputs: bool = True) -> 
     parser.add_argument("--rate-limit", type=rate_limit, metavar="LIMITS",
                         help="your account's limits, overriding the flow's rate_limit: e.g. rpm=3,rpd=200 "
                              "or tpm=10000 (requests are paced to stay under them)")
+    add_price_option(parser)
+
+
+def add_price_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--price", dest="prices", type=price, action="append", default=[], metavar="MODEL=PRICES",
+                        help="a model's price in US dollars per million tokens, beating the flow's prices and "
+                             "the price table: e.g. gpt-4o-mini=input:0.15,output:0.6,cached_input:0.075 "
+                             "(repeatable)")
+
+
+def price(text: str) -> Any:
+    """argparse type: `MODEL=input:0.15,output:0.6` as (model, Price)."""
+    from .._pricing import parse_price
+
+    try:
+        return parse_price(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def usage_line(usage: dict[str, int], cost: float | None) -> str:
+    """`312 tokens (250 prompt, 62 completion), $0.000084`: what a run or batch used and cost."""
+    tokens = (f"{usage.get('total_tokens', 0):,} tokens ({usage.get('prompt_tokens', 0):,} prompt, "
+              f"{usage.get('completion_tokens', 0):,} completion)")
+    return tokens if cost is None else f"{tokens}, {dollars(cost)}"
+
+
+def dollars(amount: float) -> str:
+    """US dollars: cents above a dollar, millionths below (a request costs fractions of a cent)."""
+    if amount >= 1:
+        return f"${amount:,.2f}"
+    if 0 < amount < 0.0000005:
+        return "<$0.000001"
+    return f"${amount:.6f}"
 
 
 def rate_limit(text: str) -> Any:

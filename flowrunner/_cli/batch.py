@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from .._durations import format_duration
 from . import batchapi
 from ._common import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_run_options, clip, connection, count, redact,
-                      seconds)
+                      seconds, usage_line)
 from ._history import add_log_option, log_run
 from ._trace import maybe_trace
 
@@ -30,10 +30,10 @@ examples:
 Each input line is a JSON object of the flow's inputs; an "id" field (string or integer) is the
 line's key (and is not passed to the flow unless it declares an input "id"); without one the key
 is a hash of the line. Each result line is
-  {"key", "line", "input", "status", "outputs", "usage", "error"}
-(plus "warnings": [{"step", "message"}] when a run passed on something to look at, such as an
-answer cut at the token limit), appended as soon as its run ends (in the order runs end); the
-latest line per key wins.
+  {"key", "line", "input", "status", "outputs", "usage", "cost", "error"}
+(cost: US dollars, null when unknown or the input was not run; plus "warnings": [{"step",
+"message"}] when a run passed on something to look at, such as an answer cut at the token
+limit), appended as soon as its run ends (in the order runs end); the latest line per key wins.
 
 One batch at a time may write to an --out: a second one (resumed or not) is refused at once
 with exit status 2, naming the first one's pid (the lock is OUT.jsonl.lock, dropped however the
@@ -106,7 +106,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     display = Progress(sys.stderr, args.progress_interval)
     try:
         with connection(flow, args) as transport:
-            engine = Engine(transport, model=args.model, rate_limit=args.rate_limit)
+            engine = Engine(transport, model=args.model, rate_limit=args.rate_limit, prices=dict(args.prices))
             runner = BatchRunner(engine, flow, args.inputs_file, args.out,
                                  concurrency=args.concurrency, resume=args.resume, retry_failed=args.retry_failed,
                                  full_record=args.full_record, on_progress=display.update,
@@ -199,10 +199,13 @@ def print_summary(summary: BatchSummary, args: argparse.Namespace) -> None:
     head = "batch stopped" if summary.halted else "batch interrupted" if summary.interrupted else "batch finished"
     skipped = f", {p.skipped} skipped (already in {args.out})" if p.skipped else ""
     print(f"{head}: {p.succeeded} succeeded, {p.failed} failed{skipped}")
-    print(f"  {count(p.requests, 'request')}, {usage.get('total_tokens', 0):,} tokens "
-          f"({usage.get('prompt_tokens', 0):,} prompt, {usage.get('completion_tokens', 0):,} completion), "
+    print(f"  {count(p.requests, 'request')}, {usage_line(usage, summary.cost)}, "
           f"{p.elapsed:.1f} s, {p.rate:.1f} runs/s")
     print(f"  results: {args.out}")
+    if summary.cost_problems:
+        from .._pricing import cost_note
+
+        print(cost_note(summary.cost_problems), file=sys.stderr)
     if summary.halted is not None:
         print(f"error: {redact(str(summary.halted))}\nthe batch stopped: the other inputs would fail alike. "
               f"Once that is fixed, finish it with:\n  {resume_command(args)}", file=sys.stderr)
@@ -224,6 +227,9 @@ def resume_command(args: argparse.Namespace, *, retry_failed: bool = False) -> s
                         ("--rate-limit", args.rate_limit and str(args.rate_limit).replace(" ", ""))):
         if value is not None:
             words += [flag, str(value)]
+    for model, price in getattr(args, "prices", None) or []:  # a Namespace made by hand may have none
+        cached = f",cached_input:{price.cached_input!r}" if price.cached_input is not None else ""
+        words += ["--price", f"{model}=input:{price.input!r},output:{price.output!r}{cached}"]
     if args.timeout != 600.0:
         words += ["--timeout", f"{args.timeout:g}"]
     if args.deadline is not None:

@@ -51,7 +51,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     with connection(flow, args) as transport:
         display = Display(stream_to=sys.stdout)
         engine = Engine(transport, model=args.model, on_event=display, rate_limit=args.rate_limit,
-                        approve=terminal_approver())
+                        approve=terminal_approver(), prices=dict(args.prices))
         session = engine.chat(flow, inputs, step_id=args.step)
 
         def log(turn: StepRecord, error: RunError | None) -> None:

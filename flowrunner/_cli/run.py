@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._common import EXIT_FAILED, EXIT_OK, add_run_options, connection, flow_and_inputs
 from ._approval import terminal_approver
+from ._common import EXIT_FAILED, EXIT_OK, add_run_options, connection, flow_and_inputs, usage_line
 from ._display import Display
 from ._history import add_log_option, log_run
 from ._trace import maybe_trace
@@ -70,7 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     display = Display(stream_to=None if args.json else sys.stdout, calls=not args.quiet)
     with connection(flow, args) as transport, quiet_stdout:
         engine = Engine(transport, model=args.model, on_event=display, rate_limit=args.rate_limit,
-                        approve=terminal_approver())
+                        approve=terminal_approver(), prices=dict(args.prices))
         record = engine.run(flow, inputs)
     display.finish()
     if args.output_file is not None and record.status == "succeeded":
@@ -89,8 +89,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     if record.error:
         step = f" in step {record.error['step']!r}" if record.error.get("step") else ""
         print(f"error{step}: {record.error['message']}", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
+    show_cost(record)
+    return EXIT_FAILED if record.error else EXIT_OK
+
+
+def show_cost(record: Any) -> None:
+    """Tokens and cost on stderr, and once, why the cost is unknown if it is."""
+    from .._pricing import cost_note, cost_problems
+
+    print(usage_line(record.usage, record.cost), file=sys.stderr)
+    problems = cost_problems(record)
+    if problems:
+        print(cost_note(problems), file=sys.stderr)
 
 
 def write_outputs(path: Path, outputs: dict[str, str]) -> None:

@@ -10,7 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import FlowValidationError
-from ._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, print_problems, seconds
+from ._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_price_option, print_problems, seconds
 from ._history import add_log_option, log_run
 from ._trace import add_trace_option, maybe_trace
 
@@ -53,6 +53,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--timeout", type=seconds, default=600.0, metavar="SECONDS",
                         help="per-request timeout when recording (default: 600)")
     add_trace_option(parser)
+    add_price_option(parser)
     parser.add_argument("-x", "--exitfirst", action="store_true", help="stop at the first failing case")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead")
     add_log_option(parser, default=False)
@@ -83,7 +84,7 @@ def cmd_test(args: argparse.Namespace) -> int:
             # What the flow's functions print must not land between the result lines.
             with contextlib.redirect_stdout(sys.stderr):
                 result = run_case(flow, case, record_mode=mode, base_url=args.base_url, api_key=key,
-                                  timeout=args.timeout)
+                                  timeout=args.timeout, prices=dict(args.prices))
             results.append(result)
             if result.record is not None:
                 log_run(result.record, args, flow)

@@ -270,7 +270,7 @@ class BatchAPIJob(BatchRunner):
             self._active -= 1
             self._tally.in_flight = self._active
             if written and outcome is not None:
-                result, usage = outcome
+                result, usage, _ = outcome  # the record: its cost is at synchronous prices, not the Batch API's half
                 if result["status"] == "succeeded":
                     self._tally.succeeded += 1
                 else:
