@@ -61,7 +61,8 @@ class Engine:
     def __init__(self, transport: Transport, *, model: str | None = None, on_event: EventHandler | None = None,
                  rate_limit: RateLimit | None = None, limiter: RateLimiter | None = None,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
-                 approve: Approver | None = None, prices: Prices | None = None):
+                 approve: Approver | None = None, prices: Prices | None = None,
+                 batch_prices: bool = False):
         self.transport = transport
         self.approve = approve
         """Without one, calls that need approval are refused (and the model told)."""
@@ -75,15 +76,18 @@ class Engine:
         self.clock = clock  # what retry.max_elapsed is measured on (the Batch API's runs: only the waits)
         self.prices = dict(prices or {})
         """Prices by model that beat the flow's and the table's (the CLI's --price)."""
+        self.batch_prices = batch_prices
+        """Answers come through the Batch API (`--via batch-api`): priced at its half price."""
 
     def run(self, flow: Flow, inputs: Mapping[str, Any] | None = None, *, inputs_as_text: bool = False) -> RunRecord:
         """Run every step in order and render the outputs; a runtime failure ends in a failed record."""
-        run_watch = Stopwatch()
         values = resolve_inputs(flow, inputs or {}, from_text=inputs_as_text)
         self.check_models(flow)
         warm = getattr(self.transport, "warm", None)
         if warm is not None:
             warm()  # the SDK is ready before the first request's turn comes (see OpenAITransport.warm)
+        # The run's clock starts after that: importing the SDK (a second or more, once a process) is not the run's time.
+        run_watch = Stopwatch()
         record = RunRecord(flow=flow.name, file=str(flow.path), inputs=values)
         context: dict[str, Any] = {"inputs": values, "steps": {}}
         tools = ExitStack()  # the MCP servers the run uses, let go of however it ends
@@ -112,7 +116,7 @@ class Engine:
         finally:
             tools.close()
         run_watch.stamp(record)
-        price_run(record, {**flow.prices, **self.prices})  # after: the price table's first load is not the run's time
+        price_run(record, {**flow.prices, **self.prices}, batch=self.batch_prices)  # after: the price table's first load is not the run's time
         redact_in_place(record)
         return record
 
@@ -414,7 +418,7 @@ class ChatSession:
             raise
         finally:
             watch.stamp(turn)
-            price_step(turn, {**self.flow.prices, **self.engine.prices})
+            price_step(turn, {**self.flow.prices, **self.engine.prices}, batch=self.engine.batch_prices)
         self.history.append({"role": "assistant", "content": content})
         return turn
 

@@ -89,17 +89,18 @@ def cost_of(model: str | None, usage: Mapping[str, Any] | None, *, batch: bool =
     return _dollars(cost * BATCH_DISCOUNT if batch else cost)
 
 
-def price_run(record: RunRecord, prices: Prices) -> None:
-    """Give every round, step and the run its cost (see the module docstring for when it is None)."""
+def price_run(record: RunRecord, prices: Prices, *, batch: bool = False) -> None:
+    """Give every round, step and the run its cost (see the module docstring for when it is None);
+    `batch`: the answers came through the Batch API, at half the price."""
     for step in record.steps:
-        price_step(step, prices)
+        price_step(step, prices, batch=batch)
     record.cost = total(step.cost for step in record.steps)
 
 
-def price_step(step: StepRecord, prices: Prices) -> None:
-    """Give the step's rounds and the step their cost."""
+def price_step(step: StepRecord, prices: Prices, *, batch: bool = False) -> None:
+    """Give the step's rounds and the step their cost (`batch`: at the Batch API's half price)."""
     for round_ in step.rounds:
-        round_.cost = _round_cost(round_, step.model, prices)
+        round_.cost = _round_cost(round_, step.model, prices, batch)
     step.cost = total(round_.cost for round_ in step.rounds)
 
 
@@ -151,10 +152,10 @@ def cost_note(problems: Iterable[str]) -> str:
     return f"cost unknown: {'; '.join(problems)}{hint}"
 
 
-def _round_cost(round_: RoundRecord, requested: str, prices: Prices) -> float | None:
+def _round_cost(round_: RoundRecord, requested: str, prices: Prices, batch: bool = False) -> float | None:
     if round_.usage is None and round_.response_id is None and round_.attempts and round_.attempts[-1].error:
         return 0.0  # no answer came, only errors: nothing was billed
-    return cost_of(round_.model or requested, round_.usage, prices=prices, also=requested)
+    return cost_of(round_.model or requested, round_.usage, batch=batch, prices=prices, also=requested)
 
 
 def _tokens(usage: Mapping[str, Any] | None) -> tuple[int, int, int] | None:

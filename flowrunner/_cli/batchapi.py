@@ -101,7 +101,7 @@ def cmd_batch_api(args: argparse.Namespace) -> int:
             job = BatchAPIJob(flow, args.inputs_file, args.out, client, model=args.model, rate_limit=args.rate_limit,
                               settings=job_settings, resume=args.resume, retry_failed=args.retry_failed,
                               full_record=args.full_record, on_progress=display.update, on_interrupt=ask_to_cancel,
-                              on_record=lambda record: after_run(record, flow, args))
+                              on_record=lambda record: after_run(record, flow, args), prices=dict(getattr(args, "prices", None) or []))
             summary = job.run_job()
     finally:
         display.finish()

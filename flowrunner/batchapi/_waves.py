@@ -35,6 +35,7 @@ from .._exceptions import APIConnectionError, APIError, BatchJobError, ConfigErr
 from .._json import JSONError, loads, sendable
 from .._lock import exclusive
 from .._model import Flow
+from .._pricing import Prices
 from .._ratelimit import RateLimit
 from .._record import add_usage
 from .._replay import UNPACED, replaying
@@ -194,11 +195,11 @@ class BatchAPIJob(BatchRunner):
                  resume: bool = False, retry_failed: bool = False, full_record: bool = False,
                  on_progress: Callable[[JobProgress], None] | None = None,
                  on_interrupt: Callable[[list[str]], bool] | None = None, tick: float = 0.2,
-                 on_record: Callable[[Any], object] | None = None):
+                 on_record: Callable[[Any], object] | None = None, prices: Prices | None = None):
         self.transport = WaveTransport(self)
         pacing: Any = _NoPacing()
         engine = Engine(self.transport, model=model, rate_limit=rate_limit, limiter=pacing,
-                        sleep=self.transport.sleep, clock=self.transport.clock)
+                        sleep=self.transport.sleep, clock=self.transport.clock, prices=prices, batch_prices=True)
         super().__init__(engine, flow, inputs, out, concurrency=1, resume=resume, retry_failed=retry_failed,
                          full_record=full_record, tick=tick, on_record=on_record)
         self.client = client
@@ -270,12 +271,14 @@ class BatchAPIJob(BatchRunner):
             self._active -= 1
             self._tally.in_flight = self._active
             if written and outcome is not None:
-                result, usage, _ = outcome  # the record: its cost is at synchronous prices, not the Batch API's half
+                result, usage, ran = outcome
                 if result["status"] == "succeeded":
                     self._tally.succeeded += 1
                 else:
                     self._tally.failed += 1
                 add_usage(self._tally.usage, usage)
+                if ran is not None:
+                    self._tally.costs.add(ran)  # priced at the Batch API's half price (see Engine.batch_prices)
         self._changed.set()
 
     # --- the job's side -------------------------------------------------------------------------------
@@ -327,7 +330,8 @@ class BatchAPIJob(BatchRunner):
         if not interrupted and self._halted is None and not self._flights:
             self._clean_up(read_journal(path))
         summary = BatchSummary(self._progress(), dict(self._tally.usage), interrupted and self._halted is None,
-                               0, previous.cut_torn_line, self._halted)
+                               0, previous.cut_torn_line, self._halted, self._tally.costs.cost,
+                               tuple(self._tally.costs.problems))
         return JobSummary(summary, self.job_id, self._wave, self._batches, self._uploaded, self._from_journal)
 
     def _new_job_id(self) -> str:

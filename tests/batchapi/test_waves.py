@@ -119,6 +119,22 @@ def test_the_two_round_weather_flow_over_1000_inputs_equals_live(server: ChatSer
     assert set(server.batch_stats.custom_ids) == {f"q{i}:{n}" for i in range(1000) for n in (1, 2)}
 
 
+def test_runs_through_the_batch_api_cost_half_of_what_the_same_runs_cost_live(
+        server: ChatServer, make_flow: Any, tmp_path: Path) -> None:
+    flow = make_flow(ONE_STEP)
+    inputs = write_inputs(tmp_path / "in.jsonl", [{"id": i, "text": f"line {i}"} for i in range(6)])
+    summary = job(server, flow, inputs, tmp_path / "out.jsonl").run_job()
+    batch = results(tmp_path / "out.jsonl")
+    with OpenAITransport(base_url=server.base_url) as transport:
+        live_summary = BatchRunner(Engine(transport), flow, inputs, tmp_path / "live.jsonl", concurrency=2).run()
+    live_results = results(tmp_path / "live.jsonl")
+    for key, line in batch.items():
+        assert line["usage"] == live_results[key]["usage"]
+        assert line["cost"] == pytest.approx(live_results[key]["cost"] / 2), key
+    assert live_summary.cost is not None and live_summary.cost > 0
+    assert summary.batch.cost == pytest.approx(live_summary.cost / 2)
+
+
 def test_a_retryable_line_error_goes_in_the_next_wave_and_a_hopeless_one_fails_only_its_input(
         server: ChatServer, make_flow: Any, tmp_path: Path) -> None:
     flow = make_flow(ONE_STEP)
