@@ -227,7 +227,9 @@ class Engine:
         """One request (retried as the step's policy says, paced by the limiter), recorded as a round."""
         self._emit(Event("request", step.id, number))
         request = self._request(flow, step, messages, with_functions=with_functions)
-        round_record = RoundRecord(response_id=None, model=None, finish_reason=None, content=None)
+        # The record keeps the request as sent: its messages list grows in place after this round, so a copy.
+        round_record = RoundRecord(response_id=None, model=None, finish_reason=None, content=None,
+                                   request={**request, "messages": list(messages)})
         record.rounds.append(round_record)
         timer = RoundClock(round_record)
         estimate = estimate_tokens(request)

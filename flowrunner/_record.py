@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from ._exceptions import RunError
-from ._secrets import WHOLE_VALUES
+from ._secrets import JSON_TEXTS, WHOLE_VALUES
 
 Status = Literal["succeeded", "failed"]
 _TOKEN_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
@@ -89,6 +89,9 @@ class RoundRecord:
     audio was. The audio itself is not kept: it can run to megabytes."""
     cost: float | None = None
     """US dollars (see `_pricing`): None when the model has no known price or the answer no usage."""
+    request: dict[str, Any] | None = field(default=None, metadata={JSON_TEXTS: True})
+    """The request body as sent (model, messages so far, tools, options; redacted like the rest), so two
+    runs' requests can be compared round by round (`flowrun runs diff`, `flowrun view`, traced content)."""
     started: float | None = None
     """When the round began, before its turn from the rate limiter."""
     sent: float | None = None

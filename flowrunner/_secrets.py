@@ -219,6 +219,9 @@ def redact_data(data: Any) -> Any:
 
 WHOLE_VALUES = "flowrunner.redact_whole_values"
 """Dataclass field metadata key: the field is a dict of inputs, redacted by `redact_inputs`."""
+JSON_TEXTS = "flowrunner.redact_json_texts"
+"""Dataclass field metadata key: the field holds strings that may be JSON text (a request's tool call
+arguments), whose escapes can hide a secret from `redact`: redacted in their decoded values (`_scrub`)."""
 
 
 def redact_in_place(obj: Any) -> None:
@@ -229,6 +232,10 @@ def redact_in_place(obj: Any) -> None:
         value = getattr(obj, field.name)
         if field.metadata.get(WHOLE_VALUES) and isinstance(value, dict):
             setattr(obj, field.name, redact_inputs(value))
+        elif field.metadata.get(JSON_TEXTS) and isinstance(value, (str, dict, list)):
+            from ._scrub import scrub_data  # it builds on this module
+
+            setattr(obj, field.name, scrub_data(value))
         elif dataclasses.is_dataclass(value) and not isinstance(value, type):
             redact_in_place(value)
         elif isinstance(value, list) and value and dataclasses.is_dataclass(value[0]):

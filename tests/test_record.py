@@ -191,3 +191,14 @@ def test_without_timing_drops_exactly_the_timing_fields_and_nothing_of_the_data(
         }]}],
     }
     assert TIMING_FIELDS == {"started", "duration", "sent", "latency", "ttft", "waited_rate_limit", "waited_retry"}
+
+
+def test_each_round_keeps_its_request_as_sent_not_as_the_conversation_went_on(tmp_path, chat_server):
+    record = run(weather(tmp_path), chat_server)
+    assert record.status == "succeeded", record.error
+    first, second = record.steps[0].rounds
+    sent = [request.body for request in chat_server.requests]
+    assert first.request == sent[0] and second.request == sent[1]  # what the server received, whole
+    assert [m["role"] for m in first.request["messages"]] == ["system", "user"]  # not grown by later messages
+    assert [m["role"] for m in second.request["messages"]] == ["system", "user", "assistant", "tool"]
+    assert first.request["tools"][0]["function"]["name"] == "get_current_weather"

@@ -1,8 +1,8 @@
 """What differs between two stored runs, as data: `flowrun runs diff` prints it, the web page renders it.
 
-The run record keeps what each round got back (model, finish reason, content, calls, usage), not the
-request bodies; so a round's diff is of what the record holds for it, as a unified diff of its
-pretty-printed JSON plus the first difference said briefly (as a cassette miss says it).
+The run record keeps each round's request body as sent and what came back (model, finish reason,
+content, calls, usage); a round's diff is of both, as a unified diff of its pretty-printed JSON plus the
+first difference said briefly (as a cassette miss says it).
 """
 
 from __future__ import annotations
@@ -163,6 +163,20 @@ def _comparable(round_: dict[str, Any] | None) -> dict[str, Any] | None:
         if isinstance(kept.get(key), list):
             kept[key] = [{k: v for k, v in item.items() if k not in drop} if isinstance(item, dict) else item
                          for item in kept[key]]
+    if isinstance(kept.get("request"), dict) and isinstance(kept["request"].get("messages"), list):
+        kept["request"] = {**kept["request"], "messages": [_without_call_ids(m) for m in kept["request"]["messages"]]}
+    return kept
+
+
+def _without_call_ids(message: Any) -> Any:
+    """A request message without the tool call ids, which differ in every run (a tool result's
+    `tool_call_id`, an assistant message's `tool_calls[].id`)."""
+    if not isinstance(message, dict):
+        return message
+    kept = {key: value for key, value in message.items() if key != "tool_call_id"}
+    if isinstance(kept.get("tool_calls"), list):
+        kept["tool_calls"] = [{k: v for k, v in call.items() if k != "id"} if isinstance(call, dict) else call
+                              for call in kept["tool_calls"]]
     return kept
 
 

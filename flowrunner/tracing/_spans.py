@@ -158,6 +158,8 @@ def _round(record: RoundRecord, model: str, parent_start: float, server: dict[st
             span.attributes["http.response.status_code"] = last.status
     if record.invalid_output:
         span.attributes["flowrunner.invalid_output"] = redact(record.invalid_output)
+    if capture_content:
+        _input_messages(span, record)
     if capture_content and (record.content is not None or record.calls or record.refusal):
         parts: list[dict[str, Any]] = []
         if record.content is not None:
@@ -170,6 +172,46 @@ def _round(record: RoundRecord, model: str, parent_start: float, server: dict[st
         _content(span, "gen_ai.output.messages",
                  [{"role": "assistant", "parts": parts, "finish_reason": record.finish_reason or "stop"}])
     return span
+
+
+def _input_messages(span: SpanPlan, record: RoundRecord) -> None:
+    """The request's messages, in the conventions' shape: system messages as `gen_ai.system_instructions`,
+    the rest as `gen_ai.input.messages` (text, tool calls, tool results)."""
+    request = getattr(record, "request", None)
+    messages = request.get("messages") if isinstance(request, dict) else None
+    if not isinstance(messages, list):
+        return
+    instructions: list[dict[str, Any]] = []
+    inputs: list[dict[str, Any]] = []
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        role = str(message.get("role"))
+        parts = _text_parts(message.get("content"))
+        if role in ("system", "developer"):
+            instructions.extend(parts)
+            continue
+        for call in message.get("tool_calls") or []:
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict):
+                parts.append({"type": "tool_call", "id": call.get("id"), "name": function.get("name"),
+                              "arguments": function.get("arguments")})
+        if role in ("tool", "function"):
+            parts = [{"type": "tool_call_response", "id": message.get("tool_call_id"),
+                      "response": message.get("content")}]
+        inputs.append({"role": role, "parts": parts})
+    if instructions:
+        _content(span, "gen_ai.system_instructions", instructions)
+    _content(span, "gen_ai.input.messages", inputs)
+
+
+def _text_parts(content: Any) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "content": content}]
+    if isinstance(content, list):  # content parts: text kept, others named by their type
+        return [{"type": "text", "content": part.get("text")} if part.get("type") == "text"
+                else {"type": str(part.get("type"))} for part in content if isinstance(part, dict)]
+    return []
 
 
 def _waits(span: SpanPlan, record: RoundRecord) -> None:

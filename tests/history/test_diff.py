@@ -104,3 +104,27 @@ def test_records_that_are_not_what_flowrunner_writes_do_not_break_the_diff():
            "total_tokens": 0}, "error": None, "inputs": [1, 2], "steps": ["not a step", {"rounds": "nope"}]}
     diff = diff_runs(run(RECORD), run(odd))
     assert not diff.same and [c.name for c in diff.inputs] == ["question"]
+
+
+def with_requests(record: dict[str, Any], question: str, call_id: str) -> dict[str, Any]:
+    """The record with each round's request as the engine keeps it: the messages sent so far."""
+    record = copy.deepcopy(record)
+    user = {"role": "user", "content": question}
+    asked = {"role": "assistant", "content": None, "tool_calls": [
+        {"id": call_id, "type": "function", "function": {"name": "lookup", "arguments": '{"q": "x"}'}}]}
+    answered = {"role": "tool", "tool_call_id": call_id, "content": "72"}
+    first, second = record["steps"][0]["rounds"]
+    first["request"] = {"model": "m", "messages": [user]}
+    second["request"] = {"model": "m", "messages": [user, asked, answered]}
+    return record
+
+
+def test_the_requests_sent_are_compared_round_by_round_without_their_call_ids():
+    a = with_requests(RECORD, "Boston?", "call_a")
+    same = with_requests(RECORD, "Boston?", "call_b")  # only the ids the server drew differ
+    assert diff_runs(run(a), run(same, run_id="1a2b3c4d5e6f7a8b9d")).same
+    other = with_requests(RECORD, "Boston, please?", "call_b")
+    diff = diff_runs(run(a), run(other, run_id="1a2b3c4d5e6f7a8b9d"))
+    first = diff.steps[0].rounds[0]
+    assert first.first_difference == "round 1.request.messages[0].content: A 'Boston?', B 'Boston, please?'"
+    assert any(line.startswith("+") and "Boston, please?" in line for line in first.lines)

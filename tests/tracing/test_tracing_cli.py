@@ -147,6 +147,18 @@ def test_content_is_captured_when_asked_for_and_redacted(otlp):
                                "name": "get_current_weather", "arguments": arguments}]
     (answer,) = json.loads(last["attributes"]["gen_ai.output.messages"])
     assert answer["parts"][0]["type"] == "text" and "temperature 72" in answer["parts"][0]["content"]
+    # What was sent: the first request the flow's messages, the second also the call and its result.
+    sent_first = json.loads(first["attributes"]["gen_ai.input.messages"])
+    assert [m["role"] for m in sent_first] == ["user"]
+    assert sent_first[0]["parts"] == [{"type": "text",
+                                       "content": "What's the weather in Boston [redacted:OPENAI_API_KEY]?"}]
+    assert json.loads(first["attributes"]["gen_ai.system_instructions"]) == [
+        {"type": "text", "content": "You are a helpful assistant."}]  # the flow's system message
+    sent_last = json.loads(last["attributes"]["gen_ai.input.messages"])
+    assert [m["role"] for m in sent_last] == ["user", "assistant", "tool"]
+    assert sent_last[1]["parts"][0]["type"] == "tool_call" and sent_last[1]["parts"][0]["name"] == "get_current_weather"
+    assert sent_last[2]["parts"][0]["type"] == "tool_call_response"
+    assert json.loads(sent_last[2]["parts"][0]["response"])["temperature"] == "72"
     (root,) = names["invoke_workflow weather"]
     assert json.loads(root["attributes"]["flowrunner.run.inputs"]) == {
         "question": "What's the weather in Boston [redacted:OPENAI_API_KEY]?"}

@@ -147,3 +147,13 @@ def test_the_static_files_are_served_with_their_types(server):
     status, headers, body = request(server, "/static/view.js")
     assert status == 200 and headers["content-type"].startswith("text/javascript") and "addEventListener" in body
     assert request(server, "/static/view.css")[1]["content-type"].startswith("text/css")
+
+
+def test_a_round_shows_the_messages_its_request_sent(server, runs):
+    _, _, body = request(server, f"/run/{runs.ids['tokyo']}")
+    messages = body.split('<ol class="messages">')
+    assert len(messages) == 3  # each of the two rounds lists what it sent
+    first, second = messages[1].split("</ol>")[0], messages[2].split("</ol>")[0]
+    assert "What&#39;s the weather in Tokyo?" in first and 'class="message system"' in first
+    assert 'class="message tool"' not in first  # the first request had no function result yet
+    assert 'class="message assistant"' in second and 'class="message tool"' in second
