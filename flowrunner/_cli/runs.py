@@ -267,6 +267,7 @@ def duration(seconds: float | None) -> str:
 
 
 def cost(usd: float | None) -> str:
-    if usd is None:
-        return "-"
-    return f"${usd:.4f}" if usd < 1 else f"${usd:,.2f}"
+    """As `flowrun run` says it (millionths below a dollar: a run costs fractions of a cent); unknown is `-`."""
+    from ._common import dollars
+
+    return "-" if usd is None else dollars(usd)

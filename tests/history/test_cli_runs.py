@@ -303,3 +303,13 @@ def test_a_failed_chat_turn_is_kept_as_a_failed_run(echo, db):
     assert [(row["command"], row["status"], row["error_type"]) for row in rows] == [("chat", "failed", "APIError")] * 2
     record = json.loads(str(rows[-1]["record"]))
     assert record["error"]["step"] == "reply" and "HTTP 401" in record["error"]["message"] and record["outputs"] == {}
+
+
+def test_the_list_shows_a_cost_of_fractions_of_a_cent_as_flowrun_run_said_it(db: Path) -> None:
+    done = flowrun("flows/weather.yaml")  # replays its cassette: gpt-4o-mini, priced by the table
+    assert done.returncode == 0, done.stderr
+    said = done.stderr.strip().splitlines()[-1]  # `158 tokens (145 prompt, 13 completion), $0.000030`
+    amount = said.rsplit(", ", 1)[1]
+    assert amount.startswith("$") and amount != "$0.000000"
+    listed = flowrun("runs").stdout.splitlines()[1]
+    assert listed.split()[-1] == amount  # not rounded away to $0.0000
