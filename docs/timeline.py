@@ -4,9 +4,9 @@ run history in a temporary folder, served by `flowrun view`'s server and photogr
 
     python docs/timeline.py        # needs the test extra (playwright) and Debian's chromium
 
-The process first runs flows/hello.yaml once, as a batch or a chat session would have: a fresh process's
-first request spends about two seconds loading the OpenAI SDK, which the timeline shows as a gap before the
-first step (try it: `flowrun view` after any `flowrun run`).
+The process first runs flows/hello.yaml once, as a batch or a chat session would have, so the OpenAI SDK is
+loaded and warm (a run's clock starts after that warm-up; the first request of a fresh process still pays for
+opening its connection).
 """
 
 from __future__ import annotations
