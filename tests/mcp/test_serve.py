@@ -282,6 +282,14 @@ def test_the_weather_flow_replays_its_shipped_cassette_with_no_key_and_no_server
     assert (result.is_error, result.content[0].text) == (False, WEATHER_ANSWER)
 
 
+def test_a_served_flow_can_use_mcp_tools_of_its_own() -> None:
+    # flows/mcp_time.yaml calls mcp-server-time's get_current_time; its cassette holds both the model's answers
+    # and the tool's, so the served flow replays with no key and no time server started.
+    result = called(stdio(str(FLOWS / "mcp_time.yaml")), "mcp_time", {})
+    assert result.is_error is False
+    assert result.structured_content["answer"].startswith("get_current_time: datetime 2026-")
+
+
 def test_a_failing_run_is_an_error_result_and_the_server_goes_on(flow_folder: Path, chat: ChatServer) -> None:
     server = stdio(str(flow_folder), str(FLOWS / "weather.yaml"), "--base-url", chat.base_url)
 
