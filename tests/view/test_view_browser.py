@@ -4,7 +4,7 @@ tmp dir)."""
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -65,22 +65,28 @@ def test_without_the_token_the_browser_gets_403(chromium, server, runs):
     context.close()
 
 
+def navigate(page: Any, action: Callable[[], None]) -> None:
+    """Do what loads another page, and wait until it has loaded (a click returns once the navigation starts)."""
+    with page.expect_navigation(wait_until="load"):
+        action()
+
+
 def test_the_list_sorts_by_a_column_and_filters(page, server, runs):
-    page.click("th a[data-sort=tokens]")
+    navigate(page, lambda: page.click("th a[data-sort=tokens]"))
     tokens = numbers(page.locator("td.tokens").all_inner_texts())
     assert tokens == sorted(tokens, reverse=True) and tokens[0] == 184 and tokens[-1] == 0
-    page.click("th a[data-sort=tokens]")
+    navigate(page, lambda: page.click("th a[data-sort=tokens]"))
     assert numbers(page.locator("td.tokens").all_inner_texts()) == sorted(tokens)
     page.select_option("select[name=status]", "failed")
-    page.click("form.filters button")
+    navigate(page, lambda: page.click("form.filters button"))
     assert page.locator("tr.run").evaluate_all("rows => rows.map(r => r.dataset.id)") == [runs.ids["failed"]]
     page.goto(base(server) + "/")
     page.select_option("select[name=flow]", "hello")
-    page.click("form.filters button")
+    navigate(page, lambda: page.click("form.filters button"))
     assert sorted(page.locator("td.flow").all_inner_texts()) == ["hello", "hello"]
     page.goto(base(server) + "/")
     page.fill("input[name=q]", "Tokyo")
-    page.press("input[name=q]", "Enter")
+    navigate(page, lambda: page.press("input[name=q]", "Enter"))
     assert page.locator("tr.run").count() == 4 and set(page.locator("td.flow").all_inner_texts()) == {"weather"}
 
 
