@@ -95,6 +95,16 @@ class _Tally:
     usage: dict[str, int] = field(default_factory=dict)
     costs: CostTally = field(default_factory=CostTally)
 
+    def count(self, result: dict[str, Any], usage: dict[str, Any] | None, ran: RunRecord | None) -> None:
+        """A result line written: its status, tokens and cost join the totals."""
+        if result["status"] == "succeeded":
+            self.succeeded += 1
+        else:
+            self.failed += 1
+        add_usage(self.usage, usage)
+        if ran is not None:
+            self.costs.add(ran)
+
 
 class BatchRunner:
     """Runs `flow` once per line of `inputs` into `out`; `run()` returns a BatchSummary."""
@@ -254,14 +264,7 @@ class BatchRunner:
             with self._lock:
                 self._tally.in_flight -= 1
                 if written and outcome is not None:
-                    result, usage, ran = outcome
-                    if result["status"] == "succeeded":
-                        self._tally.succeeded += 1
-                    else:
-                        self._tally.failed += 1
-                    add_usage(self._tally.usage, usage)
-                    if ran is not None:
-                        self._tally.costs.add(ran)
+                    self._tally.count(*outcome)
 
     def _run_one(self, item: InputLine) -> tuple[dict[str, Any], dict[str, Any] | None, RunRecord | None] | None:
         """One input's result line and its token usage; None if the batch halts on this run's failure."""

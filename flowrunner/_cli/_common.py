@@ -68,6 +68,17 @@ def price(text: str) -> Any:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def positive(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
 def usage_line(usage: dict[str, int], cost: float | None) -> str:
     """`312 tokens (250 prompt, 62 completion), $0.000084`: what a run or batch used and cost."""
     tokens = (f"{usage.get('total_tokens', 0):,} tokens ({usage.get('prompt_tokens', 0):,} prompt, "

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from .._durations import format_duration
 from . import batchapi
-from ._common import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_run_options, clip, connection, count, redact,
-                      seconds, usage_line)
+from ._common import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, add_run_options, clip, connection, count, positive,
+                      redact, seconds, usage_line)
 from ._history import add_log_option, log_run
 from ._trace import maybe_trace
 
@@ -70,16 +70,6 @@ def register(sub: Any) -> None:
     add_log_option(parser, default=False)
     batchapi.add_options(parser)
     parser.set_defaults(handler=cmd_batch)
-
-
-def positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return value
 
 
 def cmd_batch(args: argparse.Namespace) -> int:

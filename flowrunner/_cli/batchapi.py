@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .._durations import format_duration
-from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, clip, connection, count
+from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, clip, connection, count, positive
 
 if TYPE_CHECKING:
     from ..batchapi import JobProgress, JobSettings, JobSummary
@@ -36,16 +36,10 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                             "server's Batch API in waves, at half the price, done within 24 h")
     group.add_argument("--keep-files", action="store_true",
                        help="with --via batch-api: keep the files uploaded to and made by the server")
-    group.add_argument("--window", type=_positive, default=None, metavar="N",
+    group.add_argument("--window", type=positive, default=None, metavar="N",
                        help="with --via batch-api: runs held at once, waiting for their answers (default 10000)")
     group.add_argument("--status", type=Path, metavar="OUT.jsonl",
                        help="show where a --via batch-api job writing OUT.jsonl stands, and exit")
-
-
-def _positive(text: str) -> int:
-    from .batch import positive
-
-    return positive(text)
 
 
 def missing_arguments(args: argparse.Namespace) -> list[str]:

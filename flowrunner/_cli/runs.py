@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._common import EXIT_OK, count, shorten
+from ._common import EXIT_OK, count, positive, shorten
 
 if TYPE_CHECKING:
     from ..history import History, RunDiff, StoredRun
@@ -50,7 +50,7 @@ def register(sub: Any) -> None:
                         help="only the runs started since WHEN: a time ago (30m, 2h, 3d, 1w) or an ISO date "
                              "or time (2026-11-28, 2026-11-28T09:00), local time unless it says otherwise")
     parser.add_argument("--search", metavar="TEXT", help="only the runs whose record contains TEXT")
-    parser.add_argument("-n", dest="limit", type=_count, default=20, metavar="N",
+    parser.add_argument("-n", dest="limit", type=positive, default=20, metavar="N",
                         help="how many runs to list (default: 20)")
     parser.set_defaults(handler=cmd_list)
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
@@ -83,16 +83,6 @@ def since(text: str, now: float | None = None) -> float:
         raise argparse.ArgumentTypeError(f"expected a time ago like 30m, 2h, 3d or 1w, or an ISO date like "
                                          f"2026-11-28 or 2026-11-28T09:00; got {text!r}") from None
     return moment.timestamp()  # a naive time is local time
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return value
 
 
 def _history() -> History:

@@ -37,7 +37,6 @@ from .._lock import exclusive
 from .._model import Flow
 from .._pricing import Prices
 from .._ratelimit import RateLimit
-from .._record import add_usage
 from .._replay import UNPACED, replaying
 from .._retry import halts_everything
 from .._transport import Completion, parse_completion, status_error
@@ -271,14 +270,7 @@ class BatchAPIJob(BatchRunner):
             self._active -= 1
             self._tally.in_flight = self._active
             if written and outcome is not None:
-                result, usage, ran = outcome
-                if result["status"] == "succeeded":
-                    self._tally.succeeded += 1
-                else:
-                    self._tally.failed += 1
-                add_usage(self._tally.usage, usage)
-                if ran is not None:
-                    self._tally.costs.add(ran)  # priced at the Batch API's half price (see Engine.batch_prices)
+                self._tally.count(*outcome)  # its cost at the Batch API's half price (see Engine.batch_prices)
         self._changed.set()
 
     # --- the job's side -------------------------------------------------------------------------------
