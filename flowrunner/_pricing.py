@@ -195,20 +195,54 @@ def _at(price: Price, prompt: int, cached: int, completion: int) -> Decimal:
 
 
 def _table_cost(model: str, tokens: tuple[int, int, int]) -> Decimal | None:
-    """OpenAI's price for `model` from genai-prices' table; None if it has none (or is not installed)."""
+    """OpenAI's price for `model` from genai-prices' table; None if it has none (or is not installed).
+    A model whose table price is flat per token (see `_flat_rates`) is priced from its rates, without asking
+    the table again: a lookup costs about 0.1 ms, which every round of a batch would pay."""
+    if len(model) > 200:
+        return None  # no model is named so; a hostile server's answer may say anything
+    prompt, cached, completion = tokens
+    rates = _flat_rates(model)
+    if rates is not None and max(tokens) <= _PROBE:
+        per_input, per_cached, per_output = rates
+        return (prompt - cached) * per_input + cached * per_cached + completion * per_output
+    return _looked_up(model, tokens)
+
+
+def _looked_up(model: str, tokens: tuple[int, int, int]) -> Decimal | None:
     try:
         from genai_prices import Usage, calc_price
     except ImportError:
         return None
     prompt, cached, completion = tokens
-    if len(model) > 200:
-        return None  # no model is named so; a hostile server's answer may say anything
     try:
         result = calc_price(Usage(input_tokens=prompt, cache_read_tokens=cached, output_tokens=completion),
                             model, provider_id="openai")
     except (LookupError, ValueError, ArithmeticError):  # not in the table (or a price it cannot apply)
         return None
     return Decimal(result.total_price)
+
+
+_PROBE = 1_000_000
+_FLAT: dict[str, tuple[Decimal, Decimal, Decimal] | None] = {}
+
+
+def _flat_rates(model: str) -> tuple[Decimal, Decimal, Decimal] | None:
+    """`model`'s table price per input, cached input and output token, if it is the same at every size up to a
+    million tokens (checked at 1,000 and a million of each: a tiered price, such as one that rises past
+    200k prompt tokens, fails the check and is looked up each time); None otherwise, or if the table has none."""
+    if model not in _FLAT:
+        if len(_FLAT) >= 1024:
+            _FLAT.clear()
+        rates: list[Decimal] = []
+        for shape in ((1, 0, 0), (1, 1, 0), (0, 0, 1)):  # input alone, input all cached, output
+            small, large = (_looked_up(model, tuple(n * k for n in shape)) for k in (1_000, _PROBE))  # type: ignore[arg-type]
+            if small is None or large is None or small * (_PROBE // 1_000) != large:
+                _FLAT[model] = None
+                break
+            rates.append(large / _PROBE)
+        else:
+            _FLAT[model] = (rates[0], rates[1], rates[2])
+    return _FLAT[model]
 
 
 def _dollars(amount: Decimal) -> float:

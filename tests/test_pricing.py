@@ -212,3 +212,29 @@ def test_a_bad_price_in_a_flow_is_located(tmp_path, prices, message):
         load_flow(path)
     text = str(caught.value)
     assert f"{path}:3:" in text and message in text, text
+
+
+@pytest.mark.parametrize("model", ["gpt-4o-mini-2024-07-18", "gpt-4o", "gpt-4.1-nano", "o3"])
+@pytest.mark.parametrize("tokens", [(1234, 1024, 57), (10, 0, 0), (999_999, 0, 999_999), (5, 5, 1)])
+def test_a_flat_table_price_is_priced_from_its_rates_exactly_as_the_table_prices_it(model, tokens):
+    from flowrunner import _pricing
+
+    assert _pricing._flat_rates(model) is not None
+    assert _pricing._table_cost(model, tokens) == _pricing._looked_up(model, tokens)
+
+
+def test_a_tiered_table_price_is_looked_up_each_time(monkeypatch):
+    from decimal import Decimal
+
+    from flowrunner import _pricing
+
+    def tiered(model, tokens):  # dearer per token past 200k prompt tokens, as long-context prices are
+        prompt, _, completion = tokens
+        rate = Decimal("0.000002") if prompt > 200_000 else Decimal("0.000001")
+        return prompt * rate + completion * Decimal("0.000004")
+
+    monkeypatch.setattr(_pricing, "_looked_up", tiered)
+    monkeypatch.setattr(_pricing, "_FLAT", {})
+    assert _pricing._flat_rates("long-context") is None
+    assert _pricing._table_cost("long-context", (300_000, 0, 0)) == Decimal("0.6")
+    assert _pricing._table_cost("long-context", (1_000, 0, 0)) == Decimal("0.001")
