@@ -73,6 +73,9 @@ def port(text: str) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     if args.inputs:
         raise UsageError("-i: a served flow's inputs are the arguments of each tool call")
+    from ..mcp import require_sdk
+
+    require_sdk("flowrun mcp serve")
     live = bool(os.environ.get("OPENAI_API_KEY") or args.base_url)
     replaying = not live and args.cassette is None and args.record_mode is None
     flows = load_flows(args.flows, replaying)

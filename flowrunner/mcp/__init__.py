@@ -50,6 +50,7 @@ class _Registry:
             if held is not None and held[0].alive:
                 self._servers[spec.key()] = (held[0], held[1] + 1)
                 return held[0]
+            require_sdk(f"mcp server {spec.name!r}")
             from ._session import LiveServer
 
             server = LiveServer(spec)
@@ -81,6 +82,19 @@ class _Registry:
 
 
 _registry = _Registry()
+
+
+SDK_HINT = "pip install 'flowrunner[mcp]'"
+
+
+def require_sdk(what: str) -> None:
+    """UsageError unless the `mcp` SDK can be imported: `what` needs it (a live server, `flowrun mcp serve`)."""
+    try:
+        import mcp  # noqa: F401 - what uses it imports it next anyway
+    except ImportError:
+        from .._exceptions import UsageError
+
+        raise UsageError(f"{what} needs the MCP SDK, which is not installed (mcp)\n  hint: {SDK_HINT}") from None
 
 
 def started() -> int:

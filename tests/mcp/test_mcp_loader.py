@@ -12,6 +12,8 @@ import pytest
 from flowrunner import load_flow
 from flowrunner._exceptions import FlowValidationError
 
+from conftest import clean_env
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -119,3 +121,19 @@ def test_validate_counts_the_servers():
     done = subprocess.run([sys.executable, "-m", "flowrunner._cli", "validate", "flows/mcp_time.yaml"], text=True,
                           capture_output=True, cwd=ROOT, timeout=60)
     assert done.returncode == 0 and done.stdout == "flows/mcp_time.yaml: ok (1 step, 0 functions, 1 mcp server)\n"
+
+
+BLOCK_MCP = "import sys; sys.modules['mcp'] = None; from flowrunner._cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+@pytest.mark.parametrize("args", [
+    ["mcp", "serve", "flows/weather.yaml"],
+    ["flows/mcp_time.yaml", "--base-url", "http://127.0.0.1:9/v1"],  # live: the server would be started
+])
+def test_without_the_mcp_sdk_a_command_that_needs_it_says_how_to_install_it(args):
+    done = subprocess.run([sys.executable, "-c", BLOCK_MCP, *args], capture_output=True, text=True, cwd=ROOT,
+                          env=clean_env(FLOWRUN_NO_LOG="1"), timeout=120, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "needs the MCP SDK, which is not installed" in done.stderr
+    assert "pip install 'flowrunner[mcp]'" in done.stderr
