@@ -21,7 +21,9 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from . import _jsondiff as jsondiff
 from ._exceptions import ConfigError
+from ._jsondiff import Wording
 from ._replay import replay_only
 from ._secrets import redact, redact_url
 
@@ -94,28 +96,13 @@ def _loads(text: str | None) -> Any:
         return text
 
 
+_MISS_WORDING = Wording(only_a="{path}: recorded, now missing", only_b="{path}: new, not in the recording ({b})",
+                        lengths="{path}: recorded {na} items, now {nb}", values="{path}: recorded {a}, now {b}")
+
+
 def first_difference(recorded: Any, live: Any, path: str = "body") -> str:
     """Where two JSON values first differ, said briefly: `messages[1].content: recorded 'a', now 'b'`."""
-    if isinstance(recorded, dict) and isinstance(live, dict):
-        for key in sorted(set(recorded) | set(live)):
-            if key not in live:
-                return f"{path}.{key}: recorded, now missing"
-            if key not in recorded:
-                return f"{path}.{key}: new, not in the recording ({_short(live[key])})"
-            if recorded[key] != live[key]:
-                return first_difference(recorded[key], live[key], f"{path}.{key}")
-    elif isinstance(recorded, list) and isinstance(live, list):
-        for i, (a, b) in enumerate(zip(recorded, live)):
-            if a != b:
-                return first_difference(a, b, f"{path}[{i}]")
-        if len(recorded) != len(live):
-            return f"{path}: recorded {len(recorded)} items, now {len(live)}"
-    return f"{path}: recorded {_short(recorded)}, now {_short(live)}"
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return jsondiff.first_difference(recorded, live, path, _MISS_WORDING)
 
 
 def _scrub_request(request: Any) -> Any:
@@ -416,13 +403,4 @@ def _pretty(value: Any) -> list[str]:
 
 def body_diff(recorded: Any, live: Any, limit: int = _DIFF_LINES) -> list[str]:
     """A unified diff of two JSON bodies, pretty-printed with sorted keys, one line of context."""
-    lines: list[str] = []
-    for line in list(difflib.unified_diff(_pretty(recorded), _pretty(live), lineterm="", n=1))[2:]:
-        if line.startswith("@@"):  # line numbers of pretty-printed JSON mean nothing to a reader
-            if lines:
-                lines.append("  ...")
-            continue
-        lines.append(line[:160] + ("..." if len(line) > 160 else ""))
-    if len(lines) > limit:
-        lines = lines[:limit] + [f"... ({len(lines) - limit} more lines)"]
-    return lines
+    return jsondiff.diff_lines(recorded, live, context=1, width=160, limit=limit)

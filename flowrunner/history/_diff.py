@@ -7,11 +7,11 @@ first difference said briefly (as a cassette miss says it).
 
 from __future__ import annotations
 
-import difflib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import _jsondiff as jsondiff
+from .._jsondiff import Wording
 from .._record import TIMING_FIELDS
 from ._store import StoredRun
 
@@ -180,58 +180,17 @@ def _without_call_ids(message: Any) -> Any:
     return kept
 
 
+_RUNS_WORDING = Wording(only_a="{path}: only in run A ({a})", only_b="{path}: only in run B ({b})",
+                        lengths="{path}: {na} items in run A, {nb} in run B", values="{path}: A {a}, B {b}")
+
+
 def first_difference(a: Any, b: Any, path: str) -> str:
     """Where two JSON values first differ, said briefly: `round 1.content: A 'x', B 'y'`."""
-    while True:
-        if isinstance(a, dict) and isinstance(b, dict):
-            for key in sorted(set(a) | set(b), key=str):
-                if key not in b:
-                    return f"{path}.{key}: only in run A ({_short(a[key])})"
-                if key not in a:
-                    return f"{path}.{key}: only in run B ({_short(b[key])})"
-                if a[key] != b[key]:
-                    a, b, path = a[key], b[key], f"{path}.{key}"
-                    break
-            else:
-                return f"{path}: same"
-        elif isinstance(a, list) and isinstance(b, list):
-            for i, (x, y) in enumerate(zip(a, b)):
-                if x != y:
-                    a, b, path = x, y, f"{path}[{i}]"
-                    break
-            else:
-                return f"{path}: {len(a)} items in run A, {len(b)} in run B"
-        else:
-            return f"{path}: A {_short(a)}, B {_short(b)}"
+    return jsondiff.first_difference(a, b, path, _RUNS_WORDING)
 
 
 def _unified(a: Any, b: Any) -> list[str]:
-    text_a, text_b = _pretty(a), _pretty(b)
-    if len(text_a) + len(text_b) > _MAX_TEXT:
-        return [f"(too large to compare line by line: {len(text_a):,} and {len(text_b):,} characters)"]
-    lines: list[str] = []
-    for line in list(difflib.unified_diff(text_a.splitlines(), text_b.splitlines(), lineterm="", n=2))[2:]:
-        if line.startswith("@@"):  # line numbers of pretty-printed JSON mean nothing to a reader
-            if lines:
-                lines.append("  ...")
-            continue
-        lines.append(line[:300] + ("..." if len(line) > 300 else ""))
-    if len(lines) > MAX_DIFF_LINES:
-        lines = lines[:MAX_DIFF_LINES] + [f"... ({len(lines) - MAX_DIFF_LINES} more lines)"]
-    return lines
-
-
-def _pretty(value: Any) -> str:
-    if value is None:
-        return ""
-    from .._json import dumps
-
-    return dumps(value, indent=2, sort_keys=True)
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return jsondiff.diff_lines(a, b, context=2, width=300, limit=MAX_DIFF_LINES, max_chars=_MAX_TEXT)
 
 
 def _status(step: dict[str, Any] | None) -> str | None:
