@@ -105,26 +105,37 @@ class BatchClient:
             raise ResponseError(f"{what}: the server's answer is not JSON ({exc.msg})") from None
 
     def _guarded(self, what: str, action: Callable[[Any], Any]) -> Any:
-        import openai
-
         try:
             return action(self._sdk())
-        except openai.APIStatusError as exc:
-            error = status_error(exc.status_code, exc.body, exc.response.headers.get("x-request-id"), exc.message,
-                                 {k.lower(): v for k, v in exc.response.headers.items()})
-            error.args = (f"{what}: {error}",)
-            raise error from None
-        except openai.APIConnectionError as exc:
-            failure = connection_error(exc, self.base_url)
-            failure.args = (f"{what}: {failure}",)
-            raise failure from None
         except Exception as exc:
-            from .._transport import cassette_miss
+            failure = self._failure(exc, what)
+            if failure is None:
+                raise
+            raise failure from None
 
+    def _failure(self, exc: Exception, what: str) -> BaseException | None:
+        """The flowrunner error that an SDK or HTTP failure while `what` is (its message says what was being
+        done); `exc` itself when it is one of ours already; None when it is no such failure (a bug)."""
+        import openai
+
+        from .._transport import _http_failure, cassette_miss
+
+        if isinstance(exc, (APIError, ResponseError, APIConnectionError)):
+            return exc
+        failure: BaseException | None
+        if isinstance(exc, openai.APIStatusError):
+            failure = status_error(exc.status_code, exc.body, exc.response.headers.get("x-request-id"), exc.message,
+                                   {k.lower(): v for k, v in exc.response.headers.items()})
+        elif isinstance(exc, openai.APIConnectionError):
+            failure = connection_error(exc, self.base_url)
+        else:
             miss = cassette_miss(exc)
             if miss is not None:
-                raise miss from None
-            raise
+                return miss
+            failure = _http_failure(exc, self.timeout)  # the HTTP library's own error, e.g. a body cut short
+        if failure is not None:
+            failure.args = (f"{what}: {failure}",)
+        return failure
 
     def upload(self, name: str, content: bytes) -> str:
         """Upload a batch input file (`purpose: batch`); its file id."""
@@ -174,8 +185,6 @@ class BatchClient:
 
     def lines(self, file_id: str) -> Iterator[Any]:
         """A result file's lines, parsed (a line that is not JSON is yielded as the JSONError saying so)."""
-        import openai
-
         what = "downloading batch results"
         try:
             with self._sdk().files.with_streaming_response.content(file_id) as response:
@@ -191,23 +200,11 @@ class BatchClient:
                             yield _line(raw)
                 if pending.strip():
                     yield _line(pending)
-        except openai.APIStatusError as exc:
-            raise status_error(exc.status_code, exc.body, exc.response.headers.get("x-request-id"),
-                               f"{what}: {exc.message}") from None
-        except openai.APIConnectionError as exc:
-            raise connection_error(exc, self.base_url) from None
-        except (APIError, ResponseError, APIConnectionError):
-            raise
         except Exception as exc:
-            from .._transport import _http_failure, cassette_miss
-
-            miss = cassette_miss(exc)
-            if miss is not None:
-                raise miss from None
-            broken = _http_failure(exc, self.timeout)
-            if broken is None:
+            failure = self._failure(exc, what)
+            if failure is None:
                 raise
-            raise broken from None
+            raise failure from None
 
     def delete(self, file_id: str) -> None:
         """Delete a file; one already gone is no error."""
