@@ -225,10 +225,10 @@ def diff_lines(diff: RunDiff) -> list[str]:
 
 
 def _value_lines(name: str, a: Any, b: Any) -> list[str]:
-    import difflib
-
     if isinstance(a, str) and isinstance(b, str) and ("\n" in a or "\n" in b):
-        body = list(difflib.unified_diff(a.splitlines(), b.splitlines(), "A", "B", lineterm="", n=1))[2:]
+        from .._jsondiff import diff_lines as text_diff  # bounded: an output can be megabytes
+
+        body = text_diff(a, b, context=1, width=300, limit=200, max_chars=2_000_000)
         return [f"  {name}:"] + [f"    {line}" for line in body]
     return [f"  {name}:", f"    A {_shown(a)}", f"    B {_shown(b)}"]
 

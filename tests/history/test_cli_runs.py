@@ -313,3 +313,14 @@ def test_the_list_shows_a_cost_of_fractions_of_a_cent_as_flowrun_run_said_it(db:
     assert amount.startswith("$") and amount != "$0.000000"
     listed = flowrun("runs").stdout.splitlines()[1]
     assert listed.split()[-1] == amount  # not rounded away to $0.0000
+
+
+def test_a_long_multiline_output_is_diffed_in_bounded_lines() -> None:
+    from flowrunner._cli.runs import _value_lines
+
+    a = "\n".join(f"line {i}" for i in range(1000))
+    b = "\n".join(f"line {i}" if i % 2 else f"changed {i}" for i in range(1000))
+    lines = _value_lines("output answer", a, b)
+    assert lines[0] == "  output answer:" and "    -line 0" in lines and "    +changed 0" in lines
+    assert not any(line.strip().startswith("@@") for line in lines)
+    assert len(lines) <= 202 and lines[-1].strip().endswith("more lines)")
